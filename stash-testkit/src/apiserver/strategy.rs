@@ -1,0 +1,349 @@
+//! Per-kind rules: defaults, validation and side effects of built-in types.
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::{name_of, Apiserver};
+use crate::registry::ResourceInfo;
+use crate::status::{cause, ApiError, ApiResult, Cause};
+use crate::store::{Key, State};
+
+fn set_default(obj: &mut Value, field: &str, value: Value) {
+    if obj.get(field).is_none_or(Value::is_null) {
+        obj[field] = value;
+    }
+}
+
+fn invalid(info: &ResourceInfo, obj: &Value, causes: Vec<Cause>) -> ApiResult<()> {
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            &info.group,
+            &info.kind,
+            name_of(obj),
+            causes,
+        ))
+    }
+}
+
+fn validate_pod_spec(spec: &Value, prefix: &str, restart_for_jobs: bool, causes: &mut Vec<Cause>) {
+    match spec["containers"].as_array() {
+        Some(cs) if !cs.is_empty() => {
+            for (i, c) in cs.iter().enumerate() {
+                if c["name"].as_str().is_none_or(str::is_empty) {
+                    causes.push(cause(
+                        "FieldValueRequired",
+                        &format!("{prefix}.containers[{i}].name"),
+                        "Required value",
+                    ));
+                }
+                if c["image"].as_str().is_none_or(str::is_empty) {
+                    causes.push(cause(
+                        "FieldValueRequired",
+                        &format!("{prefix}.containers[{i}].image"),
+                        "Required value",
+                    ));
+                }
+            }
+        }
+        _ => causes.push(cause(
+            "FieldValueRequired",
+            &format!("{prefix}.containers"),
+            "Required value",
+        )),
+    }
+    if restart_for_jobs {
+        let field = format!("{prefix}.restartPolicy");
+        match spec["restartPolicy"].as_str() {
+            Some("Never") | Some("OnFailure") => {}
+            None => causes.push(cause(
+                "FieldValueRequired",
+                &field,
+                "Required value: valid values: \"OnFailure\", \"Never\"",
+            )),
+            Some(other) => causes.push(cause(
+                "FieldValueNotSupported",
+                &field,
+                format!(
+                    "Unsupported value: \"{other}\": supported values: \"OnFailure\", \"Never\""
+                ),
+            )),
+        }
+    }
+}
+
+fn encode_string_data(obj: &mut Value) {
+    if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
+        if !obj["data"].is_object() {
+            obj["data"] = json!({});
+        }
+        for (k, v) in sd {
+            let text = v.as_str().unwrap_or_default();
+            obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+        }
+    }
+}
+
+fn job_defaults(obj: &mut Value, uid: &str, name: &str) {
+    if !obj["spec"].is_object() {
+        obj["spec"] = json!({});
+    }
+    let spec = &mut obj["spec"];
+    let parallelism_unset = spec.get("parallelism").is_none_or(Value::is_null);
+    if parallelism_unset && spec.get("completions").is_none_or(Value::is_null) {
+        spec["completions"] = json!(1);
+    }
+    set_default(spec, "parallelism", json!(1));
+    set_default(spec, "backoffLimit", json!(6));
+    set_default(spec, "completionMode", json!("NonIndexed"));
+    set_default(spec, "suspend", json!(false));
+    if spec["manualSelector"] != json!(true) {
+        spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    }
+    if !spec["template"]["metadata"].is_object() {
+        spec["template"]["metadata"] = json!({});
+    }
+    let meta = &mut spec["template"]["metadata"];
+    if !meta["labels"].is_object() {
+        meta["labels"] = json!({});
+    }
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", uid),
+        ("batch.kubernetes.io/job-name", name),
+        ("controller-uid", uid),
+        ("job-name", name),
+    ] {
+        meta["labels"][k] = json!(v);
+    }
+}
+
+fn crd_status(obj: &Value, now: &str) -> Value {
+    let mut names = obj["spec"]["names"].clone();
+    let kind = names["kind"].as_str().unwrap_or_default().to_string();
+    set_default(&mut names, "singular", json!(kind.to_lowercase()));
+    set_default(&mut names, "listKind", json!(format!("{kind}List")));
+    let stored: Vec<Value> = obj["spec"]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["storage"] == json!(true))
+        .map(|v| v["name"].clone())
+        .collect();
+    json!({
+        "acceptedNames": names,
+        "storedVersions": stored,
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
+        ],
+    })
+}
+
+fn validate_crd(obj: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let spec = &obj["spec"];
+    let group = spec["group"].as_str().unwrap_or_default();
+    let plural = spec["names"]["plural"].as_str().unwrap_or_default();
+    if group.is_empty() {
+        causes.push(cause("FieldValueRequired", "spec.group", "Required value"));
+    }
+    if plural.is_empty() {
+        causes.push(cause(
+            "FieldValueRequired",
+            "spec.names.plural",
+            "Required value",
+        ));
+    }
+    if spec["names"]["kind"].as_str().is_none_or(str::is_empty) {
+        causes.push(cause(
+            "FieldValueRequired",
+            "spec.names.kind",
+            "Required value",
+        ));
+    }
+    let name = name_of(obj);
+    if name != format!("{plural}.{group}") {
+        causes.push(cause(
+            "FieldValueInvalid",
+            "metadata.name",
+            format!("Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"),
+        ));
+    }
+    match spec["scope"].as_str() {
+        Some("Namespaced") | Some("Cluster") => {}
+        _ => causes.push(cause(
+            "FieldValueNotSupported",
+            "spec.scope",
+            "Unsupported value: supported values: \"Cluster\", \"Namespaced\"",
+        )),
+    }
+    let versions = spec["versions"].as_array().cloned().unwrap_or_default();
+    if versions
+        .iter()
+        .filter(|v| v["storage"] == json!(true))
+        .count()
+        != 1
+    {
+        causes.push(cause(
+            "FieldValueInvalid",
+            "spec.versions",
+            "Invalid value: must have exactly one version marked as storage version",
+        ));
+    }
+    causes
+}
+
+/// Defaults and validation on create.
+pub(super) fn prepare_create(
+    api: &Apiserver,
+    info: &ResourceInfo,
+    obj: &mut Value,
+) -> ApiResult<()> {
+    let now = api.clock.now_string();
+    let uid = obj["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let name = name_of(obj).to_string();
+    match (info.group.as_str(), info.plural.as_str()) {
+        ("", "namespaces") => {
+            if !obj["spec"]["finalizers"].is_array() {
+                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
+            obj["status"] = json!({"phase": "Active"});
+        }
+        ("", "secrets") => {
+            encode_string_data(obj);
+            set_default(obj, "type", json!("Opaque"));
+        }
+        ("", "pods") => {
+            let mut causes = Vec::new();
+            validate_pod_spec(&obj["spec"], "spec", false, &mut causes);
+            invalid(info, obj, causes)?;
+            set_default(&mut obj["spec"], "restartPolicy", json!("Always"));
+            set_default(&mut obj["spec"], "terminationGracePeriodSeconds", json!(30));
+            obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+        }
+        ("batch", "jobs") => {
+            let mut causes = Vec::new();
+            validate_pod_spec(
+                &obj["spec"]["template"]["spec"],
+                "spec.template.spec",
+                true,
+                &mut causes,
+            );
+            invalid(info, obj, causes)?;
+            job_defaults(obj, &uid, &name);
+        }
+        ("batch", "cronjobs") => {
+            let mut causes = Vec::new();
+            let schedule = obj["spec"]["schedule"].as_str().unwrap_or_default();
+            if let Err(e) = crate::controllers::cron::Schedule::parse(schedule) {
+                causes.push(cause(
+                    "FieldValueInvalid",
+                    "spec.schedule",
+                    format!("Invalid value: \"{schedule}\": {e}"),
+                ));
+            }
+            validate_pod_spec(
+                &obj["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+                "spec.jobTemplate.spec.template.spec",
+                true,
+                &mut causes,
+            );
+            invalid(info, obj, causes)?;
+            let spec = &mut obj["spec"];
+            set_default(spec, "concurrencyPolicy", json!("Allow"));
+            set_default(spec, "suspend", json!(false));
+            set_default(spec, "successfulJobsHistoryLimit", json!(3));
+            set_default(spec, "failedJobsHistoryLimit", json!(1));
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            invalid(info, obj, validate_crd(obj))?;
+            obj["status"] = crd_status(obj, &now);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Defaults and validation on update.
+pub(super) fn prepare_update(
+    api: &Apiserver,
+    info: &ResourceInfo,
+    old: &Value,
+    new: &mut Value,
+) -> ApiResult<()> {
+    match (info.group.as_str(), info.plural.as_str()) {
+        ("", "secrets") => encode_string_data(new),
+        ("batch", "jobs") if new["spec"].get("selector").is_none() => {
+            new["spec"]["selector"] = old["spec"]["selector"].clone();
+        }
+        ("batch", "cronjobs") => {
+            let schedule = new["spec"]["schedule"].as_str().unwrap_or_default();
+            if let Err(e) = crate::controllers::cron::Schedule::parse(schedule) {
+                return invalid(
+                    info,
+                    new,
+                    vec![cause(
+                        "FieldValueInvalid",
+                        "spec.schedule",
+                        format!("Invalid value: \"{schedule}\": {e}"),
+                    )],
+                );
+            }
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            invalid(info, new, validate_crd(new))?;
+            if new["spec"] != old["spec"] || new.get("status").is_none() {
+                let status = crd_status(new, &api.clock.now_string());
+                new["status"] = status;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Whether an object whose finalizers are gone may be removed now.
+pub(super) fn may_vanish(info: &ResourceInfo, obj: &Value) -> bool {
+    if info.is("", "namespaces") {
+        return obj["spec"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty());
+    }
+    true
+}
+
+/// Side effects after a commit: CRDs register and unregister their resources.
+pub(super) fn after_commit(
+    api: &Apiserver,
+    state: &mut State,
+    info: &ResourceInfo,
+    old: Option<&Value>,
+    new: Option<&Value>,
+) {
+    if !info.is("apiextensions.k8s.io", "customresourcedefinitions") {
+        return;
+    }
+    match (old, new) {
+        (_, Some(crd)) => api.registry.register_crd(crd),
+        (Some(crd), None) => {
+            let group = crd["spec"]["group"].as_str().unwrap_or_default();
+            let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or_default();
+            let prefix = format!("{group}/{plural}");
+            let keys: Vec<Key> = state
+                .objects()
+                .range(Key::new(prefix.clone(), "", "")..)
+                .take_while(|(k, _)| k.resource == prefix)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in keys {
+                state.remove(&k);
+            }
+            api.registry.unregister_crd(crd);
+        }
+        (None, None) => {}
+    }
+}

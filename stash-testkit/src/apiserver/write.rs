@@ -1,0 +1,750 @@
+//! Create, update, patch and server-side apply through one write pipeline.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use super::{schema, strategy, Apiserver};
+use crate::patch::json_patch::apply_json_patch;
+use crate::patch::merge::merge_patch;
+use crate::patch::schema::MergeSchema;
+use crate::patch::strategic::strategic_merge;
+use crate::registry::ResourceInfo;
+use crate::ssa::{self, ApplyRequest, WriteScope};
+use crate::status::{cause, ApiError, ApiResult};
+use crate::store::{Key, State};
+
+/// Options shared by every write.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// `dryRun=All`: run the pipeline, commit nothing.
+    pub dry_run: bool,
+    /// The field manager (explicit `fieldManager`, or derived from the User-Agent).
+    pub field_manager: String,
+    /// Whether `fieldManager` was given explicitly (required for apply).
+    pub explicit_manager: bool,
+    /// `force=true` (apply only).
+    pub force: bool,
+}
+
+impl WriteOptions {
+    /// Options for an internal writer (a controller) with an explicit manager.
+    pub fn manager(name: &str) -> Self {
+        Self {
+            field_manager: name.to_string(),
+            explicit_manager: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// The PATCH content types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    /// `application/merge-patch+json`.
+    Merge,
+    /// `application/json-patch+json`.
+    Json,
+    /// `application/strategic-merge-patch+json`.
+    Strategic,
+    /// `application/apply-patch+yaml`.
+    Apply,
+}
+
+enum Ownership {
+    Update,
+    Applied,
+}
+
+const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn random_suffix() -> String {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    bytes[..5]
+        .iter()
+        .map(|b| GENERATE_ALPHABET[usize::from(*b) % GENERATE_ALPHABET.len()] as char)
+        .collect()
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// The merge schema of a resource.
+pub fn merge_schema(info: &ResourceInfo) -> MergeSchema<'_> {
+    MergeSchema {
+        custom: info.schema.as_deref(),
+    }
+}
+
+/// A copy without the parts that change on every write even when nothing else does.
+fn comparable(v: &Value) -> Value {
+    let mut c = v.clone();
+    if let Some(meta) = c.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+        if let Some(Value::Array(entries)) = meta.get_mut("managedFields") {
+            for e in entries {
+                if let Some(m) = e.as_object_mut() {
+                    m.remove("time");
+                }
+            }
+        }
+    }
+    c
+}
+
+fn check_type_meta(info: &ResourceInfo, body: &Value) -> ApiResult<()> {
+    if let Some(av) = body.get("apiVersion").and_then(Value::as_str) {
+        if av != info.api_version() {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                info.api_version()
+            )));
+        }
+    }
+    if let Some(kind) = body.get("kind").and_then(Value::as_str) {
+        if kind != info.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                info.kind
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn set_meta(obj: &mut Value, field: &str, value: Option<&Value>) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        match value {
+            Some(v) => {
+                meta.insert(field.to_string(), v.clone());
+            }
+            None => {
+                meta.remove(field);
+            }
+        }
+    }
+}
+
+impl Apiserver {
+    /// Creates an object (POST).
+    pub fn create(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Value> {
+        let mut state = self.store.lock();
+        self.create_locked(&mut state, info, namespace, body, opts, Ownership::Update)
+    }
+
+    fn create_locked(
+        &self,
+        state: &mut State,
+        info: &ResourceInfo,
+        namespace: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+        ownership: Ownership,
+    ) -> ApiResult<Value> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
+        }
+        check_type_meta(info, &obj)?;
+        obj["apiVersion"] = json!(info.api_version());
+        obj["kind"] = json!(info.kind);
+        if !obj["metadata"].is_object() {
+            obj["metadata"] = json!({});
+        }
+        let ns = if info.namespaced {
+            match obj["metadata"]["namespace"].as_str() {
+                Some(n) if !namespace.is_empty() && n != namespace => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+                Some(n) if namespace.is_empty() => n.to_string(),
+                _ => namespace.to_string(),
+            }
+        } else {
+            String::new()
+        };
+        if info.namespaced {
+            if ns.is_empty() {
+                return Err(ApiError::bad_request(
+                    "the server could not find the requested resource: namespace is required",
+                ));
+            }
+            let ns_key = Key::new("/namespaces", "", ns.as_str());
+            match state.get(&ns_key) {
+                None => return Err(ApiError::not_found("", "namespaces", &ns)),
+                Some(n) if n["metadata"].get("deletionTimestamp").is_some() => {
+                    return Err(ApiError::forbidden(format!(
+                        "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        info.plural,
+                        obj["metadata"]["name"].as_str().unwrap_or_default()
+                    )))
+                }
+                Some(_) => {}
+            }
+            obj["metadata"]["namespace"] = json!(ns);
+        } else if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("namespace");
+        }
+        let generate = obj["metadata"]["generateName"].as_str().map(String::from);
+        let mut name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if name.is_empty() {
+            match &generate {
+                Some(prefix) if !prefix.is_empty() => {
+                    let prefix: String = prefix.chars().take(58).collect();
+                    loop {
+                        name = format!("{prefix}{}", random_suffix());
+                        if state.get(&Self::key(info, &ns, &name)).is_none() {
+                            break;
+                        }
+                    }
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        &info.group,
+                        &info.kind,
+                        "",
+                        vec![cause(
+                            "FieldValueRequired",
+                            "metadata.name",
+                            "Required value: name or generateName is required",
+                        )],
+                    ))
+                }
+            }
+        }
+        if !valid_name(&name) {
+            return Err(ApiError::invalid(
+                &info.group,
+                &info.kind,
+                &name,
+                vec![cause(
+                    "FieldValueInvalid",
+                    "metadata.name",
+                    format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"),
+                )],
+            ));
+        }
+        obj["metadata"]["name"] = json!(name);
+        let key = Self::key(info, &ns, &name);
+        if state.get(&key).is_some() {
+            return Err(ApiError::already_exists(&info.group, &info.plural, &name));
+        }
+        let now = self.clock.now_string();
+        if let Some(meta) = obj["metadata"].as_object_mut() {
+            for f in [
+                "resourceVersion",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "selfLink",
+            ] {
+                meta.remove(f);
+            }
+            meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+            meta.insert("creationTimestamp".into(), json!(now));
+            if info.generation != crate::registry::GenerationRule::None {
+                meta.insert("generation".into(), json!(1));
+            } else {
+                meta.remove("generation");
+            }
+            if matches!(ownership, Ownership::Update) {
+                meta.remove("managedFields");
+            }
+        }
+        if info.status_subresource {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
+        strategy::prepare_create(self, info, &mut obj)?;
+        if info.custom {
+            schema::process(info, &mut obj)?;
+        }
+        let schema = merge_schema(info);
+        let scope = WriteScope {
+            subresource: "",
+            status_split: info.status_subresource,
+        };
+        match ownership {
+            Ownership::Update => ssa::record_update(
+                None,
+                &mut obj,
+                &opts.field_manager,
+                &info.api_version(),
+                scope,
+                schema,
+                &now,
+            ),
+            Ownership::Applied => ssa::retain_existing(&mut obj, schema),
+        }
+        if opts.dry_run {
+            return Ok(Self::present(info, &obj));
+        }
+        let stored = state.put(key, obj);
+        strategy::after_commit(self, state, info, None, Some(&stored));
+        Ok(Self::present(info, &stored))
+    }
+
+    /// Replaces an object (PUT), optionally through the `status` subresource.
+    pub fn update(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        body: Value,
+        subresource: &str,
+        opts: &WriteOptions,
+    ) -> ApiResult<Value> {
+        if !body.is_object() {
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
+        }
+        check_type_meta(info, &body)?;
+        if let Some(n) = body["metadata"]["name"].as_str() {
+            if n != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+        }
+        let mut state = self.store.lock();
+        let key = Self::key(info, namespace, name);
+        let old = state
+            .get(&key)
+            .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, name))?;
+        match body["metadata"]["resourceVersion"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+        {
+            None if info.custom => {
+                return Err(ApiError::invalid(
+                    &info.group,
+                    &info.kind,
+                    name,
+                    vec![cause(
+                        "FieldValueInvalid",
+                        "metadata.resourceVersion",
+                        "Invalid value: 0x0: must be specified for an update",
+                    )],
+                ))
+            }
+            Some(rv) if Some(rv) != old["metadata"]["resourceVersion"].as_str() => {
+                return Err(ApiError::conflict(&info.group, &info.plural, name))
+            }
+            _ => {}
+        }
+        let mut new = body;
+        new["apiVersion"] = json!(info.api_version());
+        new["kind"] = json!(info.kind);
+        self.finish_update(
+            &mut state,
+            info,
+            key,
+            &old,
+            new,
+            subresource,
+            opts,
+            Ownership::Update,
+        )
+    }
+
+    /// Patches an object; returns the result and whether it was created (apply only).
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        kind: PatchKind,
+        patch: &Value,
+        subresource: &str,
+        opts: &WriteOptions,
+    ) -> ApiResult<(Value, bool)> {
+        if opts.force && kind != PatchKind::Apply {
+            return Err(ApiError::bad_request(
+                "force flag is only supported for apply patches",
+            ));
+        }
+        if kind == PatchKind::Strategic && info.custom {
+            return Err(ApiError::unsupported_media_type(
+                "application/strategic-merge-patch+json",
+                &[
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                    "application/apply-patch+yaml",
+                ],
+            ));
+        }
+        if kind == PatchKind::Apply {
+            return self.apply(info, namespace, name, patch, subresource, opts);
+        }
+        let mut state = self.store.lock();
+        let key = Self::key(info, namespace, name);
+        let old = state
+            .get(&key)
+            .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, name))?;
+        let mut new = Self::present(info, &old);
+        match kind {
+            PatchKind::Merge => {
+                if !patch.is_object() {
+                    return Err(ApiError::bad_request("merge patch must be a JSON object"));
+                }
+                merge_patch(&mut new, patch);
+            }
+            PatchKind::Strategic => {
+                if !patch.is_object() {
+                    return Err(ApiError::bad_request(
+                        "strategic merge patch must be a JSON object",
+                    ));
+                }
+                strategic_merge(&mut new, patch, merge_schema(info))?;
+            }
+            PatchKind::Json => apply_json_patch(&mut new, patch)?,
+            PatchKind::Apply => {}
+        }
+        if !new.is_object() {
+            return Err(ApiError::bad_request(
+                "the patched object must be a JSON object",
+            ));
+        }
+        check_type_meta(info, &new)?;
+        if new["metadata"]["name"].as_str() != Some(name) {
+            return Err(ApiError::bad_request(
+                "the name of the object cannot be changed by a patch",
+            ));
+        }
+        if let Some(rv) = new["metadata"]["resourceVersion"].as_str() {
+            if Some(rv) != old["metadata"]["resourceVersion"].as_str() {
+                return Err(ApiError::conflict(&info.group, &info.plural, name));
+            }
+        }
+        let out = self.finish_update(
+            &mut state,
+            info,
+            key,
+            &old,
+            new,
+            subresource,
+            opts,
+            Ownership::Update,
+        )?;
+        Ok((out, false))
+    }
+
+    fn apply(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        config: &Value,
+        subresource: &str,
+        opts: &WriteOptions,
+    ) -> ApiResult<(Value, bool)> {
+        if !opts.explicit_manager || opts.field_manager.is_empty() {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "PatchOptions.meta.k8s.io",
+                "",
+                vec![cause(
+                    "FieldValueRequired",
+                    "fieldManager",
+                    "Required value: is required for apply patch",
+                )],
+            ));
+        }
+        if !config.is_object() {
+            return Err(ApiError::bad_request("apply patch must be an object"));
+        }
+        let av = config["apiVersion"].as_str().unwrap_or_default();
+        if av != info.api_version() {
+            return Err(ApiError::bad_request(format!(
+                "Incorrect version specified in apply patch. Specified patch version: {av}, expected: {}",
+                info.api_version()
+            )));
+        }
+        let kind = config["kind"].as_str().unwrap_or_default();
+        if kind != info.kind {
+            return Err(ApiError::bad_request(format!(
+                "Incorrect kind specified in apply patch. Specified patch kind: {kind}, expected: {}",
+                info.kind
+            )));
+        }
+        if config["metadata"]
+            .get("managedFields")
+            .is_some_and(|m| !m.is_null())
+        {
+            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+        }
+        if let Some(n) = config["metadata"]["name"].as_str() {
+            if n != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+        }
+        let mut config = config.clone();
+        if !config["metadata"].is_object() {
+            config["metadata"] = json!({});
+        }
+        config["metadata"]["name"] = json!(name);
+        let precondition = config["metadata"]["resourceVersion"]
+            .as_str()
+            .map(String::from);
+        if let Some(m) = config["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+        }
+        let now = self.clock.now_string();
+        let api_version = info.api_version();
+        let req = ApplyRequest {
+            manager: &opts.field_manager,
+            force: opts.force,
+            api_version: &api_version,
+            scope: WriteScope {
+                subresource,
+                status_split: info.status_subresource,
+            },
+            group: &info.group,
+            plural: &info.plural,
+            name,
+            now: &now,
+        };
+        let schema = merge_schema(info);
+        let mut state = self.store.lock();
+        let key = Self::key(info, namespace, name);
+        match state.get(&key) {
+            None => {
+                if !subresource.is_empty() {
+                    return Err(ApiError::not_found(&info.group, &info.plural, name));
+                }
+                let obj = ssa::apply(None, &config, req, schema)?;
+                let out =
+                    self.create_locked(&mut state, info, namespace, obj, opts, Ownership::Applied)?;
+                Ok((out, true))
+            }
+            Some(old) => {
+                if precondition
+                    .as_deref()
+                    .is_some_and(|rv| Some(rv) != old["metadata"]["resourceVersion"].as_str())
+                {
+                    return Err(ApiError::conflict(&info.group, &info.plural, name));
+                }
+                let live = Self::present(info, &old);
+                let new = ssa::apply(Some(&live), &config, req, schema)?;
+                let out = self.finish_update(
+                    &mut state,
+                    info,
+                    key,
+                    &old,
+                    new,
+                    subresource,
+                    opts,
+                    Ownership::Applied,
+                )?;
+                Ok((out, false))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_update(
+        &self,
+        state: &mut State,
+        info: &ResourceInfo,
+        key: Key,
+        old: &Arc<Value>,
+        new: Value,
+        subresource: &str,
+        opts: &WriteOptions,
+        ownership: Ownership,
+    ) -> ApiResult<Value> {
+        let name = key.name.clone();
+        let mut new = if subresource == "status" {
+            let mut merged = Self::present(info, old);
+            match new.get("status") {
+                Some(s) if !s.is_null() => merged["status"] = s.clone(),
+                _ => {
+                    if let Some(m) = merged.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+            if matches!(ownership, Ownership::Applied) {
+                merged["metadata"]["managedFields"] = new["metadata"]["managedFields"].clone();
+            }
+            merged
+        } else {
+            let mut n = new;
+            if info.status_subresource {
+                match old.get("status") {
+                    Some(s) => n["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = n.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+            }
+            n
+        };
+        if !new["metadata"].is_object() {
+            new["metadata"] = json!({});
+        }
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "name",
+            "namespace",
+        ] {
+            set_meta(&mut new, f, old["metadata"].get(f));
+        }
+        set_meta(
+            &mut new,
+            "resourceVersion",
+            old["metadata"].get("resourceVersion"),
+        );
+        if old["metadata"].get("deletionTimestamp").is_some() {
+            let before: Vec<&Value> = old["metadata"]["finalizers"]
+                .as_array()
+                .map(|a| a.iter().collect())
+                .unwrap_or_default();
+            let added: Vec<String> = new["metadata"]["finalizers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|f| !before.contains(f))
+                .map(|f| f.to_string())
+                .collect();
+            if !added.is_empty() {
+                return Err(ApiError::invalid(
+                    &info.group,
+                    &info.kind,
+                    &name,
+                    vec![cause(
+                        "FieldValueForbidden",
+                        "metadata.finalizers",
+                        format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}", added.join(", ")),
+                    )],
+                ));
+            }
+        }
+        if let Some(gen) = old["metadata"]["generation"].as_i64() {
+            let changed = match info.generation {
+                crate::registry::GenerationRule::None => false,
+                crate::registry::GenerationRule::Spec => old.get("spec") != new.get("spec"),
+                crate::registry::GenerationRule::AllButMetadata => {
+                    let strip = |v: &Value| -> Map<String, Value> {
+                        let mut m = v.as_object().cloned().unwrap_or_default();
+                        m.remove("metadata");
+                        m.remove("apiVersion");
+                        m.remove("kind");
+                        if info.status_subresource {
+                            m.remove("status");
+                        }
+                        m
+                    };
+                    strip(old) != strip(&new)
+                }
+            };
+            new["metadata"]["generation"] = json!(if changed { gen + 1 } else { gen });
+        }
+        strategy::prepare_update(self, info, old, &mut new)?;
+        if info.custom {
+            schema::process(info, &mut new)?;
+        }
+        let schema = merge_schema(info);
+        let now = self.clock.now_string();
+        let scope = WriteScope {
+            subresource,
+            status_split: info.status_subresource,
+        };
+        match ownership {
+            Ownership::Update => {
+                let old_view = Self::present(info, old);
+                ssa::record_update(
+                    Some(&old_view),
+                    &mut new,
+                    &opts.field_manager,
+                    &info.api_version(),
+                    scope,
+                    schema,
+                    &now,
+                )
+            }
+            Ownership::Applied => ssa::retain_existing(&mut new, schema),
+        }
+        if comparable(&new) == comparable(&Self::present(info, old)) {
+            return Ok(Self::present(info, old));
+        }
+        let finished = new["metadata"].get("deletionTimestamp").is_some()
+            && new["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty())
+            && strategy::may_vanish(info, &new);
+        if opts.dry_run {
+            return Ok(new);
+        }
+        if finished {
+            let last = state.remove(&key).unwrap_or_else(|| Arc::new(new.clone()));
+            strategy::after_commit(self, state, info, Some(old), None);
+            return Ok(Self::present(info, &last));
+        }
+        let stored = state.put(key, new);
+        strategy::after_commit(self, state, info, Some(old), Some(&stored));
+        Ok(Self::present(info, &stored))
+    }
+
+    /// Read-modify-write for internal writers: applies `f` to the current object and writes it
+    /// with manager `manager`, retrying on conflicts. `f` returns `false` to skip the write.
+    pub fn modify(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        subresource: &str,
+        manager: &str,
+        mut f: impl FnMut(&mut Value) -> bool,
+    ) -> ApiResult<Option<Value>> {
+        let mut state = self.store.lock();
+        let key = Self::key(info, namespace, name);
+        let old = state
+            .get(&key)
+            .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, name))?;
+        let mut new = Self::present(info, &old);
+        if !f(&mut new) {
+            return Ok(None);
+        }
+        let opts = WriteOptions::manager(manager);
+        self.finish_update(
+            &mut state,
+            info,
+            key,
+            &old,
+            new,
+            subresource,
+            &opts,
+            Ownership::Update,
+        )
+        .map(Some)
+    }
+}

@@ -1,0 +1,156 @@
+//! The fake controller-manager and kubelet: level-triggered passes over the store, run
+//! whenever something changes or the virtual clock moves.
+
+pub mod cron;
+mod cronjob;
+mod gc;
+mod job;
+pub mod kubelet;
+mod namespace;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use crate::apiserver::Apiserver;
+pub use kubelet::KubeletConfig;
+
+/// Which controllers run.
+#[derive(Debug, Clone)]
+pub struct ControllerSet {
+    /// Garbage collector (owner references, foreground/orphan finalizers).
+    pub gc: bool,
+    /// Namespace deletion.
+    pub namespace: bool,
+    /// Job controller.
+    pub job: bool,
+    /// CronJob controller.
+    pub cronjob: bool,
+    /// Kubelet running pods as local processes.
+    pub kubelet: bool,
+}
+
+impl ControllerSet {
+    /// Every controller.
+    pub fn all() -> Self {
+        Self {
+            gc: true,
+            namespace: true,
+            job: true,
+            cronjob: true,
+            kubelet: true,
+        }
+    }
+}
+
+/// The manager's name in `managedFields`.
+pub const MANAGER: &str = "kube-controller-manager";
+
+struct Inner {
+    api: Apiserver,
+    set: ControllerSet,
+    kubelet: kubelet::Kubelet,
+    jobs: job::JobController,
+    trigger: Notify,
+    requested: AtomicU64,
+    done: watch::Sender<u64>,
+}
+
+/// A running controller-manager. Cheap to clone (shared); it stops when the runtime stops.
+#[derive(Clone)]
+pub struct ControllerManager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ControllerManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerManager")
+            .field("set", &self.inner.set)
+            .finish()
+    }
+}
+
+impl ControllerManager {
+    /// Starts the controllers on the current tokio runtime.
+    pub fn start(api: Apiserver, set: ControllerSet, kubelet: KubeletConfig) -> Self {
+        let inner = Arc::new(Inner {
+            kubelet: kubelet::Kubelet::new(api.clone(), kubelet),
+            jobs: job::JobController::default(),
+            api,
+            set,
+            trigger: Notify::new(),
+            requested: AtomicU64::new(0),
+            done: watch::channel(0).0,
+        });
+        let cm = Self { inner };
+        let runner = cm.clone();
+        tokio::spawn(async move { runner.run().await });
+        cm
+    }
+
+    /// Waits until the controllers have run to quiescence after this call (bounded to 10 s).
+    /// Processes the kubelet started keep running; their exits trigger further passes.
+    pub async fn settle(&self) {
+        let ticket = self.inner.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner.trigger.notify_one();
+        let mut done = self.inner.done.subscribe();
+        let wait = done.wait_for(|d| *d >= ticket);
+        let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
+    }
+
+    async fn run(self) {
+        let inner = &self.inner;
+        let mut changes = inner.api.store.lock().subscribe();
+        let mut clock = inner.api.clock.subscribe();
+        loop {
+            let seen = inner.requested.load(Ordering::SeqCst);
+            for _ in 0..50 {
+                let before = inner.api.store.rev();
+                self.pass();
+                if inner.api.store.rev() == before {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            inner.done.send_replace(seen);
+            tokio::select! {
+                _ = inner.trigger.notified() => {}
+                r = changes.recv() => {
+                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
+                        return;
+                    }
+                }
+                r = clock.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            // Coalesce bursts of writes into one pass.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            while changes.try_recv().is_ok() {}
+        }
+    }
+
+    fn pass(&self) {
+        let inner = &self.inner;
+        if inner.set.namespace {
+            namespace::sync(&inner.api);
+        }
+        if inner.set.gc {
+            gc::sync(&inner.api);
+        }
+        if inner.set.cronjob {
+            cronjob::sync(&inner.api);
+        }
+        if inner.set.job {
+            inner.jobs.sync(&inner.api);
+        }
+        if inner.set.kubelet {
+            inner.kubelet.sync();
+        }
+    }
+}

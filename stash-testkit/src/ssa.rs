@@ -1,0 +1,482 @@
+//! Field ownership: `managedFields` bookkeeping for updates and server-side apply with
+//! conflicts, `force` and removal of fields a manager stops applying.
+
+use serde_json::{json, Map, Value};
+
+use crate::fieldset::{
+    field_set, from_fields_v1, get_at, path_string, remove_at, to_fields_v1, FieldPath, FieldSet,
+    PathElement,
+};
+use crate::patch::schema::{item_key, ListType, MergeSchema};
+use crate::status::{cause, ApiError};
+
+/// One `managedFields` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedEntry {
+    /// Manager name.
+    pub manager: String,
+    /// `Apply` or `Update`.
+    pub operation: String,
+    /// The apiVersion of the write.
+    pub api_version: String,
+    /// `""` for the main resource, else e.g. `status`.
+    pub subresource: String,
+    /// When the entry last changed.
+    pub time: String,
+    /// Owned paths.
+    pub fields: FieldSet,
+}
+
+impl ManagedEntry {
+    fn describe(&self) -> String {
+        let mut s = format!("\"{}\"", self.manager);
+        if !self.subresource.is_empty() {
+            s.push_str(&format!(" with subresource \"{}\"", self.subresource));
+        }
+        if self.operation != "Apply" {
+            s.push_str(&format!(" using {} at {}", self.api_version, self.time));
+        }
+        s
+    }
+}
+
+/// Where a write lands, which decides which paths it may own.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteScope<'a> {
+    /// `""` or `status`.
+    pub subresource: &'a str,
+    /// Whether the resource splits `status` into a subresource.
+    pub status_split: bool,
+}
+
+impl WriteScope<'_> {
+    fn owns(&self, path: &FieldPath) -> bool {
+        if !self.status_split {
+            return true;
+        }
+        let is_status = matches!(path.first(), Some(PathElement::Field(f)) if f == "status");
+        is_status == (self.subresource == "status")
+    }
+}
+
+/// Reads `metadata.managedFields`.
+pub fn parse_managed(obj: &Value) -> Vec<ManagedEntry> {
+    let str_of = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| ManagedEntry {
+            manager: str_of(e, "manager"),
+            operation: str_of(e, "operation"),
+            api_version: str_of(e, "apiVersion"),
+            subresource: str_of(e, "subresource"),
+            time: str_of(e, "time"),
+            fields: from_fields_v1(&e["fieldsV1"]),
+        })
+        .collect()
+}
+
+fn write_managed(obj: &mut Value, entries: Vec<ManagedEntry>) {
+    let rendered: Vec<Value> = entries
+        .into_iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(|e| {
+            let mut v = json!({
+                "manager": e.manager,
+                "operation": e.operation,
+                "apiVersion": e.api_version,
+                "time": e.time,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": to_fields_v1(&e.fields),
+            });
+            if !e.subresource.is_empty() {
+                v["subresource"] = json!(e.subresource);
+            }
+            v
+        })
+        .collect();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        if rendered.is_empty() {
+            meta.remove("managedFields");
+        } else {
+            meta.insert("managedFields".into(), Value::Array(rendered));
+        }
+    }
+}
+
+fn is_item(path: &FieldPath) -> bool {
+    matches!(
+        path.last(),
+        Some(PathElement::Key(_) | PathElement::Value(_))
+    )
+}
+
+/// Records a non-apply write by `manager`: changed paths move to its `Update` entry.
+#[allow(clippy::too_many_arguments)]
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    scope: WriteScope<'_>,
+    schema: MergeSchema<'_>,
+    now: &str,
+) {
+    let mut entries = old.map(parse_managed).unwrap_or_default();
+    let new_set = field_set(new, schema);
+    let changed: FieldSet = new_set
+        .iter()
+        .filter(|p| scope.owns(p))
+        .filter(|p| match old {
+            None => true,
+            Some(old) => {
+                let before = get_at(old, p);
+                before.is_none() || (!is_item(p) && before != get_at(new, p))
+            }
+        })
+        .cloned()
+        .collect();
+    let is_writer = |e: &ManagedEntry| {
+        e.manager == manager
+            && e.operation == "Update"
+            && e.api_version == api_version
+            && e.subresource == scope.subresource
+    };
+    for e in entries.iter_mut() {
+        e.fields.retain(|p| new_set.contains(p));
+        if !is_writer(e) {
+            e.fields.retain(|p| !changed.contains(p));
+        }
+    }
+    if !changed.is_empty() {
+        match entries.iter_mut().find(|e| is_writer(e)) {
+            Some(e) => {
+                e.fields.extend(changed);
+                e.time = now.to_string();
+            }
+            None => entries.push(ManagedEntry {
+                manager: manager.to_string(),
+                operation: "Update".into(),
+                api_version: api_version.to_string(),
+                subresource: scope.subresource.to_string(),
+                time: now.to_string(),
+                fields: changed,
+            }),
+        }
+    }
+    write_managed(new, entries);
+}
+
+/// What an apply request asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyRequest<'a> {
+    /// The field manager.
+    pub manager: &'a str,
+    /// Take ownership of conflicting fields.
+    pub force: bool,
+    /// The apiVersion of the request.
+    pub api_version: &'a str,
+    /// Which paths this write may own.
+    pub scope: WriteScope<'a>,
+    /// Group, plural and name for error details.
+    pub group: &'a str,
+    /// Resource plural for error details.
+    pub plural: &'a str,
+    /// Object name for error details.
+    pub name: &'a str,
+    /// Current time for entry timestamps.
+    pub now: &'a str,
+}
+
+/// Server-side apply of `config` onto `live` (or onto nothing, for a create).
+pub fn apply(
+    live: Option<&Value>,
+    config: &Value,
+    req: ApplyRequest<'_>,
+    schema: MergeSchema<'_>,
+) -> Result<Value, ApiError> {
+    let mut entries = live.map(parse_managed).unwrap_or_default();
+    let applied: FieldSet = field_set(config, schema)
+        .into_iter()
+        .filter(|p| req.scope.owns(p))
+        .collect();
+    let is_me = |e: &ManagedEntry| {
+        e.manager == req.manager && e.operation == "Apply" && e.subresource == req.scope.subresource
+    };
+    let empty = Value::Object(Map::new());
+    let live_obj = live.unwrap_or(&empty);
+
+    let mut conflicts: Vec<(usize, FieldPath)> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if is_me(e) {
+            continue;
+        }
+        for p in applied.intersection(&e.fields) {
+            if !is_item(p) && get_at(config, p) != get_at(live_obj, p) {
+                conflicts.push((i, p.clone()));
+            }
+        }
+    }
+    if !conflicts.is_empty() {
+        if !req.force {
+            return Err(conflict_error(&entries, &conflicts, &req));
+        }
+        for (i, p) in &conflicts {
+            entries[*i].fields.remove(p);
+        }
+    }
+
+    let mut result = live_obj.clone();
+    merge_applied(&mut result, config, schema, &mut Vec::new());
+
+    let previous = entries
+        .iter()
+        .find(|e| is_me(e))
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
+    let others: Vec<&FieldPath> = entries
+        .iter()
+        .filter(|e| !is_me(e))
+        .flat_map(|e| e.fields.iter())
+        .collect();
+    for p in previous.difference(&applied) {
+        let still_owned = others.iter().any(|o| o.starts_with(p));
+        if !still_owned {
+            remove_at(&mut result, p);
+        }
+    }
+
+    entries.retain(|e| !is_me(e));
+    entries.push(ManagedEntry {
+        manager: req.manager.to_string(),
+        operation: "Apply".into(),
+        api_version: req.api_version.to_string(),
+        subresource: req.scope.subresource.to_string(),
+        time: req.now.to_string(),
+        fields: applied,
+    });
+    if !result.is_object() {
+        result = Value::Object(Map::new());
+    }
+    if result.get("metadata").is_none_or(|m| !m.is_object()) {
+        result["metadata"] = json!({});
+    }
+    write_managed(&mut result, entries);
+    Ok(result)
+}
+
+/// Drops owned paths that no longer exist in `obj` (after pruning or status reset).
+pub fn retain_existing(obj: &mut Value, schema: MergeSchema<'_>) {
+    let present = field_set(obj, schema);
+    let mut entries = parse_managed(obj);
+    for e in entries.iter_mut() {
+        e.fields.retain(|p| present.contains(p));
+    }
+    write_managed(obj, entries);
+}
+
+fn merge_applied(
+    target: &mut Value,
+    config: &Value,
+    schema: MergeSchema<'_>,
+    names: &mut Vec<String>,
+) {
+    let Value::Object(c) = config else {
+        *target = config.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(t) = target else { return };
+    for (k, v) in c {
+        names.push(k.clone());
+        match v {
+            Value::Object(_) => {
+                merge_applied(t.entry(k.clone()).or_insert(Value::Null), v, schema, names)
+            }
+            Value::Array(items) => {
+                let slot = t.entry(k.clone()).or_insert(Value::Null);
+                match schema.list_type(names) {
+                    ListType::Atomic => *slot = v.clone(),
+                    ListType::Set => {
+                        let mut list = slot.as_array().cloned().unwrap_or_default();
+                        for item in items {
+                            if !list.contains(item) {
+                                list.push(item.clone());
+                            }
+                        }
+                        *slot = Value::Array(list);
+                    }
+                    ListType::Map(keys) => {
+                        let mut list = slot.as_array().cloned().unwrap_or_default();
+                        names.push("[]".into());
+                        for item in items {
+                            let key = item_key(item, &keys);
+                            match list.iter().position(|l| item_key(l, &keys) == key) {
+                                Some(i) => merge_applied(&mut list[i], item, schema, names),
+                                None => list.push(item.clone()),
+                            }
+                        }
+                        names.pop();
+                        *slot = Value::Array(list);
+                    }
+                }
+            }
+            other => {
+                t.insert(k.clone(), other.clone());
+            }
+        }
+        names.pop();
+    }
+}
+
+fn conflict_error(
+    entries: &[ManagedEntry],
+    conflicts: &[(usize, FieldPath)],
+    req: &ApplyRequest<'_>,
+) -> ApiError {
+    let mut order: Vec<usize> = Vec::new();
+    for (i, _) in conflicts {
+        if !order.contains(i) {
+            order.push(*i);
+        }
+    }
+    let mut parts = Vec::new();
+    let mut causes = Vec::new();
+    for i in order {
+        let desc = entries[i].describe();
+        let paths: Vec<String> = conflicts
+            .iter()
+            .filter(|(j, _)| *j == i)
+            .map(|(_, p)| path_string(p))
+            .collect();
+        for p in &paths {
+            causes.push(cause(
+                "FieldManagerConflict",
+                p,
+                format!("conflict with {desc}"),
+            ));
+        }
+        if paths.len() == 1 {
+            parts.push(format!("conflict with {desc}: {}", paths[0]));
+        } else {
+            parts.push(format!("conflicts with {desc}:\n- {}", paths.join("\n- ")));
+        }
+    }
+    let n = conflicts.len();
+    let message = format!(
+        "Apply failed with {n} conflict{}: {}",
+        if n == 1 { "" } else { "s" },
+        parts.join("\n")
+    );
+    let mut e = ApiError::new(409, "Conflict", message);
+    e.details.name = Some(req.name.to_string());
+    e.details.group = Some(req.group.to_string());
+    e.details.kind = Some(req.plural.to_string());
+    e.details.causes = causes;
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req<'a>(manager: &'a str, force: bool) -> ApplyRequest<'a> {
+        ApplyRequest {
+            manager,
+            force,
+            api_version: "v1",
+            scope: WriteScope {
+                subresource: "",
+                status_split: false,
+            },
+            group: "",
+            plural: "configmaps",
+            name: "x",
+            now: "2026-01-01T00:00:00Z",
+        }
+    }
+
+    const S: MergeSchema<'static> = MergeSchema { custom: None };
+
+    #[test]
+    fn two_managers_conflict_and_force_transfers() {
+        let a = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"k": "a", "only_a": "1"}});
+        let live = apply(None, &a, req("a", false), S).unwrap();
+        let b = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"k": "b"}});
+        let err = apply(Some(&live), &b, req("b", false), S).unwrap_err();
+        assert_eq!(err.code, 409);
+        assert_eq!(
+            err.message,
+            "Apply failed with 1 conflict: conflict with \"a\": .data.k"
+        );
+        assert_eq!(err.details.causes[0].field, ".data.k");
+        let forced = apply(Some(&live), &b, req("b", true), S).unwrap();
+        assert_eq!(forced["data"], json!({"k": "b", "only_a": "1"}));
+        let m = parse_managed(&forced);
+        let a_fields = &m.iter().find(|e| e.manager == "a").unwrap().fields;
+        assert_eq!(a_fields.len(), 1, "a keeps only .data.only_a");
+        // Same value: shared ownership, no conflict.
+        let same = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"only_a": "1"}});
+        apply(Some(&forced), &same, req("c", false), S).unwrap();
+    }
+
+    #[test]
+    fn dropped_fields_are_removed_unless_someone_else_owns_them() {
+        let v1 = json!({"metadata": {"name": "x", "labels": {"a": "1", "b": "2"}}});
+        let live = apply(None, &v1, req("m", false), S).unwrap();
+        let shared = apply(
+            Some(&live),
+            &json!({"metadata": {"name": "x", "labels": {"b": "2"}}}),
+            req("o", false),
+            S,
+        )
+        .unwrap();
+        let v2 = json!({"metadata": {"name": "x"}});
+        let after = apply(Some(&shared), &v2, req("m", false), S).unwrap();
+        assert_eq!(after["metadata"]["labels"], json!({"b": "2"}));
+    }
+
+    #[test]
+    fn update_takes_ownership_of_changed_fields() {
+        let old = apply(
+            None,
+            &json!({"metadata": {"name": "x"}, "data": {"k": "a"}}),
+            req("a", false),
+            S,
+        )
+        .unwrap();
+        let mut new = old.clone();
+        new["data"]["k"] = json!("z");
+        record_update(
+            Some(&old),
+            &mut new,
+            "editor",
+            "v1",
+            WriteScope {
+                subresource: "",
+                status_split: false,
+            },
+            S,
+            "t",
+        );
+        let m = parse_managed(&new);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].manager, "editor");
+        let err = apply(
+            Some(&new),
+            &json!({"metadata": {"name": "x"}, "data": {"k": "a"}}),
+            req("a", false),
+            S,
+        )
+        .unwrap_err();
+        assert!(
+            err.message
+                .contains("conflict with \"editor\" using v1 at t: .data.k"),
+            "{}",
+            err.message
+        );
+    }
+}

@@ -1,0 +1,274 @@
+//! The revisioned in-memory object store: a global resourceVersion, a bounded event log for
+//! watch replay, and retained snapshots for consistent pagination.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use imbl::OrdMap;
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+/// Storage key: etcd-like order, `group/plural`, then namespace, then name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    /// `group/plural` (core group: `/plural`).
+    pub resource: String,
+    /// Namespace, empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Object name.
+    pub name: String,
+}
+
+impl Key {
+    /// A key.
+    pub fn new(
+        resource: impl Into<String>,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        Self {
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+/// The kind of a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Object created.
+    Added,
+    /// Object changed.
+    Modified,
+    /// Object removed.
+    Deleted,
+}
+
+impl ChangeKind {
+    /// The watch event type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "ADDED",
+            ChangeKind::Modified => "MODIFIED",
+            ChangeKind::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One committed change.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The revision this change created.
+    pub rev: u64,
+    /// Which object.
+    pub key: Key,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The new state (for `Deleted`, the last state with the deletion's revision).
+    pub object: Arc<Value>,
+    /// The state before, if any.
+    pub previous: Option<Arc<Value>>,
+}
+
+/// Objects by key; cloning is O(1).
+pub type Objects = OrdMap<Key, Arc<Value>>;
+
+/// The mutable state behind the store lock.
+#[derive(Debug)]
+pub struct State {
+    rev: u64,
+    objects: Objects,
+    log: VecDeque<Arc<Change>>,
+    log_capacity: usize,
+    /// A watch may resume from any revision >= this one.
+    floor: u64,
+    snapshots: VecDeque<(u64, Objects)>,
+    tx: broadcast::Sender<Arc<Change>>,
+}
+
+impl State {
+    /// The current global revision.
+    pub fn rev(&self) -> u64 {
+        self.rev
+    }
+
+    /// The current object set.
+    pub fn objects(&self) -> &Objects {
+        &self.objects
+    }
+
+    /// One object.
+    pub fn get(&self, key: &Key) -> Option<Arc<Value>> {
+        self.objects.get(key).cloned()
+    }
+
+    /// Stores `object` under `key` with a new revision, logs and broadcasts the change.
+    pub fn put(&mut self, key: Key, mut object: Value) -> Arc<Value> {
+        self.rev += 1;
+        object["metadata"]["resourceVersion"] = Value::String(self.rev.to_string());
+        let object = Arc::new(object);
+        let previous = self.objects.insert(key.clone(), object.clone());
+        let kind = if previous.is_some() {
+            ChangeKind::Modified
+        } else {
+            ChangeKind::Added
+        };
+        self.record(Change {
+            rev: self.rev,
+            key,
+            kind,
+            object: object.clone(),
+            previous,
+        });
+        object
+    }
+
+    /// Removes the object under `key` with a new revision; returns its last state.
+    pub fn remove(&mut self, key: &Key) -> Option<Arc<Value>> {
+        let previous = self.objects.remove(key)?;
+        self.rev += 1;
+        let mut last = (*previous).clone();
+        last["metadata"]["resourceVersion"] = Value::String(self.rev.to_string());
+        let last = Arc::new(last);
+        self.record(Change {
+            rev: self.rev,
+            key: key.clone(),
+            kind: ChangeKind::Deleted,
+            object: last.clone(),
+            previous: Some(previous),
+        });
+        Some(last)
+    }
+
+    fn record(&mut self, change: Change) {
+        let change = Arc::new(change);
+        self.log.push_back(change.clone());
+        while self.log.len() > self.log_capacity {
+            if let Some(old) = self.log.pop_front() {
+                self.floor = old.rev;
+            }
+        }
+        // No receivers is fine: nobody is watching.
+        let _ = self.tx.send(change);
+    }
+
+    /// Keeps the object set of revision `rev` for later pages of a paginated list.
+    pub fn retain_snapshot_at(&mut self, rev: u64, objects: Objects) {
+        if self.snapshots.iter().any(|(r, _)| *r == rev) {
+            return;
+        }
+        self.snapshots.push_back((rev, objects));
+        while self.snapshots.len() > 16 {
+            self.snapshots.pop_front();
+        }
+    }
+
+    /// A retained snapshot at exactly `rev`.
+    pub fn snapshot(&self, rev: u64) -> Option<Objects> {
+        if rev == self.rev {
+            return Some(self.objects.clone());
+        }
+        self.snapshots
+            .iter()
+            .find(|(r, _)| *r == rev)
+            .map(|(_, o)| o.clone())
+    }
+
+    /// The oldest revision a watch can resume from.
+    pub fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// Logged changes after `rev` (caller checked `rev >= floor`).
+    pub fn changes_after(&self, rev: u64) -> Vec<Arc<Change>> {
+        let start = self.log.partition_point(|c| c.rev <= rev);
+        self.log.iter().skip(start).cloned().collect()
+    }
+
+    /// Subscribes to changes committed after this moment.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.tx.subscribe()
+    }
+}
+
+/// The store. Cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub struct Store {
+    state: Arc<Mutex<State>>,
+    expire: Arc<watch::Sender<u64>>,
+}
+
+impl Store {
+    /// An empty store whose event log keeps `log_capacity` changes.
+    pub fn new(log_capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(8192);
+        let (expire, _) = watch::channel(0);
+        Self {
+            state: Arc::new(Mutex::new(State {
+                rev: 1,
+                objects: OrdMap::new(),
+                log: VecDeque::new(),
+                log_capacity: log_capacity.max(1),
+                floor: 1,
+                snapshots: VecDeque::new(),
+                tx,
+            })),
+            expire: Arc::new(expire),
+        }
+    }
+
+    /// Locks the store. Every read-check-write sequence runs under this lock, so writes are
+    /// linearizable. Never hold it across an `.await`.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is updated in single steps that cannot leave it half-written, so a poisoned
+        // lock (a panic in another thread) still guards consistent data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops the whole event log: every watch resuming from an older revision gets 410.
+    pub fn compact(&self) {
+        let mut state = self.lock();
+        state.floor = state.rev;
+        state.log.clear();
+        state.snapshots.clear();
+    }
+
+    /// Ends every open watch with an in-stream 410 ERROR event.
+    pub fn expire_watches(&self) {
+        self.compact();
+        self.expire.send_modify(|n| *n += 1);
+    }
+
+    /// Receives a tick whenever [`Store::expire_watches`] is called.
+    pub fn expirations(&self) -> watch::Receiver<u64> {
+        self.expire.subscribe()
+    }
+
+    /// The current revision.
+    pub fn rev(&self) -> u64 {
+        self.lock().rev
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn revisions_increase_and_log_is_bounded() {
+        let store = Store::new(2);
+        let mut s = store.lock();
+        let k = Key::new("/configmaps", "default", "a");
+        let a = s.put(k.clone(), json!({"metadata": {"name": "a"}}));
+        assert_eq!(a["metadata"]["resourceVersion"], "2");
+        s.put(k.clone(), json!({"metadata": {"name": "a"}}));
+        let last = s.remove(&k).unwrap();
+        assert_eq!(last["metadata"]["resourceVersion"], "4");
+        assert_eq!(s.floor(), 2);
+        let after: Vec<u64> = s.changes_after(2).iter().map(|c| c.rev).collect();
+        assert_eq!(after, vec![3, 4]);
+        assert_eq!(s.changes_after(3)[0].kind, ChangeKind::Deleted);
+    }
+}
