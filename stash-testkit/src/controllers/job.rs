@@ -61,7 +61,9 @@ impl JobController {
         let pods = api.objects_of(&pods_info);
         let now = api.clock.now();
         let now_s = format_time(now);
-        for job in api.objects_of(&jobs_info) {
+        let jobs = api.objects_of(&jobs_info);
+        release_orphans(api, &pods_info, &pods, &jobs);
+        for job in jobs {
             let ns = namespace_of(&job).to_string();
             let name = name_of(&job).to_string();
             let uid = uid_of(&job).to_string();
@@ -226,6 +228,45 @@ impl JobController {
                 });
             }
             ttl_cleanup(api, &jobs_info, &job, now.as_second());
+        }
+    }
+}
+
+/// Pods whose Job is gone no longer need the tracking finalizer.
+fn release_orphans(
+    api: &Apiserver,
+    pods_info: &crate::registry::ResourceInfo,
+    pods: &[std::sync::Arc<Value>],
+    jobs: &[std::sync::Arc<Value>],
+) {
+    for pod in pods {
+        let tracked = pod["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == TRACKING));
+        if !tracked {
+            continue;
+        }
+        let owner = pod["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["controller"] == true && r["kind"] == "Job")
+            .and_then(|r| r["uid"].as_str());
+        let job_exists = owner.is_some_and(|uid| jobs.iter().any(|j| uid_of(j) == uid));
+        if !job_exists {
+            let _ = api.modify(
+                pods_info,
+                namespace_of(pod),
+                name_of(pod),
+                "",
+                MANAGER,
+                |o| {
+                    if let Some(list) = o["metadata"]["finalizers"].as_array_mut() {
+                        list.retain(|x| x != TRACKING);
+                    }
+                    true
+                },
+            );
         }
     }
 }

@@ -1,0 +1,346 @@
+//! The controller-manager and kubelet in process: CronJob on the virtual clock, Job pods run
+//! as real processes with env from secrets and field refs, garbage collection modes, and
+//! namespace deletion.
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::Client;
+use serde_json::json;
+use stash_testkit::FakeApiServer;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn setup() -> (FakeApiServer, Client) {
+    let server = FakeApiServer::builder()
+        .with_controllers()
+        .start()
+        .await
+        .unwrap();
+    let client = Client::new(server.router(), "default");
+    (server, client)
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+fn job_condition(job: &Job, kind: &str) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == kind && c.status == "True"))
+}
+
+#[tokio::test]
+async fn cronjob_fires_on_clock_advance_and_its_pod_runs_a_real_process() {
+    let (server, client) = setup().await;
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "creds"}, "stringData": {"password": "s3cret"}}),
+    )
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    let cronjobs: Api<CronJob> = Api::default_namespaced(client.clone());
+    let cj: CronJob = serde_json::from_value(json!({
+        "metadata": {"name": "backup"},
+        "spec": {
+            "schedule": "*/1 * * * *",
+            "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never",
+                "initContainers": [{"name": "prepare", "image": "busybox", "command": ["sh", "-c", "echo init-ran"]}],
+                "containers": [{
+                    "name": "main", "image": "busybox",
+                    "command": ["sh", "-c", "echo pod=$POD_NAME password=$PASSWORD"],
+                    "env": [
+                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}}
+                    ]
+                }]
+            }}}}
+        }
+    }))
+    .unwrap();
+    cronjobs.create(&PostParams::default(), &cj).await.unwrap();
+    let jobs: Api<Job> = Api::default_namespaced(client.clone());
+    server.settle().await;
+    assert!(
+        jobs.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing before the clock moves"
+    );
+
+    server.advance(Duration::from_secs(60)).await;
+    let listed = jobs.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(listed.len(), 1, "exactly one Job after one minute");
+    let job = &listed[0];
+    let name = job.metadata.name.clone().unwrap();
+    let scheduled = &job.metadata.annotations.as_ref().unwrap()
+        ["batch.kubernetes.io/cronjob-scheduled-timestamp"];
+    let t: jiff::Timestamp = scheduled.parse().unwrap();
+    assert_eq!(name, format!("backup-{}", t.as_second() / 60));
+
+    let done = eventually("the Job to complete", || {
+        let jobs = jobs.clone();
+        let name = name.clone();
+        async move {
+            jobs.get(&name)
+                .await
+                .ok()
+                .filter(|j| job_condition(j, "Complete"))
+        }
+    })
+    .await;
+    assert_eq!(done.status.as_ref().unwrap().succeeded, Some(1));
+
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod = pods
+        .list(&ListParams::default().labels(&format!("job-name={name}")))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let pod_name = pod.metadata.name.clone().unwrap();
+    assert_eq!(
+        pod.status.as_ref().unwrap().phase.as_deref(),
+        Some("Succeeded")
+    );
+    assert_eq!(
+        server.pod_logs("default", &pod_name, "prepare").as_deref(),
+        Some("init-ran\n")
+    );
+    assert_eq!(
+        server.pod_logs("default", &pod_name, "main"),
+        Some(format!("pod={pod_name} password=s3cret\n"))
+    );
+    assert_eq!(
+        pods.logs(&pod_name, &Default::default()).await.unwrap(),
+        format!("pod={pod_name} password=s3cret\n")
+    );
+
+    let cj = cronjobs.get("backup").await.unwrap();
+    assert_eq!(cj.status.unwrap().last_schedule_time.map(|t| t.0), Some(t));
+}
+
+#[tokio::test]
+async fn failing_pods_fail_the_job_after_the_backoff_limit() {
+    let (server, client) = setup().await;
+    let jobs: Api<Job> = Api::default_namespaced(client.clone());
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "bad"},
+        "spec": {"backoffLimit": 1, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", "exit 3"]}]}}}
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    eventually("the first pod to fail", || {
+        let jobs = jobs.clone();
+        async move {
+            jobs.get("bad")
+                .await
+                .ok()
+                .filter(|j| j.status.as_ref().and_then(|s| s.failed) == Some(1))
+        }
+    })
+    .await;
+    let first = pods
+        .list(&ListParams::default().labels("job-name=bad"))
+        .await
+        .unwrap()
+        .items;
+    let exit = first[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0]
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .as_ref()
+        .unwrap()
+        .exit_code;
+    assert_eq!(exit, 3);
+    // The retry waits for the back-off on the virtual clock.
+    server.settle().await;
+    assert_eq!(
+        pods.list(&ListParams::default().labels("job-name=bad"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    server.advance(Duration::from_secs(10)).await;
+    let failed = eventually("the Job to fail", || {
+        let jobs = jobs.clone();
+        async move {
+            jobs.get("bad")
+                .await
+                .ok()
+                .filter(|j| job_condition(j, "Failed"))
+        }
+    })
+    .await;
+    assert_eq!(failed.status.unwrap().failed, Some(2));
+}
+
+async fn owned_configmap(client: &Client, owner: &ConfigMap, name: &str) {
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let child: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": [{
+        "apiVersion": "v1", "kind": "ConfigMap", "name": owner.metadata.name, "uid": owner.metadata.uid,
+        "blockOwnerDeletion": true
+    }]}}))
+    .unwrap();
+    cms.create(&PostParams::default(), &child).await.unwrap();
+}
+
+#[tokio::test]
+async fn garbage_collector_background_foreground_and_orphan() {
+    let (server, client) = setup().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    for (owner, policy) in [
+        ("bg", PropagationPolicy::Background),
+        ("fg", PropagationPolicy::Foreground),
+        ("or", PropagationPolicy::Orphan),
+    ] {
+        let o: ConfigMap = serde_json::from_value(json!({"metadata": {"name": owner}})).unwrap();
+        let o = cms.create(&PostParams::default(), &o).await.unwrap();
+        owned_configmap(&client, &o, &format!("{owner}-child")).await;
+        let dp = DeleteParams {
+            propagation_policy: Some(policy),
+            ..DeleteParams::default()
+        };
+        cms.delete(owner, &dp).await.unwrap();
+    }
+    server.settle().await;
+    let exists = |name: &'static str| {
+        let cms = cms.clone();
+        async move { cms.get_opt(name).await.unwrap() }
+    };
+    eventually("owners to go", || async {
+        (exists("bg").await.is_none()
+            && exists("fg").await.is_none()
+            && exists("or").await.is_none())
+        .then_some(())
+    })
+    .await;
+    assert!(
+        exists("bg-child").await.is_none(),
+        "background deletes dependents"
+    );
+    assert!(
+        exists("fg-child").await.is_none(),
+        "foreground deletes dependents first"
+    );
+    let orphan = exists("or-child").await.expect("orphan keeps dependents");
+    assert!(orphan
+        .metadata
+        .owner_references
+        .unwrap_or_default()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn deleting_a_job_without_policy_orphans_its_pods() {
+    let (server, client) = setup().await;
+    let jobs: Api<Job> = Api::default_namespaced(client.clone());
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "keep"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", "exit 0"]}]}}}
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    eventually("the Job to complete", || {
+        let jobs = jobs.clone();
+        async move {
+            jobs.get("keep")
+                .await
+                .ok()
+                .filter(|j| job_condition(j, "Complete"))
+        }
+    })
+    .await;
+    jobs.delete("keep", &DeleteParams::default()).await.unwrap();
+    eventually("the Job to go", || {
+        let jobs = jobs.clone();
+        async move { jobs.get_opt("keep").await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    server.settle().await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let left = pods
+        .list(&ListParams::default().labels("job-name=keep"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(left.len(), 1, "the pod is orphaned, not deleted");
+    assert!(left[0]
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn namespace_deletion_removes_its_content() {
+    let (server, client) = setup().await;
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "scratch"}})).unwrap();
+    nss.create(&PostParams::default(), &ns).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "scratch");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let pending = nss
+        .delete("scratch", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .unwrap();
+    assert_eq!(
+        pending.status.unwrap().phase.as_deref(),
+        Some("Terminating")
+    );
+    server.settle().await;
+    eventually("the namespace to go", || {
+        let nss = nss.clone();
+        async move {
+            nss.get_opt("scratch")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(cms.get_opt("x").await.unwrap().is_none());
+    let missing = cms.create(&PostParams::default(), &cm).await.unwrap_err();
+    assert!(matches!(missing, kube::Error::Api(s) if s.code == 404));
+}
