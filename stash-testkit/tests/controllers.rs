@@ -344,3 +344,77 @@ async fn namespace_deletion_removes_its_content() {
     let missing = cms.create(&PostParams::default(), &cm).await.unwrap_err();
     assert!(matches!(missing, kube::Error::Api(s) if s.code == 404));
 }
+
+fn mount_namespaces_work() -> bool {
+    std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test]
+async fn pods_see_their_own_volumes_at_their_mount_paths() {
+    if !mount_namespaces_work() {
+        eprintln!("no mount namespaces here (needs root and unshare); skipping");
+        return;
+    }
+    let (server, client) = setup().await;
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "files"}, "stringData": {"token": "abc"}}),
+    )
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let scratch = base.path().join("scratch").to_string_lossy().into_owned();
+    let creds = base.path().join("creds").to_string_lossy().into_owned();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    for name in ["first", "second"] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "volumes": [{"name": "scratch", "emptyDir": {}}, {"name": "creds", "secret": {"secretName": "files"}}],
+                "containers": [{
+                    "name": "main", "image": "busybox",
+                    "command": ["sh", "-c", format!("echo $HOSTNAME > {scratch}/owner; sleep 0.3; cat {scratch}/owner {creds}/token; echo; ls {scratch}")],
+                    "volumeMounts": [{"name": "scratch", "mountPath": scratch}, {"name": "creds", "mountPath": creds}]
+                }]
+            }
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    for name in ["first", "second"] {
+        let pod = eventually("the pod to finish", || {
+            let pods = pods.clone();
+            async move {
+                pods.get(name).await.ok().filter(|p| {
+                    matches!(
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                        Some("Succeeded" | "Failed")
+                    )
+                })
+            }
+        })
+        .await;
+        let logs = server.pod_logs("default", name, "main").unwrap_or_default();
+        assert_eq!(
+            pod.status.unwrap().phase.as_deref(),
+            Some("Succeeded"),
+            "{logs}"
+        );
+        assert_eq!(
+            logs,
+            format!("{name}\nabc\nowner\n"),
+            "each pod sees only its own emptyDir"
+        );
+    }
+    assert!(
+        !std::path::Path::new(&scratch).join("owner").exists(),
+        "nothing leaks to the host path"
+    );
+}

@@ -529,12 +529,15 @@ impl PodRun {
                 ))
             })
             .collect();
+        let mut mount_env: Vec<(String, String)> = Vec::new();
         let mut cmd = if self.mount_ns && !mounts.is_empty() {
             let mut script = String::from("set -e\n");
-            for i in 0..mounts.len() {
+            for (i, (src, dst)) in mounts.iter().enumerate() {
                 script.push_str(&format!(
                     "mkdir -p \"$M{i}\"\nmount --bind \"$S{i}\" \"$M{i}\"\n"
                 ));
+                mount_env.push((format!("S{i}"), src.to_string_lossy().into_owned()));
+                mount_env.push((format!("M{i}"), dst.clone()));
             }
             script.push_str("cd \"$TESTKIT_WORKDIR\"\nexec \"$@\"\n");
             let mut cmd = tokio::process::Command::new("unshare");
@@ -549,24 +552,11 @@ impl PodRun {
                 "sh",
             ]);
             cmd.args(&argv);
-            for (i, (src, dst)) in mounts.iter().enumerate() {
-                cmd.env(format!("S{i}"), src).env(format!("M{i}"), dst);
-            }
             cmd
         } else {
+            // Without mount namespaces volumes are prepared but not visible at mountPath.
             let mut cmd = tokio::process::Command::new(&argv[0]);
             cmd.args(&argv[1..]);
-            for (src, dst) in &mounts {
-                cmd.env(
-                    format!(
-                        "TESTKIT_VOLUME_{}",
-                        dst.trim_matches('/')
-                            .replace(['/', '-', '.'], "_")
-                            .to_uppercase()
-                    ),
-                    src,
-                );
-            }
             cmd
         };
         if std::fs::create_dir_all(&workdir).is_err()
@@ -579,6 +569,7 @@ impl PodRun {
         }
         cmd.env_clear()
             .envs(env)
+            .envs(mount_env)
             .env("TESTKIT_WORKDIR", &workdir)
             .current_dir(&workdir);
         cmd.stdin(Stdio::null())

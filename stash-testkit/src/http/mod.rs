@@ -136,7 +136,7 @@ async fn route(
             return Ok(json_response(
                 StatusCode::OK,
                 &json!({
-                    "major": "1", "minor": "35", "gitVersion": "v1.35.0-stash-testkit", "gitCommit": "",
+                    "major": "1", "minor": "33", "gitVersion": "v1.33.0-stash-testkit", "gitCommit": "",
                     "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24.0",
                     "compiler": "gc", "platform": "linux/amd64",
                 }),
