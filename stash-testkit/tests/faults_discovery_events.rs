@@ -130,6 +130,21 @@ async fn discovery_lists_builtins_and_new_crds() {
     let (ar, caps) = example.recommended_kind("Gadget").unwrap();
     assert_eq!(ar.plural, "gadgets");
     assert_eq!(caps.scope, kube::discovery::Scope::Cluster);
+    let aggregated = Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .unwrap();
+    assert!(
+        aggregated.has_group("example.com")
+            && aggregated.has_group("batch")
+            && aggregated.has_group("")
+    );
+    let (ar, _) = aggregated
+        .get("example.com")
+        .unwrap()
+        .recommended_kind("Gadget")
+        .unwrap();
+    assert_eq!(ar.version, "v1beta1");
     let version = client.apiserver_version().await.unwrap();
     assert_eq!(version.major, "1");
 }

@@ -138,6 +138,79 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
     )
 }
 
+/// The media type of aggregated discovery documents.
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+fn aggregated_resource(r: &ResourceInfo) -> Value {
+    let kind = json!({"group": r.group, "version": r.version, "kind": r.kind});
+    let subresources: Vec<Value> = r
+        .subresources()
+        .into_iter()
+        .map(|sub| {
+            let verbs = match sub {
+                "log" => vec!["get"],
+                "finalize" => vec!["update"],
+                _ => vec!["get", "patch", "update"],
+            };
+            json!({"subresource": sub, "responseKind": kind, "verbs": verbs})
+        })
+        .collect();
+    let mut doc = json!({
+        "resource": r.plural,
+        "responseKind": kind,
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": r.verbs(),
+    });
+    if !r.short_names.is_empty() {
+        doc["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        doc["categories"] = json!(r.categories);
+    }
+    if !subresources.is_empty() {
+        doc["subresources"] = json!(subresources);
+    }
+    doc
+}
+
+/// Aggregated discovery (`apidiscovery.k8s.io/v2`) for `/api` (`core`) or `/apis`.
+pub fn aggregated(registry: &Registry, core: bool) -> Value {
+    let all = registry.all();
+    let mut items = Vec::new();
+    let group_names: Vec<String> = if core {
+        vec![String::new()]
+    } else {
+        groups(registry).into_keys().collect()
+    };
+    let versions_of = groups(registry);
+    for g in group_names {
+        let versions: Vec<String> = if core {
+            vec!["v1".to_string()]
+        } else {
+            versions_of.get(&g).cloned().unwrap_or_default()
+        };
+        let vs: Vec<Value> = versions
+            .iter()
+            .map(|v| {
+                let resources: Vec<Value> = all
+                    .iter()
+                    .filter(|r| r.group == g && &r.version == v)
+                    .map(|r| aggregated_resource(r))
+                    .collect();
+                json!({"version": v, "resources": resources, "freshness": "Current"})
+            })
+            .collect();
+        let mut metadata = json!({"creationTimestamp": null});
+        if !g.is_empty() {
+            metadata["name"] = json!(g);
+        }
+        items.push(json!({"metadata": metadata, "versions": vs}));
+    }
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +220,28 @@ mod tests {
         let mut v = vec!["v1alpha1", "v1beta1", "v2", "v1", "v1beta2", "foo"];
         v.sort_by(|a, b| version_priority(a, b));
         assert_eq!(v, vec!["v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
+    }
+
+    #[test]
+    fn aggregated_discovery_describes_groups_and_subresources() {
+        let doc = aggregated(&Registry::new(), false);
+        let batch = doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["metadata"]["name"] == "batch")
+            .unwrap();
+        let jobs = batch["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "jobs")
+            .unwrap();
+        assert_eq!(jobs["scope"], "Namespaced");
+        assert_eq!(jobs["responseKind"]["kind"], "Job");
+        assert_eq!(jobs["subresources"][0]["subresource"], "status");
+        let core = aggregated(&Registry::new(), true);
+        assert_eq!(core["items"][0]["versions"][0]["version"], "v1");
     }
 
     #[test]

@@ -171,6 +171,23 @@ async fn route(
     if *method != Method::GET && !matches!(api_path, ApiPath::Resource(_)) {
         return Err(ApiError::method_not_supported(method.as_str()));
     }
+    let wants_aggregated = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            a.split(',').next().is_some_and(|first| {
+                first.contains("as=APIGroupDiscoveryList") && first.contains("v=v2")
+            })
+        });
+    if wants_aggregated && matches!(api_path, ApiPath::CoreVersions | ApiPath::Groups) {
+        let doc = discovery::aggregated(registry, matches!(api_path, ApiPath::CoreVersions));
+        let mut resp = json_response(StatusCode::OK, &doc);
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+        );
+        return Ok(resp);
+    }
     match api_path {
         ApiPath::CoreVersions => Ok(json_response(
             StatusCode::OK,
