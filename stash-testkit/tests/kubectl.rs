@@ -195,6 +195,30 @@ fn crd_is_usable_at_once_with_apply_get_patch_label_delete() {
     );
     assert_eq!(items[0]["metadata"]["generation"], 3);
 
+    // kubectl validates strictly by default: unknown fields are rejected, not pruned.
+    let junk = s.write("junk.yaml", &format!("{BACKUP}  junk: 1\n"));
+    let rejected = s.kubectl(&["apply", "--server-side", "-f", &junk]);
+    assert!(!rejected.status.success());
+    let err = String::from_utf8_lossy(&rejected.stderr);
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.junk\""),
+        "{err}"
+    );
+    s.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--validate=false",
+        "-f",
+        &junk,
+    ]);
+    assert!(
+        s.json(&["get", "backup", "nightly"])["spec"]
+            .get("junk")
+            .is_none(),
+        "pruned without strict validation"
+    );
+
     let out = s.ok(&["delete", "backup", "nightly"]);
     assert!(out.contains("deleted"), "{out}");
     let gone = s.kubectl(&["get", "backup", "nightly"]);

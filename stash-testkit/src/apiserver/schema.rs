@@ -7,13 +7,28 @@ use super::name_of;
 use crate::registry::ResourceInfo;
 use crate::status::{cause, ApiError, ApiResult, Cause};
 
-/// Defaults, prunes and validates `obj` against the resource's schema.
-pub(super) fn process(info: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
+/// Defaults, prunes and validates `obj` against the resource's schema. With `strict`
+/// (`fieldValidation=Strict`), unknown fields are an error instead of being pruned.
+pub(super) fn process(info: &ResourceInfo, obj: &mut Value, strict: bool) -> ApiResult<()> {
     let Some(schema) = info.schema.as_deref() else {
         return Ok(());
     };
     let mut causes = Vec::new();
-    walk(schema, obj, "", &mut causes, true);
+    let mut pruned = Vec::new();
+    walk(schema, obj, "", &mut causes, &mut pruned, true);
+    if strict && !pruned.is_empty() {
+        let fields: Vec<String> = pruned
+            .iter()
+            .map(|p| format!("unknown field \"{p}\""))
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            info.kind,
+            info.version,
+            info.kind,
+            fields.join(", ")
+        )));
+    }
     if causes.is_empty() {
         Ok(())
     } else {
@@ -42,7 +57,14 @@ fn join(path: &str, field: &str) -> String {
     }
 }
 
-fn walk(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cause>, root: bool) {
+fn walk(
+    schema: &Value,
+    value: &mut Value,
+    path: &str,
+    causes: &mut Vec<Cause>,
+    pruned: &mut Vec<String>,
+    root: bool,
+) {
     if schema["x-kubernetes-int-or-string"] == Value::Bool(true) {
         if !(value.is_string() || value.is_i64() || value.is_u64()) {
             causes.push(cause(
@@ -131,14 +153,15 @@ fn walk(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cause>, 
                 let child_path = join(path, &k);
                 if let Some(s) = props.and_then(|p| p.get(&k)) {
                     if let Some(v) = map.get_mut(&k) {
-                        walk(s, v, &child_path, causes, false);
+                        walk(s, v, &child_path, causes, pruned, false);
                     }
                 } else if additional.is_object() {
                     if let Some(v) = map.get_mut(&k) {
-                        walk(additional, v, &child_path, causes, false);
+                        walk(additional, v, &child_path, causes, pruned, false);
                     }
                 } else if !(preserve || *additional == Value::Bool(true)) {
                     map.remove(&k);
+                    pruned.push(child_path);
                 }
             }
         }
@@ -149,6 +172,7 @@ fn walk(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cause>, 
                     item,
                     &format!("{path}[{i}]"),
                     causes,
+                    pruned,
                     false,
                 );
             }

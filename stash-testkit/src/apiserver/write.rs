@@ -25,6 +25,9 @@ pub struct WriteOptions {
     pub explicit_manager: bool,
     /// `force=true` (apply only).
     pub force: bool,
+    /// `fieldValidation=Strict`: unknown fields of custom resources are rejected (400)
+    /// instead of pruned.
+    pub strict_fields: bool,
 }
 
 impl WriteOptions {
@@ -275,7 +278,7 @@ impl Apiserver {
         }
         strategy::prepare_create(self, info, &mut obj)?;
         if info.custom {
-            schema::process(info, &mut obj)?;
+            schema::process(info, &mut obj, opts.strict_fields)?;
         }
         let schema = merge_schema(info);
         let scope = WriteScope {
@@ -505,6 +508,14 @@ impl Apiserver {
             config["metadata"] = json!({});
         }
         config["metadata"]["name"] = json!(name);
+        if info.custom && opts.strict_fields {
+            // Strict decoding rejects unknown fields before any merge or conflict check.
+            if let Err(e) = schema::process(info, &mut config.clone(), true) {
+                if e.code == 400 {
+                    return Err(e);
+                }
+            }
+        }
         let precondition = config["metadata"]["resourceVersion"]
             .as_str()
             .map(String::from);
@@ -670,7 +681,7 @@ impl Apiserver {
         }
         strategy::prepare_update(self, info, old, &mut new)?;
         if info.custom {
-            schema::process(info, &mut new)?;
+            schema::process(info, &mut new, opts.strict_fields)?;
         }
         let schema = merge_schema(info);
         let now = self.clock.now_string();

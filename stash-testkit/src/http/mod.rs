@@ -249,6 +249,7 @@ fn write_options(query: &HashMap<String, String>, headers: &HeaderMap) -> WriteO
         explicit_manager: explicit.is_some(),
         field_manager: explicit.unwrap_or(derived),
         force: query.get("force").is_some_and(|f| f == "true"),
+        strict_fields: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
     }
 }
 
