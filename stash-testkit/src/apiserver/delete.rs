@@ -191,6 +191,9 @@ impl Apiserver {
         if info.is("", "namespaces") {
             new["metadata"]["deletionTimestamp"] = json!(now);
             new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            if !new["status"].is_object() {
+                new["status"] = json!({});
+            }
             new["status"]["phase"] = json!("Terminating");
             if !opts.dry_run {
                 let stored = state.put(key, new);

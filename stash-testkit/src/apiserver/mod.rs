@@ -45,7 +45,7 @@ impl Apiserver {
     /// A server with the built-in resources and the default namespaces.
     pub fn new(clock: VirtualClock) -> Self {
         let api = Self {
-            store: Store::new(100_000),
+            store: Store::new(20_000),
             registry: Registry::new(),
             clock,
             logs: PodLogs::default(),

@@ -277,7 +277,7 @@ pub(super) fn prepare_update(
 ) -> ApiResult<()> {
     match (info.group.as_str(), info.plural.as_str()) {
         ("", "secrets") => encode_string_data(new),
-        ("batch", "jobs") if new["spec"].get("selector").is_none() => {
+        ("batch", "jobs") if new["spec"].is_object() && new["spec"].get("selector").is_none() => {
             new["spec"]["selector"] = old["spec"]["selector"].clone();
         }
         ("batch", "cronjobs") => {

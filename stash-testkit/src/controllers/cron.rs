@@ -61,7 +61,10 @@ fn field(spec: &str, min: u32, max: u32, names: &[&str], base: u32) -> Result<(u
         let mut v = lo;
         while v <= hi {
             bits |= 1 << v;
-            v += step;
+            match v.checked_add(step) {
+                Some(next) => v = next,
+                None => break,
+            }
         }
     }
     Ok((bits, star))

@@ -151,11 +151,17 @@ impl Kubelet {
             let now = self.api.clock.now_string();
             let node_name = self.node.clone();
             let bound = self.api.modify(&pods, &ns, &name, "", MANAGER, |p| {
+                if !p["spec"].is_object() {
+                    return false;
+                }
                 p["spec"]["nodeName"] = json!(node_name);
                 true
             });
             let Ok(Some(bound)) = bound else { continue };
             let _ = self.api.modify(&pods, &ns, &name, "status", MANAGER, |p| {
+                if !p["status"].is_object() {
+                    p["status"] = json!({});
+                }
                 p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}]);
                 true
             });

@@ -41,6 +41,9 @@ pub(super) fn sync(api: &Apiserver) {
         }
         if contents.is_empty() {
             let _ = api.modify(&ns_info, "", &name, "", MANAGER, |o| {
+                if !o["spec"].is_object() {
+                    o["spec"] = serde_json::json!({});
+                }
                 o["spec"]["finalizers"] = serde_json::json!([]);
                 true
             });
