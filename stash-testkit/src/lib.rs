@@ -2,15 +2,31 @@
 //! fake controller-manager (garbage collector, namespace, Job, CronJob), a kubelet that runs
 //! pods as local processes, and a virtual clock.
 //!
-//! In process:
+//! In process, no socket:
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! let server = stash_testkit::FakeApiServer::start().await?;
 //! let router = server.router(); // kube::Client::new(router, "default")
 //! # drop(router); Ok(()) }
 //! ```
-//! On TCP, with controllers: `FakeApiServer::builder().tcp(0).with_controllers().start()`,
-//! then point clients at `server.kubeconfig_path()`.
+//! On TCP, with the controller-manager and kubelet, for kubectl and for pods that call back
+//! into the server (they get `KUBECONFIG` pointing at it):
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use std::time::Duration;
+//! let server = stash_testkit::FakeApiServer::builder()
+//!     .tcp(0)
+//!     .with_controllers()
+//!     .exec("stash-rs:latest", vec!["/path/to/stash".into()])
+//!     .start()
+//!     .await?;
+//! let kubeconfig = server.kubeconfig_path().expect("TCP mode writes a kubeconfig");
+//! server.advance(Duration::from_secs(60)).await; // clock moves, controllers settle
+//! # let _ = kubeconfig; Ok(()) }
+//! ```
+//! Out of process: `stash-testkit serve --port 0 --kubeconfig FILE [--controllers]
+//! [--exec IMAGE=COMMAND]...`, then `POST /testkit/v1/clock?advance=SECONDS`,
+//! `POST /testkit/v1/faults` (a [`FaultRule`] as JSON), `POST /testkit/v1/watches/expire`.
 #![forbid(unsafe_code)]
 
 pub mod apiserver;

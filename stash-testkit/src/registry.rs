@@ -51,6 +51,8 @@ pub struct ResourceInfo {
     pub schema: Option<Arc<Value>>,
     /// Extra field selectors this resource supports, beyond `metadata.name`/`metadata.namespace`.
     pub field_selectors: Vec<String>,
+    /// A CRD's `additionalPrinterColumns` for this version (served as `Table` to kubectl).
+    pub printer_columns: Vec<Value>,
 }
 
 impl ResourceInfo {
@@ -89,6 +91,7 @@ impl ResourceInfo {
             custom: false,
             schema: None,
             field_selectors: Vec::new(),
+            printer_columns: Vec::new(),
         }
     }
 
@@ -426,6 +429,10 @@ pub fn crd_resources(crd: &Value) -> Vec<ResourceInfo> {
                         .map(|p| p.trim_start_matches('.').to_string())
                 })
                 .collect(),
+            printer_columns: version["additionalPrinterColumns"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
         });
     }
     out

@@ -113,6 +113,9 @@ spec:
     served: true
     storage: true
     subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Schedule, type: string, jsonPath: .spec.schedule}
+    - {name: Keep, type: integer, jsonPath: .spec.keep}
     schema:
       openAPIV3Schema:
         type: object
@@ -161,6 +164,18 @@ fn crd_is_usable_at_once_with_apply_get_patch_label_delete() {
     assert!(
         out.contains("backup.example.com/nightly serverside-applied"),
         "{out}"
+    );
+
+    let table = s.ok(&["get", "backups"]);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], vec!["NAME", "SCHEDULE", "KEEP", "AGE"], "{table}");
+    assert_eq!(
+        &rows[1][..7],
+        &["nightly", "0", "1", "*", "*", "*", "3"],
+        "{table}"
     );
 
     let obj = s.json(&["get", "bk", "nightly"]);

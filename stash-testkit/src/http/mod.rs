@@ -3,6 +3,7 @@
 
 pub mod discovery;
 pub mod path;
+pub mod table;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -336,6 +337,14 @@ async fn resource(
     let opts = write_options(query, headers);
     match verb {
         "get" if sub == "log" => pod_log(api, &ns, &name, query),
+        "get" if table::wanted(headers, &info) => {
+            let obj = api.get(&info, &ns, &name)?;
+            let rv = obj["metadata"]["resourceVersion"].clone();
+            Ok(json_response(
+                StatusCode::OK,
+                &table::render(&info, &[obj], Some(&rv), api.clock.now()),
+            ))
+        }
         "get" => {
             let obj = api.get(&info, &ns, &name)?;
             Ok(json_response(
@@ -350,6 +359,19 @@ async fn resource(
         "list" => {
             let opts = list_options(&info, query)?;
             let mut list = api.list(&info, rp.namespace.as_deref(), &opts)?;
+            if table::wanted(headers, &info) {
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                let mut t = table::render(
+                    &info,
+                    &items,
+                    Some(&list["metadata"]["resourceVersion"]),
+                    api.clock.now(),
+                );
+                if let Some(c) = list["metadata"].get("continue") {
+                    t["metadata"]["continue"] = c.clone();
+                }
+                return Ok(json_response(StatusCode::OK, &t));
+            }
             if metadata_only {
                 let items: Vec<Value> = list["items"]
                     .as_array()
@@ -379,6 +401,7 @@ async fn resource(
                     .map(Duration::from_secs),
                 metadata_only,
                 bookmark_interval: state.bookmark_interval,
+                table: table::wanted(headers, &info),
             };
             let body = watch::start(api, &state.faults, info.clone(), params);
             let mut resp = Response::new(body);

@@ -37,6 +37,8 @@ pub struct WatchParams {
     pub metadata_only: bool,
     /// How often to send bookmarks.
     pub bookmark_interval: Duration,
+    /// Render objects as one-row `Table`s (kubectl `get -w` on printer columns).
+    pub table: bool,
 }
 
 struct Watcher {
@@ -44,6 +46,7 @@ struct Watcher {
     prefix: String,
     params: WatchParams,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    clock: crate::clock::VirtualClock,
 }
 
 /// Renders an object as `PartialObjectMetadata`.
@@ -65,6 +68,10 @@ impl Watcher {
 
     fn render(&self, obj: &Value) -> Value {
         let obj = Apiserver::present(&self.info, obj);
+        if self.params.table {
+            let rv = obj["metadata"]["resourceVersion"].clone();
+            return super::table::render(&self.info, &[obj], Some(&rv), self.clock.now());
+        }
         if self.params.metadata_only {
             metadata_only(&obj)
         } else {
@@ -132,6 +139,7 @@ pub fn start(
         prefix,
         params,
         tx,
+        clock: api.clock.clone(),
     };
     let api = api.clone();
     let mut cuts = faults.cuts();
