@@ -1,0 +1,322 @@
+//! The dump as a byte stream: runs one or more `mysqldump` processes one after the other and
+//! yields their concatenated stdout. A dump that fails is reported as a read error *before* the
+//! stream ends, so whoever consumes it never sees a clean end of file for a partial dump.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+
+/// The line every complete `mysqldump`/`mariadb-dump` output ends with.
+pub const DUMP_TRAILER: &[u8] = b"-- Dump completed";
+const TAIL_BYTES: usize = 512;
+const STDERR_TAIL_BYTES: usize = 2048;
+
+/// Why the dump stream stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    /// The dump program could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The dump exited with an error or was killed.
+    #[error("{program} failed ({status}): {stderr}")]
+    Exit {
+        /// The program.
+        program: String,
+        /// Its exit status.
+        status: ExitStatus,
+        /// The end of what it wrote to stderr.
+        stderr: String,
+    },
+    /// The dump exited cleanly but its output lacks the completion trailer.
+    #[error("{program} output is truncated: no \"-- Dump completed\" trailer")]
+    Truncated {
+        /// The program.
+        program: String,
+    },
+}
+
+/// One dump process to run: program, arguments and extra environment (`MYSQL_PWD`).
+#[derive(Clone)]
+pub struct DumpCommand {
+    /// Program name or path (`mysqldump`, `mariadb-dump`).
+    pub program: String,
+    /// Arguments (no secrets).
+    pub args: Vec<String>,
+    /// Extra environment (may hold the password).
+    pub env: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for DumpCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DumpCommand")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field(
+                "env_keys",
+                &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+struct Running {
+    program: String,
+    child: Child,
+    stdout: ChildStdout,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+}
+
+/// A reader over the concatenated output of several dumps, failing unless each dump exits 0
+/// and ends with [`DUMP_TRAILER`].
+pub struct DumpSource {
+    pending: VecDeque<DumpCommand>,
+    running: Option<Running>,
+    tail: Vec<u8>,
+    bytes: u64,
+}
+
+impl DumpSource {
+    /// A source that runs `commands` in order when read. No process starts before the first read.
+    pub fn new(commands: Vec<DumpCommand>) -> Self {
+        DumpSource {
+            pending: commands.into(),
+            running: None,
+            tail: Vec::with_capacity(TAIL_BYTES * 2),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes produced so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes
+    }
+
+    fn start_next(&mut self) -> Result<bool, DumpError> {
+        let Some(cmd) = self.pending.pop_front() else {
+            return Ok(false);
+        };
+        let mut child = Command::new(&cmd.program)
+            .args(&cmd.args)
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| DumpError::Spawn {
+                program: cmd.program.clone(),
+                source,
+            })?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            // Both were requested as pipes above, so they are present.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(DumpError::Spawn {
+                program: cmd.program,
+                source: std::io::Error::other("no pipes"),
+            });
+        };
+        let stderr = std::thread::spawn(move || read_tail(stderr, STDERR_TAIL_BYTES));
+        self.running = Some(Running {
+            program: cmd.program,
+            child,
+            stdout,
+            stderr: Some(stderr),
+        });
+        self.tail.clear();
+        Ok(true)
+    }
+
+    fn finish_current(&mut self) -> Result<(), DumpError> {
+        let Some(mut running) = self.running.take() else {
+            return Ok(());
+        };
+        let status = running.child.wait().map_err(|source| DumpError::Spawn {
+            program: running.program.clone(),
+            source,
+        })?;
+        let stderr = running
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        if !status.success() {
+            return Err(DumpError::Exit {
+                program: running.program,
+                status,
+                stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
+            });
+        }
+        if !ends_with_trailer(&self.tail) {
+            return Err(DumpError::Truncated {
+                program: running.program,
+            });
+        }
+        Ok(())
+    }
+
+    fn remember_tail(&mut self, data: &[u8]) {
+        if data.len() >= TAIL_BYTES {
+            self.tail.clear();
+            self.tail
+                .extend_from_slice(&data[data.len() - TAIL_BYTES..]);
+        } else {
+            self.tail.extend_from_slice(data);
+            if self.tail.len() > TAIL_BYTES * 2 {
+                let cut = self.tail.len() - TAIL_BYTES;
+                self.tail.drain(..cut);
+            }
+        }
+    }
+}
+
+impl Read for DumpSource {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.running.is_none() && !self.start_next().map_err(std::io::Error::other)? {
+                return Ok(0);
+            }
+            let Some(running) = self.running.as_mut() else {
+                return Ok(0);
+            };
+            let n = running.stdout.read(buf)?;
+            if n > 0 {
+                self.bytes += n as u64;
+                self.remember_tail(&buf[..n]);
+                return Ok(n);
+            }
+            self.finish_current().map_err(std::io::Error::other)?;
+        }
+    }
+}
+
+impl Drop for DumpSource {
+    fn drop(&mut self) {
+        if let Some(mut running) = self.running.take() {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+        }
+    }
+}
+
+/// True when the last non-empty line starts with the completion trailer.
+pub fn ends_with_trailer(tail: &[u8]) -> bool {
+    let trimmed = match tail.iter().rposition(|b| !b.is_ascii_whitespace()) {
+        Some(end) => &tail[..=end],
+        None => return false,
+    };
+    let line_start = trimmed
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    trimmed[line_start..].starts_with(DUMP_TRAILER)
+}
+
+/// Reads `reader` to the end and keeps its last `max` bytes.
+pub(crate) fn read_tail(mut reader: impl Read, max: usize) -> Vec<u8> {
+    let mut tail = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > max * 2 {
+                    let cut = tail.len() - max;
+                    tail.drain(..cut);
+                }
+            }
+        }
+    }
+    if tail.len() > max {
+        let cut = tail.len() - max;
+        tail.drain(..cut);
+    }
+    tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> DumpCommand {
+        DumpCommand {
+            program: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: vec![],
+        }
+    }
+
+    fn read_all(source: &mut DumpSource) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        source.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn trailer_detection() {
+        assert!(ends_with_trailer(
+            b"INSERT 1;\n-- Dump completed on 2026-01-01\n\n"
+        ));
+        assert!(ends_with_trailer(b"-- Dump completed"));
+        assert!(!ends_with_trailer(b"-- Dump completed\nINSERT 1;\n"));
+        assert!(!ends_with_trailer(b""));
+        assert!(!ends_with_trailer(
+            b"INSERT INTO t VALUES ('-- Dump completed');\n"
+        ));
+    }
+
+    #[test]
+    fn complete_dumps_are_concatenated() {
+        let mut source = DumpSource::new(vec![
+            sh("printf 'a;\\n-- Dump completed on x\\n'"),
+            sh("printf 'b;\\n-- Dump completed\\n'"),
+        ]);
+        let out = read_all(&mut source).unwrap();
+        assert_eq!(out, b"a;\n-- Dump completed on x\nb;\n-- Dump completed\n");
+        assert_eq!(source.bytes_read(), out.len() as u64);
+    }
+
+    #[test]
+    fn failing_exit_status_is_a_read_error_before_eof() {
+        let mut source = DumpSource::new(vec![sh(
+            "printf 'a;\\n-- Dump completed\\n'; echo boom >&2; exit 2",
+        )]);
+        let err = read_all(&mut source).unwrap_err();
+        assert!(err.to_string().contains("boom"), "{err}");
+    }
+
+    #[test]
+    fn missing_trailer_is_a_read_error() {
+        let mut source = DumpSource::new(vec![sh("printf 'a;\\nINSERT'")]);
+        let err = read_all(&mut source).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn a_later_failing_dump_fails_the_whole_stream() {
+        let mut source = DumpSource::new(vec![
+            sh("printf 'a;\\n-- Dump completed\\n'"),
+            sh("kill -9 $$"),
+        ]);
+        assert!(read_all(&mut source).is_err());
+    }
+
+    #[test]
+    fn missing_program_is_an_error() {
+        let mut source = DumpSource::new(vec![DumpCommand {
+            program: "/nonexistent/mysqldump".into(),
+            args: vec![],
+            env: vec![],
+        }]);
+        assert!(read_all(&mut source).is_err());
+    }
+}

@@ -1,0 +1,278 @@
+//! Loading a dump stream into a database.
+//!
+//! [`load_with_protocol`] is the fast path: it splits the stream into statements itself and
+//! sends them over the MySQL protocol in multi-statement batches inside large transactions
+//! (the `mysql` client spends most of a restore parsing, and commits every statement).
+//! [`load_with_client`] pipes the stream into the `mysql` client, as Stash does.
+
+use std::io::{BufReader, Read, Write};
+use std::process::Stdio;
+
+use mysql::prelude::Queryable;
+
+use super::dump_source::read_tail;
+use super::mysql_client::DbTarget;
+use super::statements::{as_text, StatementReader};
+
+/// Statements are sent together until a batch reaches this many bytes (well below the 16 MiB
+/// default `max_allowed_packet`).
+const BATCH_BYTES: usize = 2 << 20;
+/// A transaction is committed once this many bytes of statements went into it.
+const COMMIT_BYTES: usize = 64 << 20;
+
+/// Which loader a restore uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoaderKind {
+    /// Own statement splitter, MySQL protocol, batched transactions.
+    Protocol,
+    /// The `mysql` command-line client.
+    Client,
+}
+
+impl std::str::FromStr for LoaderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "protocol" => Ok(LoaderKind::Protocol),
+            "client" => Ok(LoaderKind::Client),
+            other => Err(format!("unknown loader {other:?} (protocol|client)")),
+        }
+    }
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadStats {
+    /// Bytes read from the stream.
+    pub bytes: u64,
+    /// Statements executed (protocol loader only).
+    pub statements: u64,
+}
+
+/// Errors while loading.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Reading the dump stream failed (the repository read failed).
+    #[error("reading the dump failed: {0}")]
+    Read(std::io::Error),
+    /// Connecting to the database failed.
+    #[error("cannot connect to {host}: {message}")]
+    Connect {
+        /// The host.
+        host: String,
+        /// The driver's message.
+        message: String,
+    },
+    /// A statement failed.
+    #[error("statement {index} failed: {message}")]
+    Statement {
+        /// 1-based number of the statement (first of its batch).
+        index: u64,
+        /// The server's message.
+        message: String,
+    },
+    /// A statement cannot be sent as text.
+    #[error(transparent)]
+    NotText(#[from] super::statements::NotText),
+    /// The `mysql` client could not run or failed.
+    #[error("{program} failed: {message}")]
+    Client {
+        /// The program.
+        program: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+impl LoadError {
+    /// Stable reason for conditions and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LoadError::Read(_) => "SnapshotReadFailed",
+            LoadError::Connect { .. } => "DatabaseUnreachable",
+            LoadError::Statement { .. } | LoadError::NotText(_) => "StatementFailed",
+            LoadError::Client { .. } => "ClientFailed",
+        }
+    }
+}
+
+fn connect(target: &DbTarget) -> Result<mysql::Conn, LoadError> {
+    let mut opts = mysql::OptsBuilder::new()
+        .ip_or_hostname(Some(target.host.clone()))
+        .user(Some(target.user.clone()))
+        .pass(Some(target.password.clone()))
+        .prefer_socket(false);
+    if target.port != 0 {
+        opts = opts.tcp_port(target.port);
+    }
+    if let Some(ca) = &target.ssl_ca {
+        opts = opts.ssl_opts(mysql::SslOpts::default().with_root_cert_path(Some(ca.clone())));
+    }
+    mysql::Conn::new(opts).map_err(|e| LoadError::Connect {
+        host: target.host.clone(),
+        message: e.to_string(),
+    })
+}
+
+/// Counts what passes through, so the stats hold the bytes of the stream.
+struct Counting<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Sends every statement of `dump` to `target` in batched transactions. On any error the open
+/// transaction is rolled back and the error returned; DDL already executed stays (MySQL commits
+/// DDL implicitly), as with the `mysql` client.
+pub fn load_with_protocol(dump: impl Read, target: &DbTarget) -> Result<LoadStats, LoadError> {
+    let mut conn = connect(target)?;
+    let statement_error = |index: u64, e: mysql::Error| LoadError::Statement {
+        index,
+        message: e.to_string(),
+    };
+    conn.query_drop("SET autocommit=0")
+        .map_err(|e| statement_error(0, e))?;
+    let mut counting = Counting {
+        inner: dump,
+        bytes: 0,
+    };
+    let mut statements = 0u64;
+    let mut batch = String::with_capacity(BATCH_BYTES + (1 << 16));
+    let mut batch_first = 1u64;
+    let mut since_commit = 0usize;
+    let result = (|| -> Result<(), LoadError> {
+        let reader = StatementReader::new(BufReader::with_capacity(1 << 20, &mut counting));
+        for stmt in reader {
+            let stmt = stmt.map_err(LoadError::Read)?;
+            statements += 1;
+            let text = as_text(&stmt.sql)?;
+            if stmt.compound {
+                // Bodies with their own semicolons go alone, after what came before them.
+                flush(&mut conn, &mut batch, batch_first, &statement_error)?;
+                conn.query_drop(text.as_ref())
+                    .map_err(|e| statement_error(statements, e))?;
+                batch_first = statements + 1;
+                continue;
+            }
+            if batch.is_empty() {
+                batch_first = statements;
+            } else {
+                batch.push_str(";\n");
+            }
+            batch.push_str(&text);
+            since_commit += text.len();
+            if batch.len() >= BATCH_BYTES {
+                flush(&mut conn, &mut batch, batch_first, &statement_error)?;
+            }
+            if since_commit >= COMMIT_BYTES {
+                flush(&mut conn, &mut batch, batch_first, &statement_error)?;
+                conn.query_drop("COMMIT")
+                    .map_err(|e| statement_error(statements, e))?;
+                since_commit = 0;
+            }
+        }
+        flush(&mut conn, &mut batch, batch_first, &statement_error)?;
+        conn.query_drop("COMMIT")
+            .map_err(|e| statement_error(statements, e))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = conn.query_drop("ROLLBACK");
+    }
+    result?;
+    Ok(LoadStats {
+        bytes: counting.bytes,
+        statements,
+    })
+}
+
+fn flush(
+    conn: &mut mysql::Conn,
+    batch: &mut String,
+    first: u64,
+    statement_error: &impl Fn(u64, mysql::Error) -> LoadError,
+) -> Result<(), LoadError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    conn.query_drop(batch.as_str())
+        .map_err(|e| statement_error(first, e))?;
+    batch.clear();
+    Ok(())
+}
+
+/// Pipes `dump` into the `mysql` client (`program`) with `extra_args`. A failing stream kills
+/// the client and fails the load.
+pub fn load_with_client(
+    mut dump: impl Read,
+    target: &DbTarget,
+    program: &str,
+    extra_args: &[String],
+) -> Result<LoadStats, LoadError> {
+    let client_error = |message: String| LoadError::Client {
+        program: program.to_owned(),
+        message,
+    };
+    let mut child = target
+        .client(program)
+        .args(extra_args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| client_error(e.to_string()))?;
+    let (Some(mut stdin), Some(stderr)) = (child.stdin.take(), child.stderr.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(client_error("no pipes".to_owned()));
+    };
+    let stderr = std::thread::spawn(move || read_tail(stderr, 2048));
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    let copied: Result<bool, LoadError> = loop {
+        let n = match dump.read(&mut buf) {
+            Ok(0) => break Ok(true),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(LoadError::Read(e)),
+        };
+        if stdin.write_all(&buf[..n]).is_err() {
+            // The client stopped reading: its exit status and stderr say why.
+            break Ok(false);
+        }
+        bytes += n as u64;
+    };
+    let complete = match copied {
+        Ok(complete) => complete,
+        Err(err) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err);
+        }
+    };
+    drop(stdin);
+    let status = child.wait().map_err(|e| client_error(e.to_string()))?;
+    let stderr = stderr.join().unwrap_or_default();
+    if !status.success() {
+        return Err(client_error(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&stderr).trim()
+        )));
+    }
+    if !complete {
+        return Err(client_error(
+            "stopped reading before the end of the dump".to_owned(),
+        ));
+    }
+    Ok(LoadStats {
+        bytes,
+        statements: 0,
+    })
+}

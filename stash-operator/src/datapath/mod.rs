@@ -1,0 +1,221 @@
+//! The data path: a MySQL dump streamed into a restic-format repository, and back.
+//!
+//! One small interface, [`RepositoryEngine`], hides which program or library talks to the
+//! repository; [`restic_cli::ResticCli`] is the engine in use (see `bench/datapath/README.md`
+//! for why). Around it: [`backend`] turns Stash's backend flags and storage Secret into the
+//! engine's environment, [`dump_source`] runs the dump and refuses to end cleanly on a failed
+//! or truncated dump, [`statements`] splits a dump into statements, and [`loader`] sends them
+//! to the database.
+
+pub mod backend;
+pub mod dump_source;
+pub mod loader;
+pub mod mysql_client;
+pub mod restic_cli;
+pub mod statements;
+
+use std::io::Read;
+
+/// What a finished backup stored (restic's `summary` message).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct SnapshotSummary {
+    /// Full id of the new snapshot.
+    pub snapshot_id: String,
+    /// Files new in this snapshot.
+    #[serde(default)]
+    pub files_new: u64,
+    /// Files changed since the parent snapshot.
+    #[serde(default)]
+    pub files_changed: u64,
+    /// Files unchanged since the parent snapshot.
+    #[serde(default)]
+    pub files_unmodified: u64,
+    /// Files processed.
+    #[serde(default)]
+    pub total_files_processed: u64,
+    /// Bytes newly written to the repository (after dedup and compression).
+    #[serde(default)]
+    pub data_added: u64,
+    /// Bytes read from the source.
+    #[serde(default)]
+    pub total_bytes_processed: u64,
+}
+
+/// A snapshot as listed by the engine.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct SnapshotInfo {
+    /// Full id.
+    pub id: String,
+    /// Creation time (RFC 3339, as the engine wrote it).
+    pub time: String,
+    /// Host the snapshot belongs to.
+    #[serde(default)]
+    pub hostname: String,
+    /// Paths it holds.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+}
+
+/// Which snapshots to keep, with restic's `forget` semantics (grouped by host and paths).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// `--keep-last`.
+    pub keep_last: u32,
+    /// `--keep-hourly`.
+    pub keep_hourly: u32,
+    /// `--keep-daily`.
+    pub keep_daily: u32,
+    /// `--keep-weekly`.
+    pub keep_weekly: u32,
+    /// `--keep-monthly`.
+    pub keep_monthly: u32,
+    /// `--keep-yearly`.
+    pub keep_yearly: u32,
+    /// `--keep-tag`.
+    pub keep_tags: Vec<String>,
+    /// Remove unreferenced data after forgetting.
+    pub prune: bool,
+}
+
+impl RetentionPolicy {
+    /// True when the policy keeps nothing explicitly, which restic refuses to apply.
+    pub fn is_empty(&self) -> bool {
+        self.keep_last == 0
+            && self.keep_hourly == 0
+            && self.keep_daily == 0
+            && self.keep_weekly == 0
+            && self.keep_monthly == 0
+            && self.keep_yearly == 0
+            && self.keep_tags.is_empty()
+    }
+}
+
+/// Result of applying a retention policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForgetOutcome {
+    /// Snapshots left in the repository.
+    pub kept: usize,
+    /// Snapshots removed.
+    pub removed: usize,
+}
+
+/// Repository size figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepoStats {
+    /// Bytes stored (restic `stats --mode raw-data`).
+    pub total_size: u64,
+    /// Snapshots in the repository.
+    pub snapshot_count: usize,
+}
+
+/// Errors of a repository engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine program could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The source stream failed (the dump failed or was truncated); nothing was stored.
+    #[error("backup aborted, no snapshot stored: {0}")]
+    SourceFailed(String),
+    /// The repository does not exist.
+    #[error("repository does not exist: {0}")]
+    RepositoryMissing(String),
+    /// The repository is locked by another process.
+    #[error("repository is locked: {0}")]
+    Locked(String),
+    /// A command of the engine failed.
+    #[error("{command} failed ({status}): {stderr}")]
+    Failed {
+        /// The subcommand.
+        command: String,
+        /// Exit status as text.
+        status: String,
+        /// The end of its error output.
+        stderr: String,
+    },
+    /// The snapshot does not hold the whole stream; it was forgotten.
+    #[error("snapshot {snapshot} holds {stored} bytes, {fed} were sent; it was forgotten")]
+    Incomplete {
+        /// The snapshot id.
+        snapshot: String,
+        /// Bytes sent.
+        fed: u64,
+        /// Bytes recorded.
+        stored: u64,
+    },
+    /// The engine's output could not be understood.
+    #[error("unexpected output from {command}: {detail}")]
+    Output {
+        /// The subcommand.
+        command: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl EngineError {
+    /// Stable reason for conditions and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EngineError::Spawn { .. } => "EngineUnavailable",
+            EngineError::SourceFailed(_) => "DumpFailed",
+            EngineError::RepositoryMissing(_) => "RepositoryNotFound",
+            EngineError::Locked(_) => "RepositoryLocked",
+            EngineError::Failed { .. } => "RepositoryCommandFailed",
+            EngineError::Incomplete { .. } => "SnapshotIncomplete",
+            EngineError::Output { .. } => "UnexpectedEngineOutput",
+        }
+    }
+}
+
+/// The one interface between the job commands and the repository.
+pub trait RepositoryEngine {
+    /// Creates the repository (format v2) unless it exists; true when it was created.
+    fn init_if_missing(&self) -> Result<bool, EngineError>;
+
+    /// Stores everything `source` yields as the file `filename` of a new snapshot of `host`.
+    /// When `source` fails, no snapshot is stored. When it succeeds, the snapshot holds exactly
+    /// the bytes read.
+    fn backup_stream(
+        &self,
+        source: &mut dyn Read,
+        host: &str,
+        filename: &str,
+    ) -> Result<SnapshotSummary, EngineError>;
+
+    /// Streams `filename` of `snapshot` (an id or `latest`, restricted to `host` if given).
+    /// The reader fails rather than ending early if the engine fails.
+    fn dump(
+        &self,
+        snapshot: &str,
+        host: Option<&str>,
+        filename: &str,
+    ) -> Result<Box<dyn Read + Send>, EngineError>;
+
+    /// Snapshots, optionally of one host only.
+    fn snapshots(&self, host: Option<&str>) -> Result<Vec<SnapshotInfo>, EngineError>;
+
+    /// Forgets the given snapshots and prunes their data.
+    fn forget_snapshots(&self, ids: &[String]) -> Result<(), EngineError>;
+
+    /// Applies a retention policy (restic's grouping by host and paths).
+    fn apply_retention(&self, policy: &RetentionPolicy) -> Result<ForgetOutcome, EngineError>;
+
+    /// Verifies the repository structure, and every pack's content when `read_data`.
+    fn check(&self, read_data: bool) -> Result<(), EngineError>;
+
+    /// Size and snapshot count.
+    fn stats(&self) -> Result<RepoStats, EngineError>;
+
+    /// Removes locks whose owner is gone (same host, dead process) or that are too old to be live;
+    /// never a lock held by a running process.
+    fn unlock_stale(&self) -> Result<(), EngineError>;
+}

@@ -1,0 +1,487 @@
+//! [`RepositoryEngine`] on the stock `restic` command-line program.
+//!
+//! Secrets reach restic through its environment only. The dump is fed into `restic backup
+//! --stdin` by this process, so a failing dump is noticed before restic sees end of input: restic
+//! is then killed with its input still open, which leaves no snapshot (restic writes the snapshot
+//! only after end of input), and its now stale lock is removed.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::thread::JoinHandle;
+
+use super::backend::EngineEnv;
+use super::dump_source::read_tail;
+use super::{
+    EngineError, ForgetOutcome, RepoStats, RepositoryEngine, RetentionPolicy, SnapshotInfo,
+    SnapshotSummary,
+};
+
+const STDERR_TAIL_BYTES: usize = 2048;
+const COPY_BUFFER_BYTES: usize = 1 << 20;
+/// restic 0.17+ exit code for a missing repository; 0.14 exits 1 and says so on stderr.
+const EXIT_NO_REPOSITORY: i32 = 10;
+/// restic 0.17+ exit code for a locked repository.
+const EXIT_LOCKED: i32 = 11;
+
+/// Where restic keeps its local cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheMode {
+    /// `--no-cache`.
+    Disabled,
+    /// `--cache-dir <dir>` (Stash: `<scratch>/restic-cache`).
+    Dir(PathBuf),
+}
+
+/// The restic CLI engine.
+#[derive(Debug, Clone)]
+pub struct ResticCli {
+    program: PathBuf,
+    env: EngineEnv,
+    cache: CacheMode,
+}
+
+impl ResticCli {
+    /// An engine that runs `program` (usually `restic`) with the given environment and flags.
+    pub fn new(program: impl Into<PathBuf>, env: EngineEnv, cache: CacheMode) -> Self {
+        ResticCli {
+            program: program.into(),
+            env,
+            cache,
+        }
+    }
+
+    fn command(&self, subcommand: &str) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.arg(subcommand);
+        // Inherited settings that would override ours.
+        for key in [
+            "RESTIC_PASSWORD_FILE",
+            "RESTIC_PASSWORD_COMMAND",
+            "RESTIC_REPOSITORY_FILE",
+        ] {
+            cmd.env_remove(key);
+        }
+        cmd.envs(&self.env.env);
+        cmd.args(&self.env.flags);
+        match &self.cache {
+            CacheMode::Disabled => {
+                cmd.arg("--no-cache");
+            }
+            CacheMode::Dir(dir) => {
+                cmd.arg("--cache-dir").arg(dir);
+            }
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    fn spawn_error(&self, source: std::io::Error) -> EngineError {
+        EngineError::Spawn {
+            program: self.program.display().to_string(),
+            source,
+        }
+    }
+
+    /// Runs a command to completion and maps restic's failures.
+    fn run(&self, subcommand: &str, mut cmd: Command) -> Result<Output, EngineError> {
+        let output = cmd.output().map_err(|e| self.spawn_error(e))?;
+        if output.status.success() {
+            return Ok(output);
+        }
+        Err(classify_failure(
+            subcommand,
+            output.status.code(),
+            &output.status.to_string(),
+            &output.stderr,
+        ))
+    }
+
+    fn parse_json<T: serde::de::DeserializeOwned>(
+        subcommand: &str,
+        stdout: &[u8],
+    ) -> Result<T, EngineError> {
+        serde_json::from_slice(stdout).map_err(|e| EngineError::Output {
+            command: subcommand.to_owned(),
+            detail: e.to_string(),
+        })
+    }
+}
+
+fn classify_failure(
+    subcommand: &str,
+    code: Option<i32>,
+    status: &str,
+    stderr: &[u8],
+) -> EngineError {
+    let tail = String::from_utf8_lossy(&stderr[stderr.len().saturating_sub(STDERR_TAIL_BYTES)..])
+        .trim()
+        .to_owned();
+    if code == Some(EXIT_NO_REPOSITORY)
+        || tail.contains("Is there a repository at the following location?")
+    {
+        return EngineError::RepositoryMissing(tail);
+    }
+    if code == Some(EXIT_LOCKED) || tail.contains("repository is already locked") {
+        return EngineError::Locked(tail);
+    }
+    EngineError::Failed {
+        command: subcommand.to_owned(),
+        status: status.to_owned(),
+        stderr: tail,
+    }
+}
+
+/// The message of restic's `backup --json` stream that ends a successful run.
+#[derive(serde::Deserialize)]
+struct BackupMessage {
+    message_type: String,
+    #[serde(flatten)]
+    summary: serde_json::Value,
+}
+
+#[derive(serde::Deserialize)]
+struct ForgetGroup {
+    #[serde(default)]
+    keep: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    remove: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawStats {
+    total_size: u64,
+}
+
+impl RepositoryEngine for ResticCli {
+    fn init_if_missing(&self) -> Result<bool, EngineError> {
+        let mut probe = self.command("cat");
+        probe.arg("config").arg("--no-lock");
+        match self.run("cat config", probe) {
+            Ok(_) => Ok(false),
+            Err(EngineError::RepositoryMissing(_)) => {
+                let mut init = self.command("init");
+                init.arg("--repository-version").arg("2");
+                self.run("init", init)?;
+                Ok(true)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    fn backup_stream(
+        &self,
+        source: &mut dyn Read,
+        host: &str,
+        filename: &str,
+    ) -> Result<SnapshotSummary, EngineError> {
+        let mut cmd = self.command("backup");
+        cmd.arg("--stdin")
+            .arg("--stdin-filename")
+            .arg(filename.trim_start_matches('/'))
+            .arg("--host")
+            .arg(host)
+            .arg("--json")
+            .arg("--quiet")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
+        let (stdin, stdout, stderr) =
+            match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+                (Some(i), Some(o), Some(e)) => (i, o, e),
+                _ => {
+                    // All three were requested as pipes above.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(self.spawn_error(std::io::Error::other("no pipes")));
+                }
+            };
+        let stdout = std::thread::spawn(move || read_tail(stdout, 1 << 20));
+        let stderr = std::thread::spawn(move || read_tail(stderr, STDERR_TAIL_BYTES));
+
+        let mut stdin = Some(stdin);
+        let mut buf = vec![0u8; COPY_BUFFER_BYTES];
+        let mut fed: u64 = 0;
+        let copy: Result<(), CopyFailure> = loop {
+            let n = match source.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(CopyFailure::Source(e)),
+            };
+            let Some(pipe) = stdin.as_mut() else {
+                break Err(CopyFailure::Sink(std::io::Error::other(
+                    "restic input closed",
+                )));
+            };
+            if let Err(e) = pipe.write_all(&buf[..n]) {
+                break Err(CopyFailure::Sink(e));
+            }
+            fed += n as u64;
+        };
+
+        if let Err(CopyFailure::Source(err)) = copy {
+            // Kill with the input still open: restic never reaches end of input, so it never
+            // writes a snapshot for the partial stream.
+            let _ = child.kill();
+            let _ = child.wait();
+            drop(stdin.take());
+            let _ = stdout.join();
+            let _ = stderr.join();
+            // The killed process leaves its lock behind; it is stale now (dead pid, this host).
+            let _ = self.unlock_stale();
+            return Err(EngineError::SourceFailed(err.to_string()));
+        }
+        drop(stdin.take());
+        let status = child.wait().map_err(|e| self.spawn_error(e))?;
+        let out = stdout.join().unwrap_or_default();
+        let err = stderr.join().unwrap_or_default();
+        if !status.success() {
+            return Err(classify_failure(
+                "backup",
+                status.code(),
+                &status.to_string(),
+                &err,
+            ));
+        }
+        if let Err(CopyFailure::Sink(e)) = copy {
+            return Err(EngineError::Failed {
+                command: "backup".to_owned(),
+                status: format!("input closed early: {e}"),
+                stderr: String::from_utf8_lossy(&err).trim().to_owned(),
+            });
+        }
+        let summary = parse_backup_summary(&out)?;
+        if summary.total_bytes_processed != fed {
+            let _ = self.forget_snapshots(std::slice::from_ref(&summary.snapshot_id));
+            return Err(EngineError::Incomplete {
+                snapshot: summary.snapshot_id,
+                fed,
+                stored: summary.total_bytes_processed,
+            });
+        }
+        Ok(summary)
+    }
+
+    fn dump(
+        &self,
+        snapshot: &str,
+        host: Option<&str>,
+        filename: &str,
+    ) -> Result<Box<dyn Read + Send>, EngineError> {
+        let path = format!("/{}", filename.trim_start_matches('/'));
+        let mut cmd = self.command("dump");
+        cmd.arg("--quiet");
+        if let Some(host) = host {
+            cmd.arg("--host").arg(host);
+        }
+        if snapshot == "latest" {
+            cmd.arg("--path").arg(&path);
+        }
+        cmd.arg(snapshot)
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(self.spawn_error(std::io::Error::other("no pipes")));
+        };
+        let stderr = std::thread::spawn(move || read_tail(stderr, STDERR_TAIL_BYTES));
+        Ok(Box::new(ChildReader {
+            child,
+            stdout,
+            stderr: Some(stderr),
+            done: false,
+        }))
+    }
+
+    fn snapshots(&self, host: Option<&str>) -> Result<Vec<SnapshotInfo>, EngineError> {
+        let mut cmd = self.command("snapshots");
+        cmd.arg("--json").arg("--no-lock");
+        if let Some(host) = host {
+            cmd.arg("--host").arg(host);
+        }
+        let out = self.run("snapshots", cmd)?;
+        let list: Option<Vec<SnapshotInfo>> = Self::parse_json("snapshots", &out.stdout)?;
+        Ok(list.unwrap_or_default())
+    }
+
+    fn forget_snapshots(&self, ids: &[String]) -> Result<(), EngineError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = self.command("forget");
+        cmd.arg("--quiet").arg("--prune").args(ids);
+        self.run("forget", cmd).map(drop)
+    }
+
+    fn apply_retention(&self, policy: &RetentionPolicy) -> Result<ForgetOutcome, EngineError> {
+        if policy.is_empty() {
+            // restic refuses an empty policy; keeping everything is the only safe reading.
+            let kept = self.snapshots(None)?.len();
+            return Ok(ForgetOutcome { kept, removed: 0 });
+        }
+        let mut cmd = self.command("forget");
+        cmd.arg("--quiet").arg("--json");
+        for (flag, n) in [
+            ("--keep-last", policy.keep_last),
+            ("--keep-hourly", policy.keep_hourly),
+            ("--keep-daily", policy.keep_daily),
+            ("--keep-weekly", policy.keep_weekly),
+            ("--keep-monthly", policy.keep_monthly),
+            ("--keep-yearly", policy.keep_yearly),
+        ] {
+            if n > 0 {
+                cmd.arg(flag).arg(n.to_string());
+            }
+        }
+        for tag in &policy.keep_tags {
+            cmd.arg("--keep-tag").arg(tag);
+        }
+        if policy.prune {
+            cmd.arg("--prune");
+        }
+        let out = self.run("forget", cmd)?;
+        // With --prune, restic may print more after the JSON line; the groups are the first line.
+        let first = out
+            .stdout
+            .split(|&b| b == b'\n')
+            .find(|line| line.first() == Some(&b'['))
+            .unwrap_or(b"[]");
+        let groups: Vec<ForgetGroup> = Self::parse_json("forget", first)?;
+        Ok(groups
+            .iter()
+            .fold(ForgetOutcome::default(), |acc, g| ForgetOutcome {
+                kept: acc.kept + g.keep.as_ref().map_or(0, Vec::len),
+                removed: acc.removed + g.remove.as_ref().map_or(0, Vec::len),
+            }))
+    }
+
+    fn check(&self, read_data: bool) -> Result<(), EngineError> {
+        let mut cmd = self.command("check");
+        if read_data {
+            cmd.arg("--read-data");
+        }
+        self.run("check", cmd).map(drop)
+    }
+
+    fn stats(&self) -> Result<RepoStats, EngineError> {
+        let mut cmd = self.command("stats");
+        cmd.arg("--json")
+            .arg("--quiet")
+            .arg("--mode")
+            .arg("raw-data")
+            .arg("--no-lock");
+        let out = self.run("stats", cmd)?;
+        let raw: RawStats = Self::parse_json("stats", &out.stdout)?;
+        Ok(RepoStats {
+            total_size: raw.total_size,
+            snapshot_count: self.snapshots(None)?.len(),
+        })
+    }
+
+    fn unlock_stale(&self) -> Result<(), EngineError> {
+        // Without --remove-all restic only removes locks it can prove dead or expired.
+        let cmd = self.command("unlock");
+        self.run("unlock", cmd).map(drop)
+    }
+}
+
+enum CopyFailure {
+    Source(std::io::Error),
+    Sink(std::io::Error),
+}
+
+fn parse_backup_summary(stdout: &[u8]) -> Result<SnapshotSummary, EngineError> {
+    for line in stdout.split(|&b| b == b'\n').rev() {
+        let Ok(message) = serde_json::from_slice::<BackupMessage>(line) else {
+            continue;
+        };
+        if message.message_type == "summary" {
+            return serde_json::from_value(message.summary).map_err(|e| EngineError::Output {
+                command: "backup".to_owned(),
+                detail: e.to_string(),
+            });
+        }
+    }
+    Err(EngineError::Output {
+        command: "backup".to_owned(),
+        detail: "no summary message".to_owned(),
+    })
+}
+
+/// restic's stdout, failing at the end unless restic exited successfully.
+struct ChildReader {
+    child: Child,
+    stdout: ChildStdout,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    done: bool,
+}
+
+impl Read for ChildReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.stdout.read(buf)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        let status = self.child.wait()?;
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        if !status.success() {
+            let err = classify_failure("dump", status.code(), &status.to_string(), &stderr);
+            return Err(std::io::Error::other(err));
+        }
+        self.done = true;
+        Ok(0)
+    }
+}
+
+impl Drop for ChildReader {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_is_found_among_status_lines() {
+        let out = b"{\"message_type\":\"status\",\"percent_done\":0.5}\n{\"message_type\":\"summary\",\"files_new\":1,\"data_added\":313,\"total_files_processed\":1,\"total_bytes_processed\":24,\"total_duration\":0.25,\"snapshot_id\":\"fe584059\"}\n";
+        let summary = parse_backup_summary(out).unwrap();
+        assert_eq!(summary.snapshot_id, "fe584059");
+        assert_eq!(summary.total_bytes_processed, 24);
+        assert_eq!(summary.data_added, 313);
+        assert!(parse_backup_summary(b"{\"message_type\":\"status\"}\n").is_err());
+    }
+
+    #[test]
+    fn failures_are_classified() {
+        let missing = b"Fatal: unable to open config file\nIs there a repository at the following location?\n/x";
+        assert!(matches!(
+            classify_failure("cat config", Some(1), "exit 1", missing),
+            EngineError::RepositoryMissing(_)
+        ));
+        assert!(matches!(
+            classify_failure("backup", Some(11), "exit 11", b""),
+            EngineError::Locked(_)
+        ));
+        assert!(matches!(
+            classify_failure("check", Some(1), "exit 1", b"Fatal: wrong password"),
+            EngineError::Failed { .. }
+        ));
+    }
+}

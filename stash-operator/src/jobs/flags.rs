@@ -1,0 +1,101 @@
+//! Flags shared by `backup-mysql` and `restore-mysql`, named as in Stash's MySQL addon.
+
+use std::path::PathBuf;
+
+use crate::datapath::backend::{BackendConfig, BackendError, Provider};
+
+/// Where the repository is and how to reach it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RepositoryFlags {
+    /// Storage provider: local, s3, gcs, azure, swift, b2 or rest.
+    #[arg(long)]
+    pub provider: String,
+    /// Bucket or container (the mount path for `local`).
+    #[arg(long, default_value = "")]
+    pub bucket: String,
+    /// S3 endpoint or REST server URL.
+    #[arg(long, default_value = "")]
+    pub endpoint: String,
+    /// S3 region.
+    #[arg(long, default_value = "")]
+    pub region: String,
+    /// Skip TLS verification of the storage endpoint.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub insecure_tls: bool,
+    /// Prefix inside the bucket.
+    #[arg(long, default_value = "")]
+    pub path: String,
+    /// Parallel connections for gcs, azure and b2 (0: engine default).
+    #[arg(long, default_value_t = 0)]
+    pub max_connections: u32,
+    /// Secret holding RESTIC_PASSWORD and the provider's credentials.
+    #[arg(long)]
+    pub storage_secret_name: String,
+    /// Namespace of that Secret.
+    #[arg(long)]
+    pub storage_secret_namespace: String,
+    /// Directory for the cache and credential files.
+    #[arg(long, default_value = "/stash-tmp")]
+    pub scratch_dir: PathBuf,
+    /// Keep restic's cache in `<scratch-dir>/restic-cache`.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub enable_cache: bool,
+    /// The restic program.
+    #[arg(long, default_value = "restic")]
+    pub restic: String,
+}
+
+impl RepositoryFlags {
+    /// The backend configuration these flags describe.
+    pub fn backend(&self) -> Result<BackendConfig, BackendError> {
+        Ok(BackendConfig {
+            provider: Provider::parse(&self.provider)?,
+            bucket: self.bucket.clone(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            prefix: self.path.clone(),
+            insecure_tls: self.insecure_tls,
+            max_connections: self.max_connections,
+        })
+    }
+}
+
+/// Which database, and the job's bookkeeping.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseFlags {
+    /// AppBinding of the database.
+    #[arg(long)]
+    pub appbinding: String,
+    /// Namespace of the AppBinding (default: --namespace).
+    #[arg(long, default_value = "")]
+    pub appbinding_namespace: String,
+    /// Namespace of the job.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Host name the snapshots belong to.
+    #[arg(long, default_value = "host-0")]
+    pub hostname: String,
+    /// Seconds to wait for the database to answer `SELECT 1`.
+    #[arg(long, default_value_t = 0)]
+    pub wait_timeout: u64,
+    /// Where output.json goes.
+    #[arg(long, default_value = "/stash-tmp/output")]
+    pub output_dir: PathBuf,
+    /// The `mysql` client program.
+    #[arg(long, default_value = "mysql")]
+    pub mysql: String,
+    /// Exit 1 when the backup or restore failed (Stash exits 0 and reports only in output.json).
+    #[arg(long, default_value_t = false)]
+    pub strict_exit: bool,
+}
+
+impl DatabaseFlags {
+    /// The AppBinding's namespace.
+    pub fn appbinding_namespace(&self) -> &str {
+        if self.appbinding_namespace.is_empty() {
+            &self.namespace
+        } else {
+            &self.appbinding_namespace
+        }
+    }
+}

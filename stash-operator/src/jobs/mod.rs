@@ -1,0 +1,147 @@
+//! Commands run inside backup and restore Jobs: `backup-mysql` and `restore-mysql`.
+//!
+//! Each has a core that takes resolved inputs (engine, database, options) and does the work,
+//! and a thin layer that reads the storage Secret and the AppBinding from the API and writes
+//! `output.json`.
+
+pub mod appbinding;
+pub mod backup_mysql;
+pub mod flags;
+pub mod kube_read;
+pub mod output;
+pub mod restore_mysql;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::datapath::backend::{engine_env, BackendError};
+use crate::datapath::restic_cli::{CacheMode, ResticCli};
+use output::{HostPhase, HostStats, Output, SnapshotStats, TargetRef, TargetStatus};
+
+/// Why a job command failed, with a stable reason for conditions and metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Reading from the Kubernetes API failed.
+    #[error("{0}")]
+    Kube(String),
+    /// The repository flags or storage Secret are wrong.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The AppBinding or its Secret are wrong.
+    #[error(transparent)]
+    AppBinding(#[from] appbinding::AppBindingError),
+    /// The backup failed.
+    #[error(transparent)]
+    Backup(#[from] backup_mysql::BackupError),
+    /// The restore failed.
+    #[error(transparent)]
+    Restore(#[from] restore_mysql::RestoreError),
+    /// Local files (scratch directory) failed.
+    #[error("scratch directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl JobError {
+    /// Stable reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            JobError::Kube(_) => "KubernetesReadFailed",
+            JobError::Backend(e) => e.reason(),
+            JobError::AppBinding(e) => e.reason(),
+            JobError::Backup(e) => e.reason(),
+            JobError::Restore(e) => e.reason(),
+            JobError::Io(_) => "ScratchDirUnwritable",
+        }
+    }
+}
+
+/// Exit codes of the job commands.
+pub mod exit {
+    /// Succeeded, or (without `--strict-exit`) failed with the failure recorded in output.json.
+    pub const OK: u8 = 0;
+    /// Failed (only with `--strict-exit`); output.json says why.
+    pub const FAILED: u8 = 1;
+    /// output.json could not be written.
+    pub const NO_OUTPUT: u8 = 2;
+}
+
+/// The restic engine for the repository flags and storage Secret; credential files go in
+/// `private` (a per-run directory).
+async fn engine_from_api(
+    client: &kube::Client,
+    repo: &flags::RepositoryFlags,
+    private: &Path,
+) -> Result<ResticCli, JobError> {
+    let backend = repo.backend()?;
+    let secret = kube_read::read_secret(
+        client,
+        &repo.storage_secret_namespace,
+        &repo.storage_secret_name,
+    )
+    .await?;
+    let env = engine_env(&backend, &secret, private)?;
+    let cache = if repo.enable_cache {
+        CacheMode::Dir(repo.scratch_dir.join("restic-cache"))
+    } else {
+        CacheMode::Disabled
+    };
+    Ok(ResticCli::new(&repo.restic, env, cache))
+}
+
+/// Runs `work` on a small runtime (the API reads are async; the data path is not).
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> Result<T, JobError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(work))
+}
+
+/// Writes output.json for one host and picks the exit code.
+fn finish(
+    db: &flags::DatabaseFlags,
+    started: Instant,
+    result: Result<Vec<SnapshotStats>, JobError>,
+) -> ExitCode {
+    let failed = result.is_err();
+    let stats = match result {
+        Ok(snapshots) => HostStats {
+            hostname: db.hostname.clone(),
+            phase: HostPhase::Succeeded,
+            duration: output::go_duration(started.elapsed()),
+            snapshots,
+            error: String::new(),
+        },
+        Err(err) => {
+            eprintln!("{} ({})", err, err.reason());
+            HostStats {
+                hostname: db.hostname.clone(),
+                phase: HostPhase::Failed,
+                duration: output::go_duration(started.elapsed()),
+                snapshots: Vec::new(),
+                error: err.to_string(),
+            }
+        }
+    };
+    let out = Output {
+        target_status: TargetStatus {
+            target_ref: TargetRef::appbinding(&db.appbinding, db.appbinding_namespace()),
+            stats: vec![stats],
+        },
+    };
+    if let Err(err) = output::write_output(&db.output_dir, &out) {
+        eprintln!(
+            "cannot write {}/output.json: {err}",
+            db.output_dir.display()
+        );
+        return ExitCode::from(exit::NO_OUTPUT);
+    }
+    if failed && db.strict_exit {
+        ExitCode::from(exit::FAILED)
+    } else {
+        ExitCode::from(exit::OK)
+    }
+}
+
+/// Poll interval while waiting for the database.
+const WAIT_INTERVAL: Duration = Duration::from_secs(2);
