@@ -272,8 +272,13 @@ impl Apiserver {
             }
         }
         if info.status_subresource {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
+            // Built-in strategies reset status to its empty value; CRs drop it.
+            if info.custom {
+                if let Some(m) = obj.as_object_mut() {
+                    m.remove("status");
+                }
+            } else {
+                obj["status"] = json!({});
             }
         }
         strategy::prepare_create(self, info, &mut obj)?;

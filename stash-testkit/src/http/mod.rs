@@ -132,7 +132,12 @@ async fn route(
     body: &[u8],
 ) -> ApiResult<Response> {
     let registry = &state.api.registry;
-    match (method, path) {
+    let trimmed = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    match (method, trimmed) {
         (&Method::GET, "/version") => {
             return Ok(json_response(
                 StatusCode::OK,
