@@ -153,6 +153,12 @@ async fn malformed_requests_are_rejected_with_status_errors() {
         assert_eq!(code, want, "{method} {uri} {body}: {message}");
     }
 
+    let (code, version) = send(&client, "GET", "/version/", json, "").await;
+    assert_eq!(
+        code, 200,
+        "the Python VersionApi asks for /version/: {version}"
+    );
+
     // Objects made odd through permissive endpoints must not break later operations.
     let (code, _) = send(
         &client,

@@ -294,6 +294,10 @@ async fn job_status_subresource_and_generation() {
         created.status.as_ref().and_then(|s| s.succeeded).is_none(),
         "create drops status"
     );
+    assert!(
+        created.status.is_some(),
+        "built-in strategies reset status to an empty struct"
+    );
     let spec = created.spec.clone().unwrap();
     assert_eq!(spec.backoff_limit, Some(6));
     let uid = created.metadata.uid.clone().unwrap();
