@@ -45,7 +45,8 @@ impl FakeApiServerBuilder {
         self
     }
 
-    /// Runs every controller and the kubelet.
+    /// Runs every controller and the kubelet. With the kubelet the server also listens on a
+    /// free TCP port, so that pods get a `KUBECONFIG` that reaches it.
     pub fn with_controllers(self) -> Self {
         self.controllers(ControllerSet::all())
     }
@@ -93,12 +94,16 @@ impl FakeApiServerBuilder {
         let api = Apiserver::new(clock);
         let faults = Faults::default();
         let mut dir = None;
-        let (listener, addr, kubeconfig) = match self.tcp_port {
+        // Pods started by the kubelet reach the server through KUBECONFIG, which needs TCP.
+        let wants_kubelet = self.controllers.as_ref().is_some_and(|c| c.kubelet);
+        let tcp_port = self.tcp_port.or(if wants_kubelet { Some(0) } else { None });
+        let (listener, addr, kubeconfig) = match tcp_port {
             Some(port) => {
                 let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
                 let addr = listener.local_addr()?;
                 let path = match self.kubeconfig {
-                    Some(p) => p,
+                    // Pods run in their own working directories; hand them an absolute path.
+                    Some(p) => std::path::absolute(&p)?,
                     None => {
                         let d = tempfile::Builder::new().prefix("stash-testkit").tempdir()?;
                         let p = d.path().join("kubeconfig");

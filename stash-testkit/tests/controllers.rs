@@ -418,3 +418,50 @@ async fn pods_see_their_own_volumes_at_their_mount_paths() {
         "nothing leaks to the host path"
     );
 }
+
+#[tokio::test]
+async fn pods_reach_the_server_through_their_kubeconfig() {
+    let kubectl = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !kubectl {
+        eprintln!("kubectl is not on PATH; skipping");
+        return;
+    }
+    let (server, client) = setup().await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "caller"},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "main", "image": "bitnami/kubectl",
+            "command": ["sh", "-c", "kubectl get pod $HOSTNAME -o jsonpath={.status.phase}"]
+        }]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let done = eventually("the pod to finish", || {
+        let pods = pods.clone();
+        async move {
+            pods.get("caller").await.ok().filter(|p| {
+                matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+            })
+        }
+    })
+    .await;
+    let logs = server
+        .pod_logs("default", "caller", "main")
+        .unwrap_or_default();
+    assert_eq!(
+        done.status.unwrap().phase.as_deref(),
+        Some("Succeeded"),
+        "{logs}"
+    );
+    assert_eq!(
+        logs, "Running",
+        "the pod saw itself running through the API"
+    );
+}
