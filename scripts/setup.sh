@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests and benchmarks need. Idempotent: packages already
+# installed are not fetched again. kubectl is expected on PATH already (Debian's
+# kubernetes-client package would collide with it, so it is never installed here).
+set -euo pipefail
+
+packages=(mariadb-server mariadb-client restic)
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  # The server package would start a system-wide mariadbd; the testkit starts its own
+  # private servers, so the service is stopped again right after installation.
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if command -v service >/dev/null 2>&1; then $SUDO service mariadb stop >/dev/null 2>&1 || true; fi
+else
+  echo "setup: system packages present"
+fi
+
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "setup: warning: kubectl not on PATH; the kubectl conformance tests need it" >&2
+fi

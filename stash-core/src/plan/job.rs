@@ -1,0 +1,255 @@
+//! Builds a Job's pod from a Task: each step's Function becomes a container (all but the last
+//! are init containers, run in order), with `${VAR}` references resolved, sharing the scratch
+//! emptyDir at `/stash-tmp`; hooks become `pre-task-hook` / `post-task-hook` containers.
+
+use crate::api::{
+    ContainerRuntimeSettings, EmptyDirSettings, Function, Param, RuntimeSettings, Task,
+};
+use crate::resolve::{substitute, Variables};
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, Volume,
+    VolumeMount,
+};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Name of the scratch volume.
+pub const SCRATCH_VOLUME: &str = "stash-tmp-dir";
+/// Where the scratch volume is mounted.
+pub const SCRATCH_DIR: &str = "/stash-tmp";
+
+/// Everything needed to build a job pod.
+#[derive(Debug, Clone)]
+pub struct PodInputs<'a> {
+    /// The Task to run.
+    pub task: &'a Task,
+    /// Functions by name.
+    pub functions: &'a BTreeMap<String, Function>,
+    /// Variables set by the operator (stash.md §3.2).
+    pub variables: &'a Variables,
+    /// Addon params then invoker params, later entries winning; applied last.
+    pub params: &'a [Param],
+    /// Invoker runtime settings.
+    pub runtime_settings: Option<&'a RuntimeSettings>,
+    /// Invoker temp dir settings.
+    pub temp_dir: Option<&'a EmptyDirSettings>,
+    /// Service account of the pod.
+    pub service_account: String,
+    /// Image pull policy.
+    pub image_pull_policy: &'a str,
+    /// Hook containers: (pre hook, post hook) args, if the invoker has hooks.
+    pub hooks: HookContainers,
+    /// Operator image (runs hooks).
+    pub operator_image: &'a str,
+}
+
+/// Which hook containers to add, with their `--hook-type`.
+#[derive(Debug, Clone, Default)]
+pub struct HookContainers {
+    /// Args of the `pre-task-hook` init container.
+    pub pre: Option<Vec<String>>,
+    /// Args of the `post-task-hook` main container.
+    pub post: Option<Vec<String>>,
+}
+
+/// Builds the pod spec, or says what cannot be resolved (naming the Task, step and variable).
+pub fn build_pod_spec(inputs: &PodInputs<'_>) -> Result<PodSpec, String> {
+    let task_name = inputs.task.metadata.name.clone().unwrap_or_default();
+    let steps = inputs.task.spec.steps.clone().unwrap_or_default();
+    if steps.is_empty() {
+        return Err(format!("Task {task_name} has no steps"));
+    }
+    let scratch_mount = VolumeMount {
+        name: SCRATCH_VOLUME.into(),
+        mount_path: SCRATCH_DIR.into(),
+        ..Default::default()
+    };
+    let mut containers = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let function = inputs.functions.get(&step.name).ok_or_else(|| {
+            format!("Function {} (step {i} of Task {task_name}) not found", step.name)
+        })?;
+        let mut vars: Variables = step
+            .params
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone(), p.value.clone()))
+            .collect();
+        vars.extend(inputs.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
+        vars.insert("ADDON_IMAGE".into(), function.spec.image.clone());
+        vars.extend(inputs.params.iter().map(|p| (p.name.clone(), p.value.clone())));
+
+        let mut spec = serde_json::to_value(&function.spec).map_err(|e| e.to_string())?;
+        substitute_strings(&mut spec, &vars)
+            .map_err(|e| format!("Function {} (step {i} of Task {task_name}): {e}", step.name))?;
+        let spec: crate::api::FunctionSpec = serde_json::from_value(spec).map_err(|e| {
+            format!("Function {} (step {i} of Task {task_name}) after substitution: {e}", step.name)
+        })?;
+        let mut mounts = vec![scratch_mount.clone()];
+        mounts.extend(spec.volume_mounts.clone().unwrap_or_default());
+        let mut container = Container {
+            name: format!("{}-{i}", step.name.replace('.', "-")),
+            image: Some(spec.image.clone()),
+            image_pull_policy: Some(inputs.image_pull_policy.to_string()),
+            command: spec.command.clone().filter(|c| !c.is_empty()),
+            args: spec.args.clone(),
+            working_dir: spec.working_dir.clone(),
+            ports: spec.ports.clone(),
+            volume_mounts: Some(mounts),
+            volume_devices: spec.volume_devices.clone(),
+            ..Default::default()
+        };
+        if let Some(rs) = &spec.runtime_settings {
+            apply_container_settings(&mut container, rs);
+        }
+        if let Some(rs) = inputs.runtime_settings.and_then(|r| r.container.as_ref()) {
+            apply_container_settings(&mut container, rs);
+        }
+        containers.push(container);
+    }
+
+    let all_mounts = union_mounts(&containers);
+    let hook_container = |name: &str, args: &[String]| Container {
+        name: name.to_string(),
+        image: Some(inputs.operator_image.to_string()),
+        image_pull_policy: Some(inputs.image_pull_policy.to_string()),
+        args: Some(args.to_vec()),
+        env: Some(vec![EnvVar {
+            name: "POD_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        volume_mounts: Some(all_mounts.clone()),
+        ..Default::default()
+    };
+    if let Some(args) = &inputs.hooks.pre {
+        containers.insert(0, hook_container("pre-task-hook", args));
+    }
+    if let Some(args) = &inputs.hooks.post {
+        containers.push(hook_container("post-task-hook", args));
+    }
+
+    let main = containers.pop().ok_or_else(|| format!("Task {task_name} has no steps"))?;
+    let temp = inputs.temp_dir.cloned().unwrap_or_default();
+    let mut volumes = vec![Volume {
+        name: SCRATCH_VOLUME.into(),
+        empty_dir: Some(EmptyDirVolumeSource { medium: temp.medium.clone(), size_limit: temp.size_limit.clone(), ..Default::default() }),
+        ..Default::default()
+    }];
+    volumes.extend(inputs.task.spec.volumes.clone().unwrap_or_default());
+
+    let mut pod = PodSpec {
+        restart_policy: Some("Never".into()),
+        service_account_name: Some(inputs.service_account.clone()),
+        init_containers: (!containers.is_empty()).then_some(containers),
+        containers: vec![main],
+        volumes: Some(volumes),
+        ..Default::default()
+    };
+    if let Some(p) = inputs.runtime_settings.and_then(|r| r.pod.as_ref()) {
+        apply_pod_settings(&mut pod, p);
+    }
+    Ok(pod)
+}
+
+/// Substitutes `${...}` in every string of a JSON value (Stash substitutes the serialized
+/// Function; doing it per string gives the same text without letting a value break the JSON).
+fn substitute_strings(value: &mut Value, vars: &Variables) -> Result<(), crate::resolve::ResolveError> {
+    match value {
+        Value::String(s) => *s = substitute(s, vars)?,
+        Value::Array(items) => {
+            for item in items {
+                substitute_strings(item, vars)?;
+            }
+        }
+        Value::Object(map) => {
+            for item in map.values_mut() {
+                substitute_strings(item, vars)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn union_mounts(containers: &[Container]) -> Vec<VolumeMount> {
+    let mut seen = BTreeMap::new();
+    for m in containers.iter().flat_map(|c| c.volume_mounts.iter().flatten()) {
+        seen.entry(m.mount_path.clone()).or_insert_with(|| m.clone());
+    }
+    seen.into_values().collect()
+}
+
+/// Applies container runtime settings on top of a container (later settings win; env merges by
+/// name). Unlike Stash, requests are copied even when limits are empty (stash.md §2.3 quirk).
+pub fn apply_container_settings(c: &mut Container, rs: &ContainerRuntimeSettings) {
+    if let Some(r) = &rs.resources {
+        c.resources = Some(r.clone());
+    }
+    if rs.liveness_probe.is_some() {
+        c.liveness_probe = rs.liveness_probe.clone();
+    }
+    if rs.readiness_probe.is_some() {
+        c.readiness_probe = rs.readiness_probe.clone();
+    }
+    if rs.lifecycle.is_some() {
+        c.lifecycle = rs.lifecycle.clone();
+    }
+    if rs.security_context.is_some() {
+        c.security_context = rs.security_context.clone();
+    }
+    if let Some(from) = &rs.env_from {
+        c.env_from.get_or_insert_with(Vec::new).extend(from.iter().cloned());
+    }
+    let mut extra: Vec<EnvVar> = rs.env.clone().unwrap_or_default();
+    let plain = |name: &str, value: i32| EnvVar { name: name.into(), value: Some(value.to_string()), ..Default::default() };
+    if let Some(adj) = rs.nice.as_ref().and_then(|n| n.adjustment) {
+        extra.push(plain("NICE_ADJUSTMENT", adj));
+    }
+    if let Some(io) = &rs.ionice {
+        if let Some(class) = io.class {
+            extra.push(plain("IONICE_CLASS", class));
+        }
+        if let Some(data) = io.class_data {
+            extra.push(plain("IONICE_CLASS_DATA", data));
+        }
+    }
+    if !extra.is_empty() {
+        let env = c.env.get_or_insert_with(Vec::new);
+        for var in extra {
+            match env.iter_mut().find(|e| e.name == var.name) {
+                Some(existing) => *existing = var,
+                None => env.push(var),
+            }
+        }
+    }
+}
+
+/// Applies pod runtime settings to a pod spec.
+pub fn apply_pod_settings(pod: &mut PodSpec, p: &crate::api::PodRuntimeSettings) {
+    if let Some(sa) = p.service_account_name.as_ref().filter(|s| !s.is_empty()) {
+        pod.service_account_name = Some(sa.clone());
+    }
+    macro_rules! copy {
+        ($($field:ident),*) => { $( if p.$field.is_some() { pod.$field = p.$field.clone(); } )* };
+    }
+    copy!(
+        node_selector,
+        automount_service_account_token,
+        node_name,
+        security_context,
+        image_pull_secrets,
+        affinity,
+        scheduler_name,
+        tolerations,
+        priority_class_name,
+        priority,
+        readiness_gates,
+        runtime_class_name,
+        enable_service_links,
+        topology_spread_constraints
+    );
+}

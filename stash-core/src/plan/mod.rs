@@ -1,0 +1,153 @@
+//! Planners: `fn(&Inputs) -> Plan`, pure and deterministic.
+//!
+//! A planner receives the reconciled object, everything it references and `now`, and returns
+//! what to apply (server-side, by the operator's field manager), what to delete, the status to
+//! set, the events to publish and when to look again. The operator decides nothing itself.
+
+pub mod backend;
+pub mod backup_configuration;
+pub mod backup_session;
+pub mod job;
+pub mod labels;
+pub mod repository;
+pub mod restore_session;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Operator-wide settings the planners need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    /// Image of the operator; runs `create-backupsession` and `update-status`.
+    pub image: String,
+    /// `imagePullPolicy` of generated containers.
+    pub image_pull_policy: String,
+    /// `--license-apiservice` value passed through to Functions (unused by our image).
+    pub license_apiservice: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            image: DEFAULT_IMAGE.to_string(),
+            image_pull_policy: "IfNotPresent".to_string(),
+            license_apiservice: String::new(),
+        }
+    }
+}
+
+/// The image our catalog and generated pods point at by default.
+pub const DEFAULT_IMAGE: &str = "ghcr.io/stash-rs/stash:v0.1.0";
+
+/// Field manager the operator applies with.
+pub const FIELD_MANAGER: &str = "stash-operator";
+/// Finalizer on BackupConfigurations and RestoreSessions (Stash's).
+pub const FINALIZER: &str = "stash.appscode.com";
+/// Finalizer on Repositories (Stash's).
+pub const REPOSITORY_FINALIZER: &str = "stash";
+
+/// What to do with the reconciled object's finalizer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FinalizerAction {
+    /// Leave as is.
+    #[default]
+    Keep,
+    /// Add it (before creating children).
+    Add,
+    /// Remove it (cleanup done; the object may go).
+    Remove,
+}
+
+/// An object to delete.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectKey {
+    /// API version.
+    pub api_version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace (None for cluster-scoped objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+}
+
+/// An event to publish on the reconciled object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSpec {
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Reason (Stash's wording, e.g. `CronJob Creation Failed`).
+    pub reason: String,
+    /// Message. Never contains secret values.
+    pub message: String,
+    /// Reporting component (`BackupConfiguration Controller`, ...).
+    pub source: String,
+}
+
+/// The result of a planner.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// The reconciled object.
+    pub object: Option<ObjectKey>,
+    /// Finalizer handling.
+    #[serde(default, skip_serializing_if = "is_keep")]
+    pub finalizer: FinalizerAction,
+    /// Complete objects to apply, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apply: Vec<Value>,
+    /// Objects to delete (background propagation), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete: Vec<ObjectKey>,
+    /// The status to apply on the `/status` subresource; None means leave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Value>,
+    /// Events to publish.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventSpec>,
+    /// Look again after this many seconds even if nothing changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeue_after_seconds: Option<u64>,
+}
+
+fn is_keep(a: &FinalizerAction) -> bool {
+    *a == FinalizerAction::Keep
+}
+
+/// Seconds since the epoch of a timestamp.
+pub fn unix(t: &Time) -> i64 {
+    t.0.as_second()
+}
+
+/// A timestamp `secs` after `t` (saturating at the representable range).
+pub fn add_seconds(t: &Time, secs: i64) -> Time {
+    let base = t.0.as_second().saturating_add(secs);
+    Time(
+        k8s_openapi::jiff::Timestamp::from_second(base)
+            .unwrap_or(k8s_openapi::jiff::Timestamp::MAX),
+    )
+}
+
+/// The controller owner reference to an object.
+pub fn controller_ref(api_version: &str, kind: &str, name: &str, uid: Option<&str>) -> OwnerReference {
+    OwnerReference {
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        name: name.to_string(),
+        uid: uid.unwrap_or_default().to_string(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Serializes a typed object into the JSON the operator applies. Serializing our own types
+/// cannot fail (no maps with non-string keys), so a failure yields `Null` rather than a panic.
+pub(crate) fn to_value<T: Serialize>(object: &T) -> Value {
+    serde_json::to_value(object).unwrap_or(Value::Null)
+}

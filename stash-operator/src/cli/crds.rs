@@ -1,0 +1,27 @@
+//! `stash crds`: the CustomResourceDefinitions as multi-document YAML.
+
+use std::process::ExitCode;
+
+/// The CRDs as one multi-document YAML text.
+pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = String::new();
+    for crd in stash_core::crd::crds() {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd)?);
+    }
+    Ok(out)
+}
+
+/// Prints the CRDs.
+pub fn run() -> ExitCode {
+    match crds_yaml() {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("stash crds: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

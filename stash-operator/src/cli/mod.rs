@@ -1,0 +1,4 @@
+//! User-facing commands that work offline.
+
+pub mod crds;
+pub mod render;

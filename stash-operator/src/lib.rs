@@ -1,0 +1,6 @@
+//! Library half of the `stash` binary: user commands, job-side commands and the operator.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod datapath;
+pub mod jobs;

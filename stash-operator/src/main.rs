@@ -1,0 +1,35 @@
+//! `stash`: the operator binary, the commands its Jobs run, and user commands.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// stash-rs: Stash-compatible MySQL backup and restore for Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "stash", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print every object the operator would create, change or delete for a set of objects.
+    Render(stash_operator::cli::render::RenderArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crds,
+    /// Dump a MySQL database into the repository (run by backup Jobs).
+    BackupMysql(stash_operator::jobs::backup_mysql::BackupMysqlArgs),
+    /// Restore a MySQL database from the repository (run by restore Jobs).
+    RestoreMysql(stash_operator::jobs::restore_mysql::RestoreMysqlArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Render(args) => stash_operator::cli::render::run(&args),
+        Command::Crds => stash_operator::cli::crds::run(),
+        Command::BackupMysql(args) => stash_operator::jobs::backup_mysql::run(&args),
+        Command::RestoreMysql(args) => stash_operator::jobs::restore_mysql::run(&args),
+    }
+}
