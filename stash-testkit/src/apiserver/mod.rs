@@ -5,6 +5,7 @@
 //! revision, watch event).
 
 mod delete;
+mod metadata;
 mod read;
 mod schema;
 mod strategy;

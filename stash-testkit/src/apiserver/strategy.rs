@@ -235,9 +235,23 @@ pub(super) fn prepare_create(
             );
             invalid(info, obj, causes)?;
             job_defaults(obj, &uid, &name);
+            let mut causes = Vec::new();
+            super::metadata::check_labels(
+                &obj["spec"]["template"]["metadata"]["labels"],
+                "spec.template.labels",
+                &mut causes,
+            )?;
+            invalid(info, obj, causes)?;
         }
         ("batch", "cronjobs") => {
             let mut causes = Vec::new();
+            if name.len() > 52 {
+                causes.push(cause(
+                    "FieldValueInvalid",
+                    "metadata.name",
+                    format!("Invalid value: \"{name}\": must be no more than 52 characters"),
+                ));
+            }
             let schedule = obj["spec"]["schedule"].as_str().unwrap_or_default();
             if let Err(e) = crate::controllers::cron::Schedule::parse(schedule) {
                 causes.push(cause(

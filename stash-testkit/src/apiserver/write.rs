@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::{schema, strategy, Apiserver};
+use super::{metadata, schema, strategy, Apiserver};
 use crate::patch::json_patch::apply_json_patch;
 use crate::patch::merge::merge_patch;
 use crate::patch::schema::MergeSchema;
@@ -280,6 +280,11 @@ impl Apiserver {
             } else {
                 obj["status"] = json!({});
             }
+        }
+        let mut causes = Vec::new();
+        metadata::check_metadata(&obj, &mut causes)?;
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&info.group, &info.kind, &name, causes));
         }
         strategy::prepare_create(self, info, &mut obj)?;
         if info.custom {
@@ -683,6 +688,11 @@ impl Apiserver {
                 }
             };
             new["metadata"]["generation"] = json!(if changed { gen + 1 } else { gen });
+        }
+        let mut causes = Vec::new();
+        metadata::check_metadata(&new, &mut causes)?;
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&info.group, &info.kind, &name, causes));
         }
         strategy::prepare_update(self, info, old, &mut new)?;
         if info.custom {
