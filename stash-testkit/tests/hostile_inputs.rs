@@ -132,6 +132,13 @@ async fn malformed_requests_are_rejected_with_status_errors() {
             422,
         ),
         (
+            "POST",
+            "/apis/batch/v1/namespaces/default/cronjobs",
+            json,
+            r#"{"metadata":{"name":"tz"},"spec":{"schedule":"* * * * *","timeZone":"Nowhere/Special","jobTemplate":{"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"c","image":"x"}]}}}}}}"#,
+            422,
+        ),
+        (
             "GET",
             "/api/v1/namespaces/default/configmaps?labelSelector=a%3D(",
             json,

@@ -194,6 +194,28 @@ fn validate_crd(obj: &Value) -> Vec<Cause> {
     causes
 }
 
+fn schedule_causes(spec: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let schedule = spec["schedule"].as_str().unwrap_or_default();
+    if let Err(e) = crate::controllers::cron::Schedule::parse(schedule) {
+        causes.push(cause(
+            "FieldValueInvalid",
+            "spec.schedule",
+            format!("Invalid value: \"{schedule}\": {e}"),
+        ));
+    }
+    if let Some(tz) = spec["timeZone"].as_str() {
+        if jiff::tz::TimeZone::get(tz).is_err() {
+            causes.push(cause(
+                "FieldValueInvalid",
+                "spec.timeZone",
+                format!("Invalid value: \"{tz}\": unknown time zone {tz}"),
+            ));
+        }
+    }
+    causes
+}
+
 /// Defaults and validation on create.
 pub(super) fn prepare_create(
     api: &Apiserver,
@@ -252,14 +274,7 @@ pub(super) fn prepare_create(
                     format!("Invalid value: \"{name}\": must be no more than 52 characters"),
                 ));
             }
-            let schedule = obj["spec"]["schedule"].as_str().unwrap_or_default();
-            if let Err(e) = crate::controllers::cron::Schedule::parse(schedule) {
-                causes.push(cause(
-                    "FieldValueInvalid",
-                    "spec.schedule",
-                    format!("Invalid value: \"{schedule}\": {e}"),
-                ));
-            }
+            causes.extend(schedule_causes(&obj["spec"]));
             validate_pod_spec(
                 &obj["spec"]["jobTemplate"]["spec"]["template"]["spec"],
                 "spec.jobTemplate.spec.template.spec",
@@ -294,20 +309,7 @@ pub(super) fn prepare_update(
         ("batch", "jobs") if new["spec"].is_object() && new["spec"].get("selector").is_none() => {
             new["spec"]["selector"] = old["spec"]["selector"].clone();
         }
-        ("batch", "cronjobs") => {
-            let schedule = new["spec"]["schedule"].as_str().unwrap_or_default();
-            if let Err(e) = crate::controllers::cron::Schedule::parse(schedule) {
-                return invalid(
-                    info,
-                    new,
-                    vec![cause(
-                        "FieldValueInvalid",
-                        "spec.schedule",
-                        format!("Invalid value: \"{schedule}\": {e}"),
-                    )],
-                );
-            }
-        }
+        ("batch", "cronjobs") => invalid(info, new, schedule_causes(&new["spec"]))?,
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             invalid(info, new, validate_crd(new))?;
             if new["spec"] != old["spec"] || new.get("status").is_none() {

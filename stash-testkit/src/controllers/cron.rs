@@ -5,8 +5,9 @@
 use jiff::Timestamp;
 
 /// A parsed schedule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Schedule {
+    tz: Option<jiff::tz::TimeZone>,
     minutes: u64,
     hours: u32,
     days: u32,
@@ -98,6 +99,7 @@ impl Schedule {
         let (months, _) = field(parts[3], 1, 12, &MONTHS, 1)?;
         let (weekdays, weekdays_star) = field(parts[4], 0, 6, &WEEKDAYS, 0)?;
         Ok(Self {
+            tz: None,
             minutes,
             hours: u32::try_from(hours).unwrap_or(0),
             days: u32::try_from(days).unwrap_or(0),
@@ -108,9 +110,30 @@ impl Schedule {
         })
     }
 
-    /// Whether the minute starting at `t` (UTC) is scheduled.
+    /// Evaluates the schedule in the IANA time zone `name` (`spec.timeZone`) instead of UTC.
+    pub fn in_time_zone(mut self, name: &str) -> Result<Self, String> {
+        let tz = jiff::tz::TimeZone::get(name).map_err(|_| format!("unknown time zone {name}"))?;
+        self.tz = Some(tz);
+        Ok(self)
+    }
+
+    /// RFC 3339 in the schedule's zone (`Z` for UTC), as the scheduled-timestamp annotation.
+    pub fn format(&self, t: Timestamp) -> String {
+        match &self.tz {
+            Some(tz) if tz.to_offset(t) != jiff::tz::Offset::UTC => t
+                .to_zoned(tz.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string(),
+            _ => crate::clock::format_time(t),
+        }
+    }
+
+    /// Whether the minute starting at `t` is scheduled (in the schedule's zone).
     pub fn matches(&self, t: Timestamp) -> bool {
-        let dt = jiff::tz::Offset::UTC.to_datetime(t);
+        let dt = match &self.tz {
+            Some(tz) => tz.to_datetime(t),
+            None => jiff::tz::Offset::UTC.to_datetime(t),
+        };
         let bit = |mask: u64, v: i8| v >= 0 && mask & (1u64 << v) != 0;
         if !bit(self.minutes, dt.minute())
             || !bit(u64::from(self.hours), dt.hour())
@@ -165,6 +188,15 @@ impl Schedule {
     }
 }
 
+/// The schedule of a CronJob spec: `spec.schedule` in `spec.timeZone` (UTC when unset).
+pub fn of_cronjob(spec: &serde_json::Value) -> Result<Schedule, String> {
+    let schedule = Schedule::parse(spec["schedule"].as_str().unwrap_or_default())?;
+    match spec["timeZone"].as_str() {
+        Some(tz) => schedule.in_time_zone(tz),
+        None => Ok(schedule),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +233,27 @@ mod tests {
         assert!(Schedule::parse("TZ=UTC 0 0 * * *").is_err());
         assert!(Schedule::parse("61 * * * *").is_err());
         assert!(Schedule::parse("* * *").is_err());
+    }
+
+    #[test]
+    fn time_zones_shift_the_schedule() {
+        let Ok(s) = Schedule::parse("0 9 * * *")
+            .unwrap()
+            .in_time_zone("Asia/Tokyo")
+        else {
+            eprintln!("no time zone database here; skipping");
+            return;
+        };
+        // 09:00 in Tokyo is 00:00 UTC.
+        assert!(s.matches(ts("2026-01-01T00:00:00Z")));
+        assert!(!s.matches(ts("2026-01-01T09:00:00Z")));
+        assert_eq!(
+            s.format(ts("2026-01-01T00:00:00Z")),
+            "2026-01-01T09:00:00+09:00"
+        );
+        assert!(Schedule::parse("* * * * *")
+            .unwrap()
+            .in_time_zone("Nowhere/Special")
+            .is_err());
     }
 }

@@ -69,7 +69,7 @@ pub(super) fn sync(api: &Apiserver) {
         let mut last_schedule = cj["status"]["lastScheduleTime"].as_str().map(String::from);
 
         if spec["suspend"] != true {
-            if let Ok(schedule) = Schedule::parse(spec["schedule"].as_str().unwrap_or_default()) {
+            if let Ok(schedule) = super::cron::of_cronjob(spec) {
                 let mut earliest = last_schedule
                     .as_deref()
                     .or(cj["metadata"]["creationTimestamp"].as_str())
@@ -102,7 +102,7 @@ pub(super) fn sync(api: &Apiserver) {
                             }
                             active.clear();
                         }
-                        match create_job(api, &cj, t) {
+                        match create_job(api, &cj, t, &schedule) {
                             Ok(job) => active.push(job_ref(&job)),
                             Err(e) if e.code == 409 => {}
                             Err(_) => continue,
@@ -188,6 +188,7 @@ fn create_job(
     api: &Apiserver,
     cj: &Value,
     t: jiff::Timestamp,
+    schedule: &Schedule,
 ) -> Result<Value, crate::status::ApiError> {
     let jobs = api.resource("batch", "v1", "jobs")?;
     let template = &cj["spec"]["jobTemplate"];
@@ -199,7 +200,7 @@ fn create_job(
     if !annotations.is_object() {
         annotations = json!({});
     }
-    annotations["batch.kubernetes.io/cronjob-scheduled-timestamp"] = json!(format_time(t));
+    annotations["batch.kubernetes.io/cronjob-scheduled-timestamp"] = json!(schedule.format(t));
     let job = json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
