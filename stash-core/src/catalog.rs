@@ -1,8 +1,8 @@
 //! The default catalog: Stash's MySQL Tasks and Functions and the `update-status` Function,
 //! as data, pointing at our image. Argument lists are Stash's (stash.md §3.1).
 
-use crate::api::{FunctionRef, FunctionSpec, Param, Task, TaskSpec};
 use crate::api::Function;
+use crate::api::{FunctionRef, FunctionSpec, Param, Task, TaskSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// MySQL versions for which Stash ships Tasks and Functions.
@@ -22,7 +22,13 @@ const REPO_ARGS: [&str; 8] = [
 fn meta(name: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
-        labels: Some([("app.kubernetes.io/managed-by".to_string(), "stash-rs".to_string())].into()),
+        labels: Some(
+            [(
+                "app.kubernetes.io/managed-by".to_string(),
+                "stash-rs".to_string(),
+            )]
+            .into(),
+        ),
         ..Default::default()
     }
 }
@@ -117,18 +123,33 @@ pub fn update_status_function(image: &str) -> Function {
 fn function(name: &str, image: &str, args: Vec<String>) -> Function {
     Function {
         metadata: meta(name),
-        spec: FunctionSpec { image: image.to_string(), args: Some(args), ..Default::default() },
+        spec: FunctionSpec {
+            image: image.to_string(),
+            args: Some(args),
+            ..Default::default()
+        },
     }
 }
 
 fn task(name: &str, first_step: &str) -> Task {
-    let output_dir = || Some(vec![Param { name: "outputDir".into(), value: "/stash-tmp/output".into() }]);
+    let output_dir = || {
+        Some(vec![Param {
+            name: "outputDir".into(),
+            value: "/stash-tmp/output".into(),
+        }])
+    };
     Task {
         metadata: meta(name),
         spec: TaskSpec {
             steps: Some(vec![
-                FunctionRef { name: first_step.to_string(), params: output_dir() },
-                FunctionRef { name: "update-status".into(), params: output_dir() },
+                FunctionRef {
+                    name: first_step.to_string(),
+                    params: output_dir(),
+                },
+                FunctionRef {
+                    name: "update-status".into(),
+                    params: output_dir(),
+                },
             ]),
             volumes: None,
         },
@@ -137,12 +158,18 @@ fn task(name: &str, first_step: &str) -> Task {
 
 /// The `mysql-backup-<version>` Task: the backup step, then `update-status`.
 pub fn mysql_backup_task(version: &str) -> Task {
-    task(&format!("mysql-backup-{version}"), &format!("mysql-backup-{version}"))
+    task(
+        &format!("mysql-backup-{version}"),
+        &format!("mysql-backup-{version}"),
+    )
 }
 
 /// The `mysql-restore-<version>` Task: the restore step, then `update-status`.
 pub fn mysql_restore_task(version: &str) -> Task {
-    task(&format!("mysql-restore-{version}"), &format!("mysql-restore-{version}"))
+    task(
+        &format!("mysql-restore-{version}"),
+        &format!("mysql-restore-{version}"),
+    )
 }
 
 /// The whole default catalog for `image` (ours runs every step).
@@ -169,7 +196,9 @@ mod tests {
         for t in &tasks {
             for step in t.spec.steps.iter().flatten() {
                 assert!(
-                    functions.iter().any(|f| f.metadata.name.as_deref() == Some(step.name.as_str())),
+                    functions
+                        .iter()
+                        .any(|f| f.metadata.name.as_deref() == Some(step.name.as_str())),
                     "missing function {}",
                     step.name
                 );

@@ -26,21 +26,41 @@ pub struct NewCondition<'a> {
 impl<'a> NewCondition<'a> {
     /// A True condition.
     pub fn yes(type_: &'a str, reason: &'a str, message: impl Into<String>) -> Self {
-        Self { type_, status: TRUE, reason, message: message.into() }
+        Self {
+            type_,
+            status: TRUE,
+            reason,
+            message: message.into(),
+        }
     }
     /// A False condition.
     pub fn no(type_: &'a str, reason: &'a str, message: impl Into<String>) -> Self {
-        Self { type_, status: FALSE, reason, message: message.into() }
+        Self {
+            type_,
+            status: FALSE,
+            reason,
+            message: message.into(),
+        }
     }
     /// An Unknown condition.
     pub fn unknown(type_: &'a str, reason: &'a str, message: impl Into<String>) -> Self {
-        Self { type_, status: UNKNOWN, reason, message: message.into() }
+        Self {
+            type_,
+            status: UNKNOWN,
+            reason,
+            message: message.into(),
+        }
     }
 }
 
 /// Sets `new` in `conditions`: the transition time moves to `now` only if status, reason or
 /// message changed (Stash's `SetCondition`). Order of first appearance is kept.
-pub fn set(conditions: &mut Vec<Condition>, new: NewCondition<'_>, generation: Option<i64>, now: &Time) {
+pub fn set(
+    conditions: &mut Vec<Condition>,
+    new: NewCondition<'_>,
+    generation: Option<i64>,
+    now: &Time,
+) {
     let severity = (new.status == FALSE).then(|| "Error".to_string());
     let fresh = Condition {
         type_: new.type_.to_string(),
@@ -53,10 +73,18 @@ pub fn set(conditions: &mut Vec<Condition>, new: NewCondition<'_>, generation: O
     };
     match conditions.iter_mut().find(|c| c.type_ == fresh.type_) {
         Some(old) => {
-            let unchanged =
-                old.status == fresh.status && old.reason == fresh.reason && old.message == fresh.message;
-            let time = if unchanged { old.last_transition_time.clone() } else { fresh.last_transition_time.clone() };
-            *old = Condition { last_transition_time: time, ..fresh };
+            let unchanged = old.status == fresh.status
+                && old.reason == fresh.reason
+                && old.message == fresh.message;
+            let time = if unchanged {
+                old.last_transition_time.clone()
+            } else {
+                fresh.last_transition_time.clone()
+            };
+            *old = Condition {
+                last_transition_time: time,
+                ..fresh
+            };
         }
         None => conditions.push(fresh),
     }
@@ -64,7 +92,10 @@ pub fn set(conditions: &mut Vec<Condition>, new: NewCondition<'_>, generation: O
 
 /// The status of condition `type_`, if present.
 pub fn status_of<'c>(conditions: &'c [Condition], type_: &str) -> Option<&'c str> {
-    conditions.iter().find(|c| c.type_ == type_).map(|c| c.status.as_str())
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.as_str())
 }
 
 /// Whether condition `type_` is present with status True.
@@ -88,12 +119,27 @@ mod tests {
     #[test]
     fn transition_time_moves_only_on_change() {
         let mut c = Vec::new();
-        set(&mut c, NewCondition::yes("A", "R", "m"), Some(1), &t("2026-01-01T00:00:00Z"));
-        set(&mut c, NewCondition::yes("A", "R", "m"), Some(2), &t("2026-01-02T00:00:00Z"));
+        set(
+            &mut c,
+            NewCondition::yes("A", "R", "m"),
+            Some(1),
+            &t("2026-01-01T00:00:00Z"),
+        );
+        set(
+            &mut c,
+            NewCondition::yes("A", "R", "m"),
+            Some(2),
+            &t("2026-01-02T00:00:00Z"),
+        );
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].last_transition_time, Some(t("2026-01-01T00:00:00Z")));
         assert_eq!(c[0].observed_generation, Some(2));
-        set(&mut c, NewCondition::no("A", "R2", "m2"), Some(2), &t("2026-01-03T00:00:00Z"));
+        set(
+            &mut c,
+            NewCondition::no("A", "R2", "m2"),
+            Some(2),
+            &t("2026-01-03T00:00:00Z"),
+        );
         assert_eq!(c[0].last_transition_time, Some(t("2026-01-03T00:00:00Z")));
         assert!(is_false(&c, "A"));
         assert_eq!(c[0].severity.as_deref(), Some("Error"));

@@ -1,6 +1,8 @@
 //! CustomResourceDefinitions generated from the API types.
 
-use crate::api::{AppBinding, BackupConfiguration, BackupSession, Function, Repository, RestoreSession, Task};
+use crate::api::{
+    AppBinding, BackupConfiguration, BackupSession, Function, Repository, RestoreSession, Task,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 

@@ -47,14 +47,31 @@ struct FieldSpec {
     names: &'static [&'static str],
 }
 
-const MINUTE: FieldSpec = FieldSpec { name: "minute", min: 0, max: 59, names: &[] };
-const HOUR: FieldSpec = FieldSpec { name: "hour", min: 0, max: 23, names: &[] };
-const DOM: FieldSpec = FieldSpec { name: "day-of-month", min: 1, max: 31, names: &[] };
+const MINUTE: FieldSpec = FieldSpec {
+    name: "minute",
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOUR: FieldSpec = FieldSpec {
+    name: "hour",
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DOM: FieldSpec = FieldSpec {
+    name: "day-of-month",
+    min: 1,
+    max: 31,
+    names: &[],
+};
 const MONTH: FieldSpec = FieldSpec {
     name: "month",
     min: 1,
     max: 12,
-    names: &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+    names: &[
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ],
 };
 const DOW: FieldSpec = FieldSpec {
     name: "day-of-week",
@@ -109,8 +126,12 @@ impl Schedule {
             let (year, month, day, hour, minute, weekday) = civil_from_unix(t);
             if self.months & (1 << month) == 0 {
                 // Jump to the first minute of the next month.
-                let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
-                t = unix_from_civil(ny, nm, 1) ;
+                let (ny, nm) = if month == 12 {
+                    (year + 1, 1)
+                } else {
+                    (year, month + 1)
+                };
+                t = unix_from_civil(ny, nm, 1);
                 continue;
             }
             if !self.day_matches(day, weekday) {
@@ -143,7 +164,11 @@ impl Schedule {
 }
 
 fn parse_field(text: &str, spec: &FieldSpec, allow_seven: bool) -> Result<u64, CronError> {
-    let fail = |why: String| CronError::Field { field: spec.name, text: text.to_string(), why };
+    let fail = |why: String| CronError::Field {
+        field: spec.name,
+        text: text.to_string(),
+        why,
+    };
     let max = if allow_seven { 7 } else { spec.max };
     let mut bits = 0u64;
     for part in text.split(',') {
@@ -160,7 +185,10 @@ fn parse_field(text: &str, spec: &FieldSpec, allow_seven: bool) -> Result<u64, C
         let (lo, hi) = if range == "*" || range == "?" {
             (spec.min, spec.max)
         } else if let Some((a, b)) = range.split_once('-') {
-            (value(a, spec, max).map_err(&fail)?, value(b, spec, max).map_err(&fail)?)
+            (
+                value(a, spec, max).map_err(&fail)?,
+                value(b, spec, max).map_err(&fail)?,
+            )
         } else {
             let v = value(range, spec, max).map_err(&fail)?;
             // `5/10` means 5 through the maximum in steps of 10.
@@ -186,7 +214,9 @@ fn value(text: &str, spec: &FieldSpec, max: u32) -> Result<u32, String> {
     if let Some(i) = spec.names.iter().position(|n| *n == lower) {
         return Ok(spec.min + i as u32);
     }
-    let v: u32 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    let v: u32 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
     if v < spec.min || v > max {
         return Err(format!("{v} is outside {}-{}", spec.min, spec.max));
     }
@@ -208,7 +238,14 @@ fn civil_from_unix(t: i64) -> (i64, u32, u32, u32, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
     let weekday = (days + 4).rem_euclid(7) as u32;
-    (year, month, day, (secs / 3600) as u32, ((secs % 3600) / 60) as u32, weekday)
+    (
+        year,
+        month,
+        day,
+        (secs / 3600) as u32,
+        ((secs % 3600) / 60) as u32,
+        weekday,
+    )
 }
 
 /// Unix seconds of midnight UTC on the given date.
@@ -265,7 +302,10 @@ mod tests {
     #[case("TZ=UTC * * * * *")]
     #[case("a * * * *")]
     fn rejects_invalid(#[case] schedule: &str) {
-        assert!(Schedule::parse(schedule).is_err(), "{schedule:?} should be rejected");
+        assert!(
+            Schedule::parse(schedule).is_err(),
+            "{schedule:?} should be rejected"
+        );
     }
 
     #[test]

@@ -15,7 +15,10 @@ pub struct DurationError {
 /// Parses a Go duration (`time.ParseDuration` units ns, us, ms, s, m, h) into whole milliseconds.
 /// Negative durations are rejected: no Stash field accepts them.
 pub fn parse_go_duration_millis(input: &str) -> Result<u64, DurationError> {
-    let err = |why| DurationError { input: input.to_string(), why };
+    let err = |why| DurationError {
+        input: input.to_string(),
+        why,
+    };
     let s = input.trim();
     if s.is_empty() {
         return Err(err("empty"));
@@ -76,7 +79,12 @@ pub fn format_go_duration_secs(secs: u64) -> String {
 
 /// Formats a byte count the way Stash does (`6.815 MiB`, `512 B`).
 pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
     for (size, unit) in UNITS {
         if bytes > size {
             return format!("{:.3} {unit}", bytes as f64 / size as f64);

@@ -6,13 +6,13 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod catalog;
+pub mod conditions;
+pub mod crd;
 pub mod cron;
 pub mod duration;
-pub mod conditions;
 pub mod names;
-pub mod resolve;
-pub mod catalog;
-pub mod retention;
 pub mod plan;
+pub mod resolve;
+pub mod retention;
 pub mod world;
-pub mod crd;

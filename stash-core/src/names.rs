@@ -7,27 +7,42 @@ pub const NAME_MAX: usize = 63;
 
 /// `stash-trigger-<bc>`, the CronJob that creates BackupSessions.
 pub fn cronjob_name(bc_name: &str) -> String {
-    bounded(&format!("stash-trigger-{}", bc_name.replace('.', "-")), CRONJOB_NAME_MAX)
+    bounded(
+        &format!("stash-trigger-{}", bc_name.replace('.', "-")),
+        CRONJOB_NAME_MAX,
+    )
 }
 
 /// `stash-backup-<session>-<index>`, the backup Job of a session's target.
 pub fn backup_job_name(session_name: &str, index: usize) -> String {
-    bounded(&format!("stash-backup-{}-{index}", session_name.replace('.', "-")), NAME_MAX)
+    bounded(
+        &format!("stash-backup-{}-{index}", session_name.replace('.', "-")),
+        NAME_MAX,
+    )
 }
 
 /// `stash-restore-<rs>-0`, the restore Job.
 pub fn restore_job_name(restore_session_name: &str) -> String {
-    bounded(&format!("stash-restore-{}-0", restore_session_name.replace('.', "-")), NAME_MAX)
+    bounded(
+        &format!("stash-restore-{}-0", restore_session_name.replace('.', "-")),
+        NAME_MAX,
+    )
 }
 
 /// `backupconfiguration-<bc>-0`, the ServiceAccount and RoleBinding of backup Jobs.
 pub fn backup_job_rbac_name(bc_name: &str) -> String {
-    bounded(&format!("backupconfiguration-{}-0", bc_name.replace('.', "-")), NAME_MAX)
+    bounded(
+        &format!("backupconfiguration-{}-0", bc_name.replace('.', "-")),
+        NAME_MAX,
+    )
 }
 
 /// `restoresession-<rs>-0`, the ServiceAccount and RoleBinding of the restore Job.
 pub fn restore_job_rbac_name(rs_name: &str) -> String {
-    bounded(&format!("restoresession-{}-0", rs_name.replace('.', "-")), NAME_MAX)
+    bounded(
+        &format!("restoresession-{}-0", rs_name.replace('.', "-")),
+        NAME_MAX,
+    )
 }
 
 /// `<bc>-<unix seconds>`, a BackupSession created by the trigger (≤ 63 characters).
@@ -59,7 +74,9 @@ pub fn label_value(value: &str) -> String {
 }
 
 fn fnv1a32(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 #[cfg(test)]
@@ -68,7 +85,10 @@ mod tests {
 
     #[test]
     fn short_names_are_stashs() {
-        assert_eq!(cronjob_name("sample-mysql-backup"), "stash-trigger-sample-mysql-backup");
+        assert_eq!(
+            cronjob_name("sample-mysql-backup"),
+            "stash-trigger-sample-mysql-backup"
+        );
         assert_eq!(
             backup_job_name("sample-mysql-backup-1569561245", 0),
             "stash-backup-sample-mysql-backup-1569561245-0"

@@ -33,7 +33,9 @@ pub fn substitute(text: &str, vars: &Variables) -> Result<String, ResolveError> 
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
-            return Err(ResolveError::Unterminated { text: text.to_string() });
+            return Err(ResolveError::Unterminated {
+                text: text.to_string(),
+            });
         };
         out.push_str(&expand(&after[..end], vars)?);
         rest = &after[end + 1..];
@@ -58,7 +60,9 @@ fn expand(expr: &str, vars: &Variables) -> Result<String, ResolveError> {
     }
     match vars.get(expr) {
         Some(v) => Ok(v.clone()),
-        None => Err(ResolveError::Missing { name: expr.to_string() }),
+        None => Err(ResolveError::Missing {
+            name: expr.to_string(),
+        }),
     }
 }
 
@@ -72,7 +76,10 @@ mod tests {
     use rstest::rstest;
 
     fn vars(pairs: &[(&str, &str)]) -> Variables {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[rstest]
@@ -91,13 +98,21 @@ mod tests {
     #[test]
     fn missing_without_default_names_the_variable() {
         assert_eq!(
-            substitute("--storage-secret-name=${REPOSITORY_SECRET_NAME}", &vars(&[])),
-            Err(ResolveError::Missing { name: "REPOSITORY_SECRET_NAME".into() })
+            substitute(
+                "--storage-secret-name=${REPOSITORY_SECRET_NAME}",
+                &vars(&[])
+            ),
+            Err(ResolveError::Missing {
+                name: "REPOSITORY_SECRET_NAME".into()
+            })
         );
     }
 
     #[test]
     fn unterminated_is_an_error() {
-        assert!(matches!(substitute("${oops", &vars(&[])), Err(ResolveError::Unterminated { .. })));
+        assert!(matches!(
+            substitute("${oops", &vars(&[])),
+            Err(ResolveError::Unterminated { .. })
+        ));
     }
 }

@@ -64,21 +64,60 @@ fn apply_to_group(group: &[&SnapshotInfo], policy: &RetentionPolicy, plan: &mut 
         .keep_tags
         .iter()
         .flatten()
-        .map(|l| l.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect::<Vec<_>>())
+        .map(|l| {
+            l.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
         .filter(|l| !l.is_empty())
         .collect();
     let mut buckets: [(i64, Bucketer, Option<i64>, &str); 6] = [
-        (count(policy.keep_last), |_, nr| nr as i64, None, "last snapshot"),
-        (count(policy.keep_hourly), |t, _| hour_bucket(t), None, "hourly snapshot"),
-        (count(policy.keep_daily), |t, _| day_bucket(t), None, "daily snapshot"),
-        (count(policy.keep_weekly), |t, _| week_bucket(t), None, "weekly snapshot"),
-        (count(policy.keep_monthly), |t, _| day_bucket(t) / 100, None, "monthly snapshot"),
-        (count(policy.keep_yearly), |t, _| day_bucket(t) / 10_000, None, "yearly snapshot"),
+        (
+            count(policy.keep_last),
+            |_, nr| nr as i64,
+            None,
+            "last snapshot",
+        ),
+        (
+            count(policy.keep_hourly),
+            |t, _| hour_bucket(t),
+            None,
+            "hourly snapshot",
+        ),
+        (
+            count(policy.keep_daily),
+            |t, _| day_bucket(t),
+            None,
+            "daily snapshot",
+        ),
+        (
+            count(policy.keep_weekly),
+            |t, _| week_bucket(t),
+            None,
+            "weekly snapshot",
+        ),
+        (
+            count(policy.keep_monthly),
+            |t, _| day_bucket(t) / 100,
+            None,
+            "monthly snapshot",
+        ),
+        (
+            count(policy.keep_yearly),
+            |t, _| day_bucket(t) / 10_000,
+            None,
+            "yearly snapshot",
+        ),
     ];
     let empty = tag_lists.is_empty() && buckets.iter().all(|b| b.0 == 0);
     for (nr, snap) in group.iter().enumerate() {
         if empty {
-            plan.keep.push(Kept { id: snap.id.clone(), reasons: vec!["policy is empty".into()] });
+            plan.keep.push(Kept {
+                id: snap.id.clone(),
+                reasons: vec!["policy is empty".into()],
+            });
             continue;
         }
         let mut reasons = Vec::new();
@@ -100,7 +139,10 @@ fn apply_to_group(group: &[&SnapshotInfo], policy: &RetentionPolicy, plan: &mut 
         if reasons.is_empty() {
             plan.forget.push(snap.id.clone());
         } else {
-            plan.keep.push(Kept { id: snap.id.clone(), reasons });
+            plan.keep.push(Kept {
+                id: snap.id.clone(),
+                reasons,
+            });
         }
     }
 }
@@ -159,11 +201,20 @@ mod tests {
     const JAN1: i64 = 1_767_225_600;
 
     fn snap(id: &str, time: i64) -> SnapshotInfo {
-        SnapshotInfo { id: id.into(), time, host: "host-0".into(), paths: vec!["/dumpfile.sql".into()], tags: vec![] }
+        SnapshotInfo {
+            id: id.into(),
+            time,
+            host: "host-0".into(),
+            paths: vec!["/dumpfile.sql".into()],
+            tags: vec![],
+        }
     }
 
     fn policy() -> RetentionPolicy {
-        RetentionPolicy { name: "p".into(), ..Default::default() }
+        RetentionPolicy {
+            name: "p".into(),
+            ..Default::default()
+        }
     }
 
     fn kept(plan: &RetentionPlan) -> Vec<&str> {
@@ -172,7 +223,9 @@ mod tests {
 
     /// Ten snapshots, one every 12 hours from JAN1 (s0 oldest .. s9 newest).
     fn every_twelve_hours() -> Vec<SnapshotInfo> {
-        (0..10).map(|i| snap(&format!("s{i}"), JAN1 + i * 12 * H)).collect()
+        (0..10)
+            .map(|i| snap(&format!("s{i}"), JAN1 + i * 12 * H))
+            .collect()
     }
 
     #[rstest]
@@ -207,7 +260,11 @@ mod tests {
         let mut snaps = every_twelve_hours();
         snaps[2].tags = vec!["release".into(), "v1".into()];
         snaps[4].tags = vec!["release".into()];
-        let p = RetentionPolicy { keep_last: Some(1), keep_tags: Some(vec!["release,v1".into()]), ..policy() };
+        let p = RetentionPolicy {
+            keep_last: Some(1),
+            keep_tags: Some(vec!["release,v1".into()]),
+            ..policy()
+        };
         let plan = select(&snaps, &p);
         assert_eq!(kept(&plan), ["s9", "s2"]);
         assert_eq!(plan.keep[1].reasons, ["has tags [release v1]"]);
@@ -219,7 +276,13 @@ mod tests {
         for s in snaps.iter_mut().take(5) {
             s.host = "host-1".into();
         }
-        let plan = select(&snaps, &RetentionPolicy { keep_last: Some(2), ..policy() });
+        let plan = select(
+            &snaps,
+            &RetentionPolicy {
+                keep_last: Some(2),
+                ..policy()
+            },
+        );
         assert_eq!(kept(&plan), ["s9", "s8", "s4", "s3"]);
         assert_eq!(plan.forget, ["s7", "s6", "s5", "s2", "s1", "s0"]);
     }
@@ -228,8 +291,16 @@ mod tests {
     fn reasons_name_every_rule() {
         let plan = select(
             &every_twelve_hours(),
-            &RetentionPolicy { keep_last: Some(1), keep_daily: Some(1), keep_monthly: Some(1), ..policy() },
+            &RetentionPolicy {
+                keep_last: Some(1),
+                keep_daily: Some(1),
+                keep_monthly: Some(1),
+                ..policy()
+            },
         );
-        assert_eq!(plan.keep[0].reasons, ["last snapshot", "daily snapshot", "monthly snapshot"]);
+        assert_eq!(
+            plan.keep[0].reasons,
+            ["last snapshot", "daily snapshot", "monthly snapshot"]
+        );
     }
 }

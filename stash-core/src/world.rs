@@ -1,7 +1,9 @@
 //! A set of objects (what `stash render` reads, what fixtures hold) and the plans the operator
 //! would make for it. Parsing only: the caller reads the files and passes their text.
 
-use crate::api::{AppBinding, BackupConfiguration, BackupSession, Function, Repository, RestoreSession, Task};
+use crate::api::{
+    AppBinding, BackupConfiguration, BackupSession, Function, Repository, RestoreSession, Task,
+};
 use crate::plan::backup_session::SiblingSession;
 use crate::plan::labels::{INVOKER_NAME, INVOKER_TYPE};
 use crate::plan::{self, ObjectKey, Plan, Settings};
@@ -48,10 +50,12 @@ impl World {
         let (tasks, functions) = crate::catalog::default_catalog(image);
         let mut w = World::default();
         for t in tasks {
-            w.tasks.insert(t.metadata.name.clone().unwrap_or_default(), t);
+            w.tasks
+                .insert(t.metadata.name.clone().unwrap_or_default(), t);
         }
         for f in functions {
-            w.functions.insert(f.metadata.name.clone().unwrap_or_default(), f);
+            w.functions
+                .insert(f.metadata.name.clone().unwrap_or_default(), f);
         }
         w
     }
@@ -59,13 +63,22 @@ impl World {
     /// Adds every object of a multi-document YAML text (a `List` is flattened).
     pub fn load_yaml(&mut self, source_name: &str, text: &str) -> Result<(), LoadError> {
         for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let err = |message: String| LoadError { source_name: source_name.to_string(), document: i + 1, message };
-            let value: Value = serde_path_to_error::deserialize(doc).map_err(|e| err(format!("not valid YAML: {e}")))?;
+            let err = |message: String| LoadError {
+                source_name: source_name.to_string(),
+                document: i + 1,
+                message,
+            };
+            let value: Value = serde_path_to_error::deserialize(doc)
+                .map_err(|e| err(format!("not valid YAML: {e}")))?;
             if value.is_null() {
                 continue;
             }
             let items = match value.get("kind").and_then(Value::as_str) {
-                Some(k) if k.ends_with("List") => value.get("items").and_then(Value::as_array).cloned().unwrap_or_default(),
+                Some(k) if k.ends_with("List") => value
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
                 _ => vec![value],
             };
             for item in items {
@@ -80,23 +93,53 @@ impl World {
         let Some(obj) = value.as_object() else {
             return Err("expected a mapping with apiVersion and kind".into());
         };
-        let api_version = obj.get("apiVersion").and_then(Value::as_str).ok_or("apiVersion is missing")?.to_string();
-        let kind = obj.get("kind").and_then(Value::as_str).ok_or("kind is missing")?.to_string();
-        let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .ok_or("apiVersion is missing")?
+            .to_string();
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .ok_or("kind is missing")?
+            .to_string();
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if name.is_empty() {
             return Err(format!("{kind}: metadata.name is missing"));
         }
-        let ns = value.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
+        let ns = value
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string();
         let key = (ns.clone(), name.clone());
         let what = format!("{kind} {name}");
         match (api_version.as_str(), kind.as_str()) {
-            ("stash.appscode.com/v1alpha1", "Repository") => { self.repositories.insert(key, typed(&what, value)?); }
-            ("stash.appscode.com/v1beta1", "BackupConfiguration") => { self.backup_configurations.insert(key, typed(&what, value)?); }
-            ("stash.appscode.com/v1beta1", "BackupSession") => { self.backup_sessions.insert(key, typed(&what, value)?); }
-            ("stash.appscode.com/v1beta1", "RestoreSession") => { self.restore_sessions.insert(key, typed(&what, value)?); }
-            ("stash.appscode.com/v1beta1", "Task") => { self.tasks.insert(name, typed(&what, value)?); }
-            ("stash.appscode.com/v1beta1", "Function") => { self.functions.insert(name, typed(&what, value)?); }
-            ("appcatalog.appscode.com/v1alpha1", "AppBinding") => { self.appbindings.insert(key, typed(&what, value)?); }
+            ("stash.appscode.com/v1alpha1", "Repository") => {
+                self.repositories.insert(key, typed(&what, value)?);
+            }
+            ("stash.appscode.com/v1beta1", "BackupConfiguration") => {
+                self.backup_configurations.insert(key, typed(&what, value)?);
+            }
+            ("stash.appscode.com/v1beta1", "BackupSession") => {
+                self.backup_sessions.insert(key, typed(&what, value)?);
+            }
+            ("stash.appscode.com/v1beta1", "RestoreSession") => {
+                self.restore_sessions.insert(key, typed(&what, value)?);
+            }
+            ("stash.appscode.com/v1beta1", "Task") => {
+                self.tasks.insert(name, typed(&what, value)?);
+            }
+            ("stash.appscode.com/v1beta1", "Function") => {
+                self.functions.insert(name, typed(&what, value)?);
+            }
+            ("appcatalog.appscode.com/v1alpha1", "AppBinding") => {
+                self.appbindings.insert(key, typed(&what, value)?);
+            }
             ("v1", "Secret") => {
                 let mut keys = BTreeSet::new();
                 for field in ["data", "stringData"] {
@@ -109,12 +152,17 @@ impl World {
             ("v1", "Namespace") => {
                 let labels: BTreeMap<String, String> = value
                     .pointer("/metadata/labels")
-                    .map(|l| serde_json::from_value(l.clone()).map_err(|e| format!("{what}: metadata.labels: {e}")))
+                    .map(|l| {
+                        serde_json::from_value(l.clone())
+                            .map_err(|e| format!("{what}: metadata.labels: {e}"))
+                    })
                     .transpose()?
                     .unwrap_or_default();
                 self.namespace_labels.insert(name, labels);
             }
-            ("batch/v1", "Job") => { self.jobs.insert(key, typed(&what, value)?); }
+            ("batch/v1", "Job") => {
+                self.jobs.insert(key, typed(&what, value)?);
+            }
             ("v1", "Pod") => self.pods.push(typed(&what, value)?),
             _ => self.others.push(value),
         }
@@ -132,18 +180,30 @@ impl World {
             let p = plan::backup_configuration::plan(&inputs);
             let mut seen = bc.clone();
             if seen.status.is_none() {
-                seen.status = p.status.clone().and_then(|s| serde_json::from_value(s).ok());
+                seen.status = p
+                    .status
+                    .clone()
+                    .and_then(|s| serde_json::from_value(s).ok());
             }
             planned_bcs.insert(key.clone(), seen);
             plans.push(p);
         }
         for (key, s) in &self.backup_sessions {
-            let invoker_name = s.spec.invoker.as_ref().map(|i| i.name.clone()).unwrap_or_default();
+            let invoker_name = s
+                .spec
+                .invoker
+                .as_ref()
+                .map(|i| i.name.clone())
+                .unwrap_or_default();
             let invoker = planned_bcs.get(&(key.0.clone(), invoker_name)).cloned();
-            plans.push(plan::backup_session::plan(&self.backup_session_inputs(s, invoker, settings, now)));
+            plans.push(plan::backup_session::plan(
+                &self.backup_session_inputs(s, invoker, settings, now),
+            ));
         }
         for rs in self.restore_sessions.values() {
-            plans.push(plan::restore_session::plan(&self.restore_session_inputs(rs, settings, now)));
+            plans.push(plan::restore_session::plan(
+                &self.restore_session_inputs(rs, settings, now),
+            ));
         }
         for repo in self.repositories.values() {
             plans.push(plan::repository::plan(&self.repository_inputs(repo)));
@@ -151,10 +211,21 @@ impl World {
         plans
     }
 
-    fn repository_of(&self, ns: &str, r: Option<&crate::api::ObjectRef>) -> (Option<Repository>, Option<BTreeSet<String>>) {
+    fn repository_of(
+        &self,
+        ns: &str,
+        r: Option<&crate::api::ObjectRef>,
+    ) -> (Option<Repository>, Option<BTreeSet<String>>) {
         let Some(r) = r else { return (None, None) };
-        let repo_ns = r.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| ns.to_string());
-        let repo = self.repositories.get(&(repo_ns.clone(), r.name.clone())).cloned();
+        let repo_ns = r
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| ns.to_string());
+        let repo = self
+            .repositories
+            .get(&(repo_ns.clone(), r.name.clone()))
+            .cloned();
         let keys = repo
             .as_ref()
             .and_then(|x| x.spec.backend.storage_secret_name.clone())
@@ -167,7 +238,11 @@ impl World {
         if r.kind.as_deref() != Some("AppBinding") {
             return None;
         }
-        let target_ns = r.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| ns.to_string());
+        let target_ns = r
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| ns.to_string());
         self.appbindings.get(&(target_ns, r.name.clone()?)).cloned()
     }
 
@@ -189,9 +264,19 @@ impl World {
     }
 
     /// Inputs of the BackupConfiguration planner for `bc`.
-    pub fn backup_configuration_inputs(&self, bc: &BackupConfiguration, settings: &Settings, now: &Time) -> plan::backup_configuration::BackupConfigurationInputs {
-        let ns = bc.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        let (repository, storage_secret_keys) = self.repository_of(&ns, bc.spec.repository.as_ref());
+    pub fn backup_configuration_inputs(
+        &self,
+        bc: &BackupConfiguration,
+        settings: &Settings,
+        now: &Time,
+    ) -> plan::backup_configuration::BackupConfigurationInputs {
+        let ns = bc
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let (repository, storage_secret_keys) =
+            self.repository_of(&ns, bc.spec.repository.as_ref());
         plan::backup_configuration::BackupConfigurationInputs {
             bc: bc.clone(),
             repository,
@@ -200,28 +285,69 @@ impl World {
             namespace_labels: self.namespace_labels.get(&ns).cloned().unwrap_or_default(),
             tasks: self.tasks.clone(),
             functions: self.functions.clone(),
-            children: self.children_of(&ns, "BackupConfiguration", bc.metadata.name.as_deref().unwrap_or_default()),
+            children: self.children_of(
+                &ns,
+                "BackupConfiguration",
+                bc.metadata.name.as_deref().unwrap_or_default(),
+            ),
             settings: settings.clone(),
             now: Some(now.clone()),
         }
     }
 
     /// Inputs of the BackupSession planner for `s` with its invoker as given.
-    pub fn backup_session_inputs(&self, s: &BackupSession, invoker: Option<BackupConfiguration>, settings: &Settings, now: &Time) -> plan::backup_session::BackupSessionInputs {
-        let ns = s.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    pub fn backup_session_inputs(
+        &self,
+        s: &BackupSession,
+        invoker: Option<BackupConfiguration>,
+        settings: &Settings,
+        now: &Time,
+    ) -> plan::backup_session::BackupSessionInputs {
+        let ns = s
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let name = s.metadata.name.clone().unwrap_or_default();
-        let invoker_name = s.spec.invoker.as_ref().map(|i| i.name.clone()).unwrap_or_default();
-        let (repository, _) = self.repository_of(&ns, invoker.as_ref().and_then(|bc| bc.spec.repository.as_ref()));
-        let target = self.appbinding_of(&ns, invoker.as_ref().and_then(|bc| bc.spec.target.as_ref()).and_then(|t| t.r#ref.as_ref()));
+        let invoker_name = s
+            .spec
+            .invoker
+            .as_ref()
+            .map(|i| i.name.clone())
+            .unwrap_or_default();
+        let (repository, _) = self.repository_of(
+            &ns,
+            invoker.as_ref().and_then(|bc| bc.spec.repository.as_ref()),
+        );
+        let target = self.appbinding_of(
+            &ns,
+            invoker
+                .as_ref()
+                .and_then(|bc| bc.spec.target.as_ref())
+                .and_then(|t| t.r#ref.as_ref()),
+        );
         let job_name = crate::names::backup_job_name(&name, 0);
         let siblings = self
             .backup_sessions
             .iter()
-            .filter(|((n, _), o)| *n == ns && o.spec.invoker.as_ref().map(|i| i.name.as_str()) == Some(invoker_name.as_str()))
+            .filter(|((n, _), o)| {
+                *n == ns
+                    && o.spec.invoker.as_ref().map(|i| i.name.as_str())
+                        == Some(invoker_name.as_str())
+            })
             .map(|((_, n), o)| SiblingSession {
                 name: n.clone(),
-                phase: o.status.as_ref().and_then(|x| x.phase.clone()).unwrap_or_default(),
-                created: o.metadata.creation_timestamp.as_ref().map(plan::unix).unwrap_or(0),
+                phase: o
+                    .status
+                    .as_ref()
+                    .and_then(|x| x.phase.clone())
+                    .unwrap_or_default(),
+                created: o
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(plan::unix)
+                    .unwrap_or(0),
             })
             .collect();
         plan::backup_session::BackupSessionInputs {
@@ -240,10 +366,21 @@ impl World {
     }
 
     /// Inputs of the RestoreSession planner for `rs`.
-    pub fn restore_session_inputs(&self, rs: &RestoreSession, settings: &Settings, now: &Time) -> plan::restore_session::RestoreSessionInputs {
-        let ns = rs.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        let (repository, storage_secret_keys) = self.repository_of(&ns, rs.spec.repository.as_ref());
-        let job_name = crate::names::restore_job_name(rs.metadata.name.as_deref().unwrap_or_default());
+    pub fn restore_session_inputs(
+        &self,
+        rs: &RestoreSession,
+        settings: &Settings,
+        now: &Time,
+    ) -> plan::restore_session::RestoreSessionInputs {
+        let ns = rs
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let (repository, storage_secret_keys) =
+            self.repository_of(&ns, rs.spec.repository.as_ref());
+        let job_name =
+            crate::names::restore_job_name(rs.metadata.name.as_deref().unwrap_or_default());
         plan::restore_session::RestoreSessionInputs {
             session: rs.clone(),
             repository,
@@ -260,10 +397,21 @@ impl World {
 
     /// Inputs of the Repository planner for `repo`: the invokers in the set that use it.
     pub fn repository_inputs(&self, repo: &Repository) -> plan::repository::RepositoryInputs {
-        let ns = repo.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = repo
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let name = repo.metadata.name.clone().unwrap_or_default();
         let uses = |inv_ns: &str, r: Option<&crate::api::ObjectRef>| {
-            r.is_some_and(|r| r.name == name && r.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| inv_ns.to_string()) == ns)
+            r.is_some_and(|r| {
+                r.name == name
+                    && r.namespace
+                        .clone()
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or_else(|| inv_ns.to_string())
+                        == ns
+            })
         };
         let mut references = Vec::new();
         for ((inv_ns, inv), bc) in &self.backup_configurations {
@@ -276,14 +424,24 @@ impl World {
                 references.push(reference("RestoreSession", inv_ns, inv));
             }
         }
-        plan::repository::RepositoryInputs { repository: repo.clone(), references }
+        plan::repository::RepositoryInputs {
+            repository: repo.clone(),
+            references,
+        }
     }
 
     fn pods_of(&self, ns: &str, job_name: &str) -> Vec<Pod> {
         self.pods
             .iter()
             .filter(|p| p.metadata.namespace.as_deref().unwrap_or("default") == ns)
-            .filter(|p| p.metadata.labels.as_ref().and_then(|l| l.get("job-name")).map(String::as_str) == Some(job_name))
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("job-name"))
+                    .map(String::as_str)
+                    == Some(job_name)
+            })
             .cloned()
             .collect()
     }
@@ -303,6 +461,10 @@ fn typed<T: DeserializeOwned>(what: &str, value: Value) -> Result<T, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." { format!("{what}: {inner}") } else { format!("{what}: field {path}: {inner}") }
+        if path == "." {
+            format!("{what}: {inner}")
+        } else {
+            format!("{what}: field {path}: {inner}")
+        }
     })
 }

@@ -1,9 +1,9 @@
 //! Types shared by several Stash kinds: references, params, conditions, runtime settings, hooks.
 
 use k8s_openapi::api::core::v1::{
-    Affinity, EnvFromSource, EnvVar, ExecAction, HTTPGetAction, Lifecycle,
-    LocalObjectReference, PersistentVolumeClaimSpec, PodReadinessGate, PodSecurityContext, Probe,
-    ResourceRequirements, SecurityContext, TCPSocketAction, Toleration, TopologySpreadConstraint,
+    Affinity, EnvFromSource, EnvVar, ExecAction, HTTPGetAction, Lifecycle, LocalObjectReference,
+    PersistentVolumeClaimSpec, PodReadinessGate, PodSecurityContext, Probe, ResourceRequirements,
+    SecurityContext, TCPSocketAction, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -42,7 +42,9 @@ pub struct TargetRef {
 }
 
 /// A typed reference used in `Repository.status.references`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct TypedObjectReference {
     /// API group of the referrer.
@@ -135,12 +137,12 @@ pub struct RetentionPolicy {
     /// Keep snapshots with these tag lists (each entry is a comma-separated list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_tags: Option<Vec<String>>,
-    /// Remove unreferenced data after forgetting.
-    #[serde(default)]
-    pub prune: bool,
+    /// Remove unreferenced data after forgetting (required by Stash's CRD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<bool>,
     /// Only report what would be removed.
-    #[serde(default)]
-    pub dry_run: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
 }
 
 /// `spec.tempDir`: the emptyDir mounted at `/stash-tmp`.

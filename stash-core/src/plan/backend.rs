@@ -41,9 +41,19 @@ pub fn backend_info(backend: &Backend) -> Result<BackendInfo, String> {
     .flatten()
     .collect();
     match set.len() {
-        0 => return Err("spec.backend: no backend is set (one of local, s3, gcs, azure, swift, b2, rest)".into()),
+        0 => {
+            return Err(
+                "spec.backend: no backend is set (one of local, s3, gcs, azure, swift, b2, rest)"
+                    .into(),
+            )
+        }
         1 => {}
-        _ => return Err(format!("spec.backend: only one backend may be set, found {}", set.join(", "))),
+        _ => {
+            return Err(format!(
+                "spec.backend: only one backend may be set, found {}",
+                set.join(", ")
+            ))
+        }
     }
     let required = |field: &str, value: &str| {
         if value.trim().is_empty() {
@@ -114,7 +124,9 @@ pub fn backend_info(backend: &Backend) -> Result<BackendInfo, String> {
 
 /// (host, path) of an `http://` or `https://` URL.
 fn split_url(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].to_string()),
         None => (rest, String::new()),
@@ -134,23 +146,39 @@ pub fn required_secret_keys(provider: &str) -> &'static [&'static str] {
 
 /// The secret keys missing for `provider`, in order.
 pub fn missing_secret_keys(provider: &str, keys: &BTreeSet<String>) -> Vec<&'static str> {
-    required_secret_keys(provider).iter().copied().filter(|k| !keys.contains(*k)).collect()
+    required_secret_keys(provider)
+        .iter()
+        .copied()
+        .filter(|k| !keys.contains(*k))
+        .collect()
 }
 
 /// The `REPOSITORY_*` and `MAX_CONNECTIONS` variables of stash.md §3.2.
 pub fn repository_variables(repo: &Repository, info: &BackendInfo) -> BTreeMap<String, String> {
     let namespace = repo.metadata.namespace.clone().unwrap_or_default();
     let mut v = BTreeMap::new();
-    v.insert("REPOSITORY_NAME".into(), repo.metadata.name.clone().unwrap_or_default());
+    v.insert(
+        "REPOSITORY_NAME".into(),
+        repo.metadata.name.clone().unwrap_or_default(),
+    );
     v.insert("REPOSITORY_NAMESPACE".into(), namespace.clone());
     v.insert("REPOSITORY_PROVIDER".into(), info.provider.to_string());
     v.insert("REPOSITORY_BUCKET".into(), info.bucket.clone());
     v.insert("REPOSITORY_PREFIX".into(), info.prefix.clone());
     v.insert("REPOSITORY_ENDPOINT".into(), info.endpoint.clone());
     v.insert("REPOSITORY_REGION".into(), info.region.clone());
-    v.insert("REPOSITORY_INSECURE_TLS".into(), info.insecure_tls.to_string());
+    v.insert(
+        "REPOSITORY_INSECURE_TLS".into(),
+        info.insecure_tls.to_string(),
+    );
     v.insert("MAX_CONNECTIONS".into(), info.max_connections.to_string());
-    if let Some(secret) = repo.spec.backend.storage_secret_name.as_ref().filter(|s| !s.is_empty()) {
+    if let Some(secret) = repo
+        .spec
+        .backend
+        .storage_secret_name
+        .as_ref()
+        .filter(|s| !s.is_empty())
+    {
         v.insert("REPOSITORY_SECRET_NAME".into(), secret.clone());
         v.insert("REPOSITORY_SECRET_NAMESPACE".into(), namespace);
     }
@@ -165,17 +193,33 @@ mod tests {
     #[test]
     fn rest_url_gives_host_and_path() {
         let b = Backend {
-            rest: Some(RestServerSpec { url: "https://user@host:8000/repo/x".into() }),
+            rest: Some(RestServerSpec {
+                url: "https://user@host:8000/repo/x".into(),
+            }),
             ..Default::default()
         };
         let info = backend_info(&b).expect("valid");
-        assert_eq!((info.bucket.as_str(), info.prefix.as_str()), ("host", "/repo/x"));
+        assert_eq!(
+            (info.bucket.as_str(), info.prefix.as_str()),
+            ("host", "/repo/x")
+        );
     }
 
     #[test]
     fn errors_name_the_field() {
-        let b = Backend { s3: Some(S3Spec { endpoint: "s3.amazonaws.com".into(), ..Default::default() }), ..Default::default() };
-        assert_eq!(backend_info(&b), Err("spec.backend.s3.bucket is required".into()));
-        assert!(backend_info(&Backend::default()).unwrap_err().contains("no backend"));
+        let b = Backend {
+            s3: Some(S3Spec {
+                endpoint: "s3.amazonaws.com".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            backend_info(&b),
+            Err("spec.backend.s3.bucket is required".into())
+        );
+        assert!(backend_info(&Backend::default())
+            .unwrap_err()
+            .contains("no backend"));
     }
 }

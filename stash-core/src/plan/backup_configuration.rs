@@ -3,13 +3,19 @@
 
 use super::backend::{backend_info, missing_secret_keys};
 use super::labels::{invoker_labels, DELETE_JOB_ON_COMPLETION};
-use super::{controller_ref, to_value, EventSpec, FinalizerAction, ObjectKey, Plan, Settings, FINALIZER};
-use crate::api::{AppBinding, BackupConfiguration, BackupConfigurationStatus, Function, Repository, Task};
+use super::{
+    controller_ref, to_value, EventSpec, FinalizerAction, ObjectKey, Plan, Settings, FINALIZER,
+};
+use crate::api::{
+    AppBinding, BackupConfiguration, BackupConfigurationStatus, Function, Repository, Task,
+};
 use crate::conditions::{self, NewCondition};
 use crate::cron::Schedule;
 use crate::names::{backup_job_rbac_name, cronjob_name};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
-use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, PodTemplateSpec, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, PodTemplateSpec, ServiceAccount,
+};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,7 +69,11 @@ pub struct BackupConfigurationInputs {
 pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
     let bc = &inputs.bc;
     let name = bc.metadata.name.clone().unwrap_or_default();
-    let namespace = bc.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let namespace = bc
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut plan = Plan {
         object: Some(ObjectKey {
             api_version: "stash.appscode.com/v1beta1".into(),
@@ -73,19 +83,31 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
         }),
         ..Default::default()
     };
-    let has_finalizer = bc.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER);
+    let has_finalizer = bc
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == FINALIZER);
     if bc.metadata.deletion_timestamp.is_some() {
         // Children go with the owner through GC as well; deleting them here also covers
         // clusters where GC is slow, and nothing may trigger a backup once deletion started.
         plan.delete = inputs.children.clone();
-        plan.finalizer = if has_finalizer { FinalizerAction::Remove } else { FinalizerAction::Keep };
+        plan.finalizer = if has_finalizer {
+            FinalizerAction::Remove
+        } else {
+            FinalizerAction::Keep
+        };
         return plan;
     }
     if !has_finalizer {
         plan.finalizer = FinalizerAction::Add;
     }
 
-    let now = inputs.now.clone().unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+    let now = inputs
+        .now
+        .clone()
+        .unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
     let generation = bc.metadata.generation;
     let old_status = bc.status.clone().unwrap_or_default();
     let mut conds = old_status.conditions.clone().unwrap_or_default();
@@ -99,14 +121,23 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
         .and_then(|r| r.namespace.clone())
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| namespace.clone());
-    let repo_name = bc.spec.repository.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+    let repo_name = bc
+        .spec
+        .repository
+        .as_ref()
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
     let mut errors: Vec<String> = validate_spec(inputs);
     let mut backend = None;
     match &inputs.repository {
         Some(repo) => {
             conditions::set(
                 &mut conds,
-                NewCondition::yes(REPOSITORY_FOUND, "RepositoryAvailable", format!("Repository {repo_ns}/{repo_name} exist.")),
+                NewCondition::yes(
+                    REPOSITORY_FOUND,
+                    "RepositoryAvailable",
+                    format!("Repository {repo_ns}/{repo_name} exist."),
+                ),
                 generation,
                 &now,
             );
@@ -121,7 +152,11 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
         None => {
             conditions::set(
                 &mut conds,
-                NewCondition::no(REPOSITORY_FOUND, "RepositoryNotAvailable", format!("Repository {repo_ns}/{repo_name} does not exist.")),
+                NewCondition::no(
+                    REPOSITORY_FOUND,
+                    "RepositoryNotAvailable",
+                    format!("Repository {repo_ns}/{repo_name} does not exist."),
+                ),
                 generation,
                 &now,
             );
@@ -136,38 +171,66 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
     match (&inputs.repository, &inputs.storage_secret_keys) {
         (None, _) => conditions::set(
             &mut conds,
-            NewCondition::unknown(BACKEND_SECRET_FOUND, "UnableToCheckBackendSecretAvailability", "Repository does not exist."),
+            NewCondition::unknown(
+                BACKEND_SECRET_FOUND,
+                "UnableToCheckBackendSecretAvailability",
+                "Repository does not exist.",
+            ),
             generation,
             &now,
         ),
         (Some(_), _) if secret_name.is_empty() => conditions::set(
             &mut conds,
-            NewCondition::no(BACKEND_SECRET_FOUND, "BackendSecretNotAvailable", format!("Repository {repo_ns}/{repo_name}: spec.backend.storageSecretName is not set.")),
+            NewCondition::no(
+                BACKEND_SECRET_FOUND,
+                "BackendSecretNotAvailable",
+                format!(
+                    "Repository {repo_ns}/{repo_name}: spec.backend.storageSecretName is not set."
+                ),
+            ),
             generation,
             &now,
         ),
         (Some(_), None) => {
             conditions::set(
                 &mut conds,
-                NewCondition::no(BACKEND_SECRET_FOUND, "BackendSecretNotAvailable", format!("Backend Secret {repo_ns}/{secret_name} does not exist.")),
+                NewCondition::no(
+                    BACKEND_SECRET_FOUND,
+                    "BackendSecretNotAvailable",
+                    format!("Backend Secret {repo_ns}/{secret_name} does not exist."),
+                ),
                 generation,
                 &now,
             );
             requeue = Some(REQUEUE_MISSING_SECS);
         }
         (Some(_), Some(keys)) => {
-            let missing = backend.as_ref().map(|b| missing_secret_keys(b.provider, keys)).unwrap_or_default();
+            let missing = backend
+                .as_ref()
+                .map(|b| missing_secret_keys(b.provider, keys))
+                .unwrap_or_default();
             if missing.is_empty() {
                 conditions::set(
                     &mut conds,
-                    NewCondition::yes(BACKEND_SECRET_FOUND, "BackendSecretAvailable", format!("Backend Secret {repo_ns}/{secret_name} exist.")),
+                    NewCondition::yes(
+                        BACKEND_SECRET_FOUND,
+                        "BackendSecretAvailable",
+                        format!("Backend Secret {repo_ns}/{secret_name} exist."),
+                    ),
                     generation,
                     &now,
                 );
             } else {
                 conditions::set(
                     &mut conds,
-                    NewCondition::no(BACKEND_SECRET_FOUND, "BackendSecretNotAvailable", format!("Backend Secret {repo_ns}/{secret_name} lacks the key(s) {}.", missing.join(", "))),
+                    NewCondition::no(
+                        BACKEND_SECRET_FOUND,
+                        "BackendSecretNotAvailable",
+                        format!(
+                            "Backend Secret {repo_ns}/{secret_name} lacks the key(s) {}.",
+                            missing.join(", ")
+                        ),
+                    ),
                     generation,
                     &now,
                 );
@@ -176,21 +239,38 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
     }
 
     // Target.
-    let target_ref = bc.spec.target.as_ref().and_then(|t| t.r#ref.clone()).unwrap_or_default();
-    let target_ns = target_ref.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| namespace.clone());
+    let target_ref = bc
+        .spec
+        .target
+        .as_ref()
+        .and_then(|t| t.r#ref.clone())
+        .unwrap_or_default();
+    let target_ns = target_ref
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| namespace.clone());
     let target_kind = target_ref.kind.clone().unwrap_or_default();
     let target_name = target_ref.name.clone().unwrap_or_default();
     if inputs.target.is_some() {
         conditions::set(
             &mut conds,
-            NewCondition::yes(BACKUP_TARGET_FOUND, "TargetAvailable", format!("Backup target {target_kind} {target_ns}/{target_name} found.")),
+            NewCondition::yes(
+                BACKUP_TARGET_FOUND,
+                "TargetAvailable",
+                format!("Backup target {target_kind} {target_ns}/{target_name} found."),
+            ),
             generation,
             &now,
         );
     } else {
         conditions::set(
             &mut conds,
-            NewCondition::no(BACKUP_TARGET_FOUND, "TargetNotAvailable", format!("Backup target {target_kind} {target_ns}/{target_name} does not exist.")),
+            NewCondition::no(
+                BACKUP_TARGET_FOUND,
+                "TargetNotAvailable",
+                format!("Backup target {target_kind} {target_ns}/{target_name} does not exist."),
+            ),
             generation,
             &now,
         );
@@ -203,9 +283,27 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
     }
 
     if errors.is_empty() {
-        conditions::set(&mut conds, NewCondition::yes(VALIDATION_PASSED, "ResourceValidationPassed", "Successfully validated."), generation, &now);
+        conditions::set(
+            &mut conds,
+            NewCondition::yes(
+                VALIDATION_PASSED,
+                "ResourceValidationPassed",
+                "Successfully validated.",
+            ),
+            generation,
+            &now,
+        );
     } else {
-        conditions::set(&mut conds, NewCondition::no(VALIDATION_PASSED, "ResourceValidationFailed", errors.join("; ")), generation, &now);
+        conditions::set(
+            &mut conds,
+            NewCondition::no(
+                VALIDATION_PASSED,
+                "ResourceValidationFailed",
+                errors.join("; "),
+            ),
+            generation,
+            &now,
+        );
     }
 
     let ready_to_schedule = conditions::is_true(&conds, REPOSITORY_FOUND)
@@ -213,8 +311,18 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
         && conditions::is_true(&conds, VALIDATION_PASSED)
         && conditions::is_true(&conds, BACKUP_TARGET_FOUND);
 
-    let labels = invoker_labels(bc.metadata.labels.as_ref(), "stash-backup", "BackupConfiguration", &name);
-    let owner = controller_ref("stash.appscode.com/v1beta1", "BackupConfiguration", &name, bc.metadata.uid.as_deref());
+    let labels = invoker_labels(
+        bc.metadata.labels.as_ref(),
+        "stash-backup",
+        "BackupConfiguration",
+        &name,
+    );
+    let owner = controller_ref(
+        "stash.appscode.com/v1beta1",
+        "BackupConfiguration",
+        &name,
+        bc.metadata.uid.as_deref(),
+    );
     let meta = |object_name: String, ns: &str| ObjectMeta {
         name: Some(object_name),
         namespace: Some(ns.to_string()),
@@ -225,15 +333,29 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
 
     // RBAC for the backup Jobs (always, so a manual session can run while the BC is paused).
     let job_sa = backup_job_rbac_name(&name);
-    let appbinding_secret = inputs.target.as_ref().and_then(|t| t.spec.secret.as_ref()).map(|s| s.name.clone());
-    let mut secrets: Vec<String> = [Some(secret_name.clone()), appbinding_secret].into_iter().flatten().filter(|s| !s.is_empty()).collect();
+    let appbinding_secret = inputs
+        .target
+        .as_ref()
+        .and_then(|t| t.spec.secret.as_ref())
+        .map(|s| s.name.clone());
+    let mut secrets: Vec<String> = [Some(secret_name.clone()), appbinding_secret]
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect();
     secrets.sort();
     secrets.dedup();
     let mut desired: Vec<serde_json::Value> = Vec::new();
     desired.extend(service_account_role_binding(
         meta(job_sa.clone(), &namespace),
         backup_job_rules(&secrets),
-        inputs.bc.spec.runtime_settings.as_ref().and_then(|r| r.pod.as_ref()).and_then(|p| p.service_account_annotations.clone()),
+        inputs
+            .bc
+            .spec
+            .runtime_settings
+            .as_ref()
+            .and_then(|r| r.pod.as_ref())
+            .and_then(|p| p.service_account_annotations.clone()),
     ));
 
     // Trigger CronJob and its RBAC.
@@ -247,11 +369,30 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
         .filter(|s| !s.is_empty());
     if ready_to_schedule {
         if user_sa.is_none() {
-            desired.extend(service_account_role_binding(meta(cron_name.clone(), &namespace), trigger_rules(&name), None));
+            desired.extend(service_account_role_binding(
+                meta(cron_name.clone(), &namespace),
+                trigger_rules(&name),
+                None,
+            ));
         }
-        let cronjob = trigger_cronjob(bc, meta(cron_name.clone(), &namespace), &labels, user_sa.unwrap_or(cron_name.clone()), &inputs.settings);
+        let cronjob = trigger_cronjob(
+            bc,
+            meta(cron_name.clone(), &namespace),
+            &labels,
+            user_sa.unwrap_or(cron_name.clone()),
+            &inputs.settings,
+        );
         desired.push(to_value(&cronjob));
-        conditions::set(&mut conds, NewCondition::yes(CRONJOB_CREATED, "CronJobCreationSucceeded", "Successfully created backup triggering CronJob."), generation, &now);
+        conditions::set(
+            &mut conds,
+            NewCondition::yes(
+                CRONJOB_CREATED,
+                "CronJobCreationSucceeded",
+                "Successfully created backup triggering CronJob.",
+            ),
+            generation,
+            &now,
+        );
     } else {
         conditions::set(&mut conds, NewCondition::no(CRONJOB_CREATED, "CronJobCreationFailed", "The backup triggering CronJob is not created until the BackupConfiguration is ready."), generation, &now);
     }
@@ -259,13 +400,23 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
     // Orphans: children that exist but are no longer desired (e.g. the CronJob of a BC that
     // became invalid, or the trigger SA after the user set their own).
     let desired_keys: BTreeSet<ObjectKey> = desired.iter().filter_map(key_of).collect();
-    plan.delete = inputs.children.iter().filter(|k| !desired_keys.contains(*k)).cloned().collect();
+    plan.delete = inputs
+        .children
+        .iter()
+        .filter(|k| !desired_keys.contains(*k))
+        .cloned()
+        .collect();
     plan.apply = desired;
 
     let phase = phase_of(&conds);
     for c in &conds {
-        let before = old_status.conditions.iter().flatten().find(|o| o.type_ == c.type_);
-        let changed = before.map(|b| (b.status.as_str(), b.message.as_deref())) != Some((c.status.as_str(), c.message.as_deref()));
+        let before = old_status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|o| o.type_ == c.type_);
+        let changed = before.map(|b| (b.status.as_str(), b.message.as_deref()))
+            != Some((c.status.as_str(), c.message.as_deref()));
         if changed && c.status == conditions::FALSE && c.type_ != CRONJOB_CREATED {
             plan.events.push(EventSpec {
                 type_: "Warning".into(),
@@ -275,7 +426,11 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
             });
         }
     }
-    let status = BackupConfigurationStatus { observed_generation: generation, phase: Some(phase.into()), conditions: Some(conds) };
+    let status = BackupConfigurationStatus {
+        observed_generation: generation,
+        phase: Some(phase.into()),
+        conditions: Some(conds),
+    };
     if bc.status.as_ref() != Some(&status) {
         plan.status = Some(to_value(&status));
     }
@@ -285,13 +440,18 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
 
 /// Stash's `CalculateBackupInvokerPhase`.
 pub fn phase_of(conds: &[crate::api::Condition]) -> &'static str {
-    if !conditions::is_true(conds, REPOSITORY_FOUND) || !conditions::is_true(conds, BACKEND_SECRET_FOUND) {
+    if !conditions::is_true(conds, REPOSITORY_FOUND)
+        || !conditions::is_true(conds, BACKEND_SECRET_FOUND)
+    {
         return "NotReady";
     }
     if conditions::is_false(conds, VALIDATION_PASSED) {
         return "Invalid";
     }
-    if [VALIDATION_PASSED, CRONJOB_CREATED, BACKUP_TARGET_FOUND].iter().all(|t| conditions::is_true(conds, t)) {
+    if [VALIDATION_PASSED, CRONJOB_CREATED, BACKUP_TARGET_FOUND]
+        .iter()
+        .all(|t| conditions::is_true(conds, t))
+    {
         "Ready"
     } else {
         "NotReady"
@@ -310,17 +470,31 @@ fn validate_spec(inputs: &BackupConfigurationInputs) -> Vec<String> {
             }
         }
     }
-    if let Some(driver) = spec.driver.as_deref().filter(|d| !d.is_empty() && *d != "Restic") {
-        errors.push(format!("spec.driver {driver:?} is not supported (only Restic)"));
+    if let Some(driver) = spec
+        .driver
+        .as_deref()
+        .filter(|d| !d.is_empty() && *d != "Restic")
+    {
+        errors.push(format!(
+            "spec.driver {driver:?} is not supported (only Restic)"
+        ));
     }
-    if spec.repository.as_ref().map(|r| r.name.is_empty()).unwrap_or(true) {
+    if spec
+        .repository
+        .as_ref()
+        .map(|r| r.name.is_empty())
+        .unwrap_or(true)
+    {
         errors.push("spec.repository.name is required".into());
     }
     match spec.target.as_ref().and_then(|t| t.r#ref.as_ref()) {
         None => errors.push("spec.target.ref is required".into()),
         Some(r) => {
             if r.kind.as_deref() != Some("AppBinding") {
-                errors.push(format!("spec.target.ref.kind {:?} is not supported (only AppBinding)", r.kind.clone().unwrap_or_default()));
+                errors.push(format!(
+                    "spec.target.ref.kind {:?} is not supported (only AppBinding)",
+                    r.kind.clone().unwrap_or_default()
+                ));
             }
             if r.name.as_deref().unwrap_or("").is_empty() {
                 errors.push("spec.target.ref.name is required".into());
@@ -348,7 +522,9 @@ fn validate_spec(inputs: &BackupConfigurationInputs) -> Vec<String> {
         }
     }
     if let Some(limit) = spec.backup_history_limit.filter(|l| *l < 0) {
-        errors.push(format!("spec.backupHistoryLimit {limit} must not be negative"));
+        errors.push(format!(
+            "spec.backupHistoryLimit {limit} must not be negative"
+        ));
     }
     if let Some(t) = &spec.time_out {
         if let Err(e) = crate::duration::parse_go_duration_millis(t) {
@@ -365,7 +541,12 @@ fn validate_spec(inputs: &BackupConfigurationInputs) -> Vec<String> {
             }
         }
     }
-    if let Some(policy) = spec.hooks.as_ref().and_then(|h| h.post_backup.as_ref()).and_then(|h| h.execution_policy.as_deref()) {
+    if let Some(policy) = spec
+        .hooks
+        .as_ref()
+        .and_then(|h| h.post_backup.as_ref())
+        .and_then(|h| h.execution_policy.as_deref())
+    {
         if !["Always", "OnSuccess", "OnFailure", "OnFinalRetryFailure"].contains(&policy) {
             errors.push(format!("spec.hooks.postBackup.executionPolicy {policy:?} is not one of Always, OnSuccess, OnFailure, OnFinalRetryFailure"));
         }
@@ -374,7 +555,10 @@ fn validate_spec(inputs: &BackupConfigurationInputs) -> Vec<String> {
 }
 
 /// The Task name of an invoker: its own, else the AppBinding addon's.
-pub fn task_name(own: Option<&crate::api::TaskRef>, addon: Option<&crate::api::TaskRef>) -> Option<String> {
+pub fn task_name(
+    own: Option<&crate::api::TaskRef>,
+    addon: Option<&crate::api::TaskRef>,
+) -> Option<String> {
     own.and_then(|t| t.name.clone())
         .filter(|n| !n.is_empty())
         .or_else(|| addon.and_then(|t| t.name.clone()).filter(|n| !n.is_empty()))
@@ -382,7 +566,10 @@ pub fn task_name(own: Option<&crate::api::TaskRef>, addon: Option<&crate::api::T
 
 fn resolve_task_functions(inputs: &BackupConfigurationInputs) -> Result<(), String> {
     let addon = inputs.target.as_ref().and_then(|t| t.stash_addon());
-    let Some(task) = task_name(inputs.bc.spec.task.as_ref(), addon.as_ref().and_then(|a| a.backup_task.as_ref())) else {
+    let Some(task) = task_name(
+        inputs.bc.spec.task.as_ref(),
+        addon.as_ref().and_then(|a| a.backup_task.as_ref()),
+    ) else {
         if inputs.target.is_none() {
             // Without the AppBinding we cannot tell; BackupTargetFound already says why.
             return Ok(());
@@ -394,19 +581,37 @@ fn resolve_task_functions(inputs: &BackupConfigurationInputs) -> Result<(), Stri
     };
     for step in t.spec.steps.iter().flatten() {
         if !inputs.functions.contains_key(&step.name) {
-            return Err(format!("spec.task.name: Function {} of Task {task} not found", step.name));
+            return Err(format!(
+                "spec.task.name: Function {} of Task {task} not found",
+                step.name
+            ));
         }
     }
     Ok(())
 }
 
 /// Stash's `Repository.UsageAllowed`.
-fn usage_allowed(repo: &Repository, namespace: &str, ns_labels: &BTreeMap<String, String>) -> Result<(), String> {
+fn usage_allowed(
+    repo: &Repository,
+    namespace: &str,
+    ns_labels: &BTreeMap<String, String>,
+) -> Result<(), String> {
     let repo_ns = repo.metadata.namespace.clone().unwrap_or_default();
     let repo_name = repo.metadata.name.clone().unwrap_or_default();
-    let denied = || Err(format!("Repository {repo_ns}/{repo_name}: spec.usagePolicy does not allow namespace {namespace}"));
-    let Some(allowed) = repo.spec.usage_policy.as_ref().and_then(|u| u.allowed_namespaces.as_ref()) else {
-        return if repo_ns == namespace { Ok(()) } else { denied() };
+    let denied = || {
+        Err(format!("Repository {repo_ns}/{repo_name}: spec.usagePolicy does not allow namespace {namespace}"))
+    };
+    let Some(allowed) = repo
+        .spec
+        .usage_policy
+        .as_ref()
+        .and_then(|u| u.allowed_namespaces.as_ref())
+    else {
+        return if repo_ns == namespace {
+            Ok(())
+        } else {
+            denied()
+        };
     };
     match allowed.from.as_deref() {
         Some("All") => Ok(()),
@@ -417,7 +622,11 @@ fn usage_allowed(repo: &Repository, namespace: &str, ns_labels: &BTreeMap<String
                 .as_ref()
                 .map(|s| selector_matches(s, ns_labels))
                 .unwrap_or(false);
-            if matches { Ok(()) } else { denied() }
+            if matches {
+                Ok(())
+            } else {
+                denied()
+            }
         }
         _ => denied(),
     }
@@ -428,7 +637,11 @@ pub fn selector_matches(
     s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
     labels: &BTreeMap<String, String>,
 ) -> bool {
-    let labels_ok = s.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
+    let labels_ok = s
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
     let exprs_ok = s.match_expressions.iter().flatten().all(|e| {
         let values = e.values.clone().unwrap_or_default();
         match e.operator.as_str() {
@@ -464,14 +677,22 @@ fn trigger_cronjob(
         env: Some(vec![EnvVar {
             name: "POD_NAMESPACE".into(),
             value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector { field_path: "metadata.namespace".into(), ..Default::default() }),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.namespace".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
         }]),
         ..Default::default()
     };
-    if let Some(c) = bc.spec.runtime_settings.as_ref().and_then(|r| r.container.as_ref()) {
+    if let Some(c) = bc
+        .spec
+        .runtime_settings
+        .as_ref()
+        .and_then(|r| r.container.as_ref())
+    {
         // Only resources, env, envFrom and securityContext reach the trigger (as Stash).
         let limited = crate::api::ContainerRuntimeSettings {
             resources: c.resources.clone(),
@@ -488,22 +709,39 @@ fn trigger_cronjob(
         containers: vec![container],
         ..Default::default()
     };
-    if let Some(p) = bc.spec.runtime_settings.as_ref().and_then(|r| r.pod.as_ref()) {
+    if let Some(p) = bc
+        .spec
+        .runtime_settings
+        .as_ref()
+        .and_then(|r| r.pod.as_ref())
+    {
         super::job::apply_pod_settings(&mut pod, p);
     }
     CronJob {
         metadata: meta,
         spec: CronJobSpec {
-            schedule: bc.spec.schedule.clone().unwrap_or_default().trim().to_string(),
+            schedule: bc
+                .spec
+                .schedule
+                .clone()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
             suspend: Some(bc.spec.paused.unwrap_or(false)),
             // One trigger at a time: a slow API server must not pile up session creators.
             concurrency_policy: Some("Forbid".into()),
             job_template: JobTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(job_labels), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(job_labels),
+                    ..Default::default()
+                }),
                 spec: Some(JobSpec {
                     backoff_limit: Some(0),
                     template: PodTemplateSpec {
-                        metadata: Some(ObjectMeta { labels: Some(labels.clone()), ..Default::default() }),
+                        metadata: Some(ObjectMeta {
+                            labels: Some(labels.clone()),
+                            ..Default::default()
+                        }),
                         spec: Some(pod),
                     },
                     ..Default::default()
@@ -530,8 +768,24 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str], names: &[String]) -
 /// Secrets it reads (no namespace-wide Secret access).
 fn backup_job_rules(secrets: &[String]) -> Vec<PolicyRule> {
     let mut rules = vec![
-        rule(&["stash.appscode.com"], &["backupsessions", "backupsessions/status", "repositories", "repositories/status", "backupconfigurations"], &["get", "list", "watch", "patch", "update"], &[]),
-        rule(&["appcatalog.appscode.com"], &["appbindings"], &["get"], &[]),
+        rule(
+            &["stash.appscode.com"],
+            &[
+                "backupsessions",
+                "backupsessions/status",
+                "repositories",
+                "repositories/status",
+                "backupconfigurations",
+            ],
+            &["get", "list", "watch", "patch", "update"],
+            &[],
+        ),
+        rule(
+            &["appcatalog.appscode.com"],
+            &["appbindings"],
+            &["get"],
+            &[],
+        ),
         rule(&[""], &["events"], &["create", "patch"], &[]),
         rule(&["events.k8s.io"], &["events"], &["create", "patch"], &[]),
     ];
@@ -544,8 +798,18 @@ fn backup_job_rules(secrets: &[String]) -> Vec<PolicyRule> {
 /// What the trigger pod needs: read its BackupConfiguration, create sessions.
 fn trigger_rules(bc_name: &str) -> Vec<PolicyRule> {
     vec![
-        rule(&["stash.appscode.com"], &["backupconfigurations"], &["get"], &[bc_name.to_string()]),
-        rule(&["stash.appscode.com"], &["backupsessions"], &["create", "get", "patch"], &[]),
+        rule(
+            &["stash.appscode.com"],
+            &["backupconfigurations"],
+            &["get"],
+            &[bc_name.to_string()],
+        ),
+        rule(
+            &["stash.appscode.com"],
+            &["backupsessions"],
+            &["create", "get", "patch"],
+            &[],
+        ),
         rule(&[""], &["events"], &["create", "patch"], &[]),
     ]
 }
@@ -558,20 +822,43 @@ pub(crate) fn service_account_role_binding(
 ) -> Vec<serde_json::Value> {
     let name = meta.name.clone().unwrap_or_default();
     let sa = ServiceAccount {
-        metadata: ObjectMeta { annotations: sa_annotations, ..meta.clone() },
+        metadata: ObjectMeta {
+            annotations: sa_annotations,
+            ..meta.clone()
+        },
         ..Default::default()
     };
-    let role = Role { metadata: meta.clone(), rules: Some(rules) };
+    let role = Role {
+        metadata: meta.clone(),
+        rules: Some(rules),
+    };
     let binding = RoleBinding {
         metadata: meta.clone(),
-        role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "Role".into(), name: name.clone() },
-        subjects: Some(vec![Subject { kind: "ServiceAccount".into(), name, namespace: meta.namespace.clone(), ..Default::default() }]),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: name.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name,
+            namespace: meta.namespace.clone(),
+            ..Default::default()
+        }]),
     };
-    vec![with_type(&sa, "v1", "ServiceAccount"), with_type(&role, "rbac.authorization.k8s.io/v1", "Role"), with_type(&binding, "rbac.authorization.k8s.io/v1", "RoleBinding")]
+    vec![
+        with_type(&sa, "v1", "ServiceAccount"),
+        with_type(&role, "rbac.authorization.k8s.io/v1", "Role"),
+        with_type(&binding, "rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ]
 }
 
 /// Serializes a k8s-openapi object with its apiVersion and kind.
-pub(crate) fn with_type<T: serde::Serialize>(object: &T, api_version: &str, kind: &str) -> serde_json::Value {
+pub(crate) fn with_type<T: serde::Serialize>(
+    object: &T,
+    api_version: &str,
+    kind: &str,
+) -> serde_json::Value {
     let mut v = to_value(object);
     if let Some(map) = v.as_object_mut() {
         map.insert("apiVersion".into(), api_version.into());
@@ -585,7 +872,10 @@ pub fn key_of(v: &serde_json::Value) -> Option<ObjectKey> {
     Some(ObjectKey {
         api_version: v.get("apiVersion")?.as_str()?.to_string(),
         kind: v.get("kind")?.as_str()?.to_string(),
-        namespace: v.pointer("/metadata/namespace").and_then(|n| n.as_str()).map(String::from),
+        namespace: v
+            .pointer("/metadata/namespace")
+            .and_then(|n| n.as_str())
+            .map(String::from),
         name: v.pointer("/metadata/name")?.as_str()?.to_string(),
     })
 }

@@ -90,8 +90,15 @@ const FINAL: [&str; 4] = ["Succeeded", "Failed", "Skipped", "Unknown"];
 pub fn plan(inputs: &BackupSessionInputs) -> Plan {
     let s = &inputs.session;
     let name = s.metadata.name.clone().unwrap_or_default();
-    let namespace = s.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    let now = inputs.now.clone().unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+    let namespace = s
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let now = inputs
+        .now
+        .clone()
+        .unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
     let mut plan = Plan {
         object: Some(ObjectKey {
             api_version: "stash.appscode.com/v1beta1".into(),
@@ -108,7 +115,12 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
     let mut st = old.clone();
     let phase = old.phase.clone().unwrap_or_default();
     let job_name = backup_job_name(&name, 0);
-    let job_key = ObjectKey { api_version: "batch/v1".into(), kind: "Job".into(), namespace: Some(namespace.clone()), name: job_name.clone() };
+    let job_key = ObjectKey {
+        api_version: "batch/v1".into(),
+        kind: "Job".into(),
+        namespace: Some(namespace.clone()),
+        name: job_name.clone(),
+    };
 
     if FINAL.contains(&phase.as_str()) {
         plan_retry(inputs, &mut st, &mut plan, &now);
@@ -118,7 +130,12 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
         return plan;
     }
 
-    let created = s.metadata.creation_timestamp.as_ref().map(unix).unwrap_or_else(|| unix(&now));
+    let created = s
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(unix)
+        .unwrap_or_else(|| unix(&now));
     let invoker = inputs.invoker.as_ref();
     let mut conds = st.conditions.clone().unwrap_or_default();
     let mut events = Vec::new();
@@ -130,17 +147,30 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
         .map(|ms| (ms / 1000) as i64);
     if let Some(t) = timeout_secs {
         if st.session_deadline.is_none() {
-            st.session_deadline = Some(add_seconds(&Time(k8s_openapi::jiff::Timestamp::from_second(created).unwrap_or(now.0)), t));
+            st.session_deadline = Some(add_seconds(
+                &Time(k8s_openapi::jiff::Timestamp::from_second(created).unwrap_or(now.0)),
+                t,
+            ));
         }
     }
-    let deadline_passed = st.session_deadline.as_ref().is_some_and(|d| unix(&now) >= unix(d));
+    let deadline_passed = st
+        .session_deadline
+        .as_ref()
+        .is_some_and(|d| unix(&now) >= unix(d));
 
     let mut targets = st.targets.clone().unwrap_or_default();
     let started = !targets.is_empty();
 
     if !started && !deadline_passed {
         // Skip checks.
-        let bc_ns_name = format!("{namespace}/{}", s.spec.invoker.as_ref().map(|i| i.name.clone()).unwrap_or_default());
+        let bc_ns_name = format!(
+            "{namespace}/{}",
+            s.spec
+                .invoker
+                .as_ref()
+                .map(|i| i.name.clone())
+                .unwrap_or_default()
+        );
         let skip_reason = match invoker {
             None => Some(format!("Skipped taking backup. Reason: BackupConfiguration {bc_ns_name} does not exist.")),
             Some(bc) if bc.status.as_ref().and_then(|x| x.phase.as_deref()) != Some("Ready") => {
@@ -154,9 +184,16 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
                 .map(|o| format!("Skipped taking new backup. Reason: Previous BackupSession: {} is \"Running\".", o.name)),
         };
         if let Some(msg) = skip_reason {
-            conditions::set(&mut conds, NewCondition::yes(BACKUP_SKIPPED, "SkippedTakingNewBackup", msg.clone()), None, &now);
+            conditions::set(
+                &mut conds,
+                NewCondition::yes(BACKUP_SKIPPED, "SkippedTakingNewBackup", msg.clone()),
+                None,
+                &now,
+            );
             events.push(event("Normal", "BackupSession Skipped", msg));
-            finish(inputs, "Skipped", &mut conds, &mut st, &mut plan, &now, created);
+            finish(
+                inputs, "Skipped", &mut conds, &mut st, &mut plan, &now, created,
+            );
             st.conditions = Some(conds);
             plan.events.extend(events);
             plan.status = Some(to_value(&st));
@@ -179,7 +216,16 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
         match build_job(inputs, bc, &name, &namespace, &job_name) {
             Ok(job) => {
                 plan.apply.push(to_value(&job));
-                conditions::set(&mut tconds, NewCondition::yes(BACKUP_EXECUTOR_ENSURED, "SuccessfullyEnsuredBackupExecutor", format!("Backup job {job_name} has been ensured successfully.")), None, &now);
+                conditions::set(
+                    &mut tconds,
+                    NewCondition::yes(
+                        BACKUP_EXECUTOR_ENSURED,
+                        "SuccessfullyEnsuredBackupExecutor",
+                        format!("Backup job {job_name} has been ensured successfully."),
+                    ),
+                    None,
+                    &now,
+                );
                 target.total_hosts = Some(1);
                 target.phase = Some("Running".into());
                 st.phase = Some("Running".into());
@@ -187,7 +233,16 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
             }
             Err(e) => {
                 let msg = format!("Failed to ensure backup executor. Reason: {e}");
-                conditions::set(&mut tconds, NewCondition::no(BACKUP_EXECUTOR_ENSURED, "FailedToEnsureBackupExecutor", msg.clone()), None, &now);
+                conditions::set(
+                    &mut tconds,
+                    NewCondition::no(
+                        BACKUP_EXECUTOR_ENSURED,
+                        "FailedToEnsureBackupExecutor",
+                        msg.clone(),
+                    ),
+                    None,
+                    &now,
+                );
                 events.push(event("Warning", "Backup Executor Failed", msg));
                 target.phase = Some("Failed".into());
             }
@@ -198,10 +253,17 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
 
     // Follow the Job.
     for target in targets.iter_mut() {
-        if target.phase.as_deref().is_some_and(|p| p == "Succeeded" || p == "Failed") {
+        if target
+            .phase
+            .as_deref()
+            .is_some_and(|p| p == "Succeeded" || p == "Failed")
+        {
             continue;
         }
-        let ensured = conditions::is_true(target.conditions.as_deref().unwrap_or_default(), BACKUP_EXECUTOR_ENSURED);
+        let ensured = conditions::is_true(
+            target.conditions.as_deref().unwrap_or_default(),
+            BACKUP_EXECUTOR_ENSURED,
+        );
         let host = invoker_host(invoker);
         let reported = reported_phase(target);
         if let Some(p) = reported {
@@ -211,7 +273,12 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
         if deadline_passed {
             continue;
         }
-        if !ensured || plan.apply.iter().any(|o| key_of(o).as_ref() == Some(&job_key)) {
+        if !ensured
+            || plan
+                .apply
+                .iter()
+                .any(|o| key_of(o).as_ref() == Some(&job_key))
+        {
             continue;
         }
         let failure = match &inputs.job {
@@ -221,15 +288,39 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
         if let Some(reason) = failure {
             upsert_failed_host(target, &host, &reason);
             target.phase = Some("Failed".into());
-            events.push(event("Warning", "Host Backup Failed", format!("backup failed for host {host:?} of {:?}/{:?}. Reason: {reason}", target.r#ref.kind.clone().unwrap_or_default(), target.r#ref.name.clone().unwrap_or_default())));
+            events.push(event(
+                "Warning",
+                "Host Backup Failed",
+                format!(
+                    "backup failed for host {host:?} of {:?}/{:?}. Reason: {reason}",
+                    target.r#ref.kind.clone().unwrap_or_default(),
+                    target.r#ref.name.clone().unwrap_or_default()
+                ),
+            ));
         } else {
             plan.requeue_after_seconds = Some(REQUEUE_RUNNING_SECS);
         }
     }
 
-    if deadline_passed && !targets.iter().all(|t| matches!(t.phase.as_deref(), Some("Succeeded" | "Failed"))) {
-        let msg = format!("Failed to complete backup within {}.", format_go_duration_secs(timeout_secs.unwrap_or(0).max(0) as u64));
-        conditions::set(&mut conds, NewCondition::yes(DEADLINE_EXCEEDED, "FailedToCompleteWithinDeadline", msg.clone()), None, &now);
+    if deadline_passed
+        && !targets
+            .iter()
+            .all(|t| matches!(t.phase.as_deref(), Some("Succeeded" | "Failed")))
+    {
+        let msg = format!(
+            "Failed to complete backup within {}.",
+            format_go_duration_secs(timeout_secs.unwrap_or(0).max(0) as u64)
+        );
+        conditions::set(
+            &mut conds,
+            NewCondition::yes(
+                DEADLINE_EXCEEDED,
+                "FailedToCompleteWithinDeadline",
+                msg.clone(),
+            ),
+            None,
+            &now,
+        );
         events.push(event("Warning", "BackupSession Deadline Exceeded", msg));
         // Unlike Stash, stop the Job: a session that is over must not keep writing.
         if inputs.job.is_some() {
@@ -243,19 +334,48 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
     }
     st.targets = Some(targets.clone());
 
-    let all_final = !targets.is_empty() && targets.iter().all(|t| matches!(t.phase.as_deref(), Some("Succeeded" | "Failed")));
+    let all_final = !targets.is_empty()
+        && targets
+            .iter()
+            .all(|t| matches!(t.phase.as_deref(), Some("Succeeded" | "Failed")));
     if all_final {
         let failed = targets.iter().any(|t| t.phase.as_deref() == Some("Failed"))
-            || [RETENTION_POLICY_APPLIED, REPOSITORY_INTEGRITY_VERIFIED, REPOSITORY_METRICS_PUSHED, DEADLINE_EXCEEDED]
-                .iter()
-                .any(|c| if *c == DEADLINE_EXCEEDED { conditions::is_true(&conds, c) } else { conditions::is_false(&conds, c) });
+            || [
+                RETENTION_POLICY_APPLIED,
+                REPOSITORY_INTEGRITY_VERIFIED,
+                REPOSITORY_METRICS_PUSHED,
+                DEADLINE_EXCEEDED,
+            ]
+            .iter()
+            .any(|c| {
+                if *c == DEADLINE_EXCEEDED {
+                    conditions::is_true(&conds, c)
+                } else {
+                    conditions::is_false(&conds, c)
+                }
+            });
         let final_phase = if failed { "Failed" } else { "Succeeded" };
         events.push(event(
             if failed { "Warning" } else { "Normal" },
-            if failed { "BackupSession Failed" } else { "BackupSession Succeeded" },
-            format!("Backup session {namespace}/{name} {}.", final_phase.to_lowercase()),
+            if failed {
+                "BackupSession Failed"
+            } else {
+                "BackupSession Succeeded"
+            },
+            format!(
+                "Backup session {namespace}/{name} {}.",
+                final_phase.to_lowercase()
+            ),
         ));
-        finish(inputs, final_phase, &mut conds, &mut st, &mut plan, &now, created);
+        finish(
+            inputs,
+            final_phase,
+            &mut conds,
+            &mut st,
+            &mut plan,
+            &now,
+            created,
+        );
         st.conditions = Some(conds);
         plan_retry(inputs, &mut st, &mut plan, &now);
     } else {
@@ -270,7 +390,8 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
     if let Some(d) = &st.session_deadline {
         if !all_final {
             let until = (unix(d) - unix(&now)).max(1) as u64;
-            plan.requeue_after_seconds = Some(plan.requeue_after_seconds.map_or(until, |r| r.min(until)));
+            plan.requeue_after_seconds =
+                Some(plan.requeue_after_seconds.map_or(until, |r| r.min(until)));
         }
     }
     plan.events.extend(events);
@@ -281,7 +402,12 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
 }
 
 fn event(type_: &str, reason: &str, message: String) -> EventSpec {
-    EventSpec { type_: type_.into(), reason: reason.into(), message, source: EVENT_SOURCE.into() }
+    EventSpec {
+        type_: type_.into(),
+        reason: reason.into(),
+        message,
+        source: EVENT_SOURCE.into(),
+    }
 }
 
 /// Sets the final phase, duration, history cleanup and metrics conditions.
@@ -294,11 +420,30 @@ fn finish(
     now: &Time,
     created: i64,
 ) {
-    let limit = inputs.invoker.as_ref().and_then(|bc| bc.spec.backup_history_limit).unwrap_or(1).max(0) as usize;
+    let limit = inputs
+        .invoker
+        .as_ref()
+        .and_then(|bc| bc.spec.backup_history_limit)
+        .unwrap_or(1)
+        .max(0) as usize;
     let name = inputs.session.metadata.name.clone().unwrap_or_default();
-    let namespace = inputs.session.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    let mut all: Vec<SiblingSession> = inputs.siblings.iter().filter(|x| x.name != name).cloned().collect();
-    all.push(SiblingSession { name: name.clone(), phase: final_phase.into(), created });
+    let namespace = inputs
+        .session
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let mut all: Vec<SiblingSession> = inputs
+        .siblings
+        .iter()
+        .filter(|x| x.name != name)
+        .cloned()
+        .collect();
+    all.push(SiblingSession {
+        name: name.clone(),
+        phase: final_phase.into(),
+        created,
+    });
     for victim in history_to_delete(&all, limit) {
         plan.delete.push(ObjectKey {
             api_version: "stash.appscode.com/v1beta1".into(),
@@ -307,8 +452,26 @@ fn finish(
             name: victim,
         });
     }
-    conditions::set(conds, NewCondition::yes(BACKUP_HISTORY_CLEANED, "SuccessfullyCleanedBackupHistory", "Successfully cleaned up backup history according to backupHistoryLimit."), None, now);
-    conditions::set(conds, NewCondition::yes(METRICS_PUSHED, "SuccessfullyPushedMetrics", "Successfully pushed metrics."), None, now);
+    conditions::set(
+        conds,
+        NewCondition::yes(
+            BACKUP_HISTORY_CLEANED,
+            "SuccessfullyCleanedBackupHistory",
+            "Successfully cleaned up backup history according to backupHistoryLimit.",
+        ),
+        None,
+        now,
+    );
+    conditions::set(
+        conds,
+        NewCondition::yes(
+            METRICS_PUSHED,
+            "SuccessfullyPushedMetrics",
+            "Successfully pushed metrics.",
+        ),
+        None,
+        now,
+    );
     st.phase = Some(final_phase.into());
     st.session_duration = Some(format_go_duration_secs((unix(now) - created).max(0) as u64));
 }
@@ -318,7 +481,10 @@ fn finish(
 pub fn history_to_delete(sessions: &[SiblingSession], limit: usize) -> Vec<String> {
     let mut sorted: Vec<&SiblingSession> = sessions.iter().collect();
     sorted.sort_by(|a, b| b.created.cmp(&a.created).then(b.name.cmp(&a.name)));
-    let last_completed = sorted.iter().find(|s| s.phase == "Succeeded" || s.phase == "Failed").map(|s| s.name.clone());
+    let last_completed = sorted
+        .iter()
+        .find(|s| s.phase == "Succeeded" || s.phase == "Failed")
+        .map(|s| s.name.clone());
     sorted
         .iter()
         .enumerate()
@@ -329,15 +495,34 @@ pub fn history_to_delete(sessions: &[SiblingSession], limit: usize) -> Vec<Strin
 }
 
 /// Creates the retry session once `nextRetry` has passed.
-fn plan_retry(inputs: &BackupSessionInputs, st: &mut BackupSessionStatus, plan: &mut Plan, now: &Time) {
+fn plan_retry(
+    inputs: &BackupSessionInputs,
+    st: &mut BackupSessionStatus,
+    plan: &mut Plan,
+    now: &Time,
+) {
     let s = &inputs.session;
     let retry_left = s.spec.retry_left.unwrap_or(0);
-    let Some(rc) = inputs.invoker.as_ref().and_then(|bc| bc.spec.retry_config.as_ref()) else { return };
+    let Some(rc) = inputs
+        .invoker
+        .as_ref()
+        .and_then(|bc| bc.spec.retry_config.as_ref())
+    else {
+        return;
+    };
     if st.phase.as_deref() != Some("Failed") || retry_left <= 0 || st.retried == Some(true) {
         return;
     }
-    let delay = rc.delay.as_deref().and_then(|d| parse_go_duration_millis(d).ok()).unwrap_or(0) / 1000;
-    let next = st.next_retry.clone().unwrap_or_else(|| add_seconds(now, delay as i64));
+    let delay = rc
+        .delay
+        .as_deref()
+        .and_then(|d| parse_go_duration_millis(d).ok())
+        .unwrap_or(0)
+        / 1000;
+    let next = st
+        .next_retry
+        .clone()
+        .unwrap_or_else(|| add_seconds(now, delay as i64));
     if unix(now) < unix(&next) {
         st.next_retry = Some(next.clone());
         plan.requeue_after_seconds = Some((unix(&next) - unix(now)).max(1) as u64);
@@ -346,7 +531,8 @@ fn plan_retry(inputs: &BackupSessionInputs, st: &mut BackupSessionStatus, plan: 
     st.next_retry = Some(next);
     st.retried = Some(true);
     if let Some(bc) = &inputs.invoker {
-        plan.apply.push(to_value(&new_session(bc, unix(now), retry_left - 1)));
+        plan.apply
+            .push(to_value(&new_session(bc, unix(now), retry_left - 1)));
     }
 }
 
@@ -354,11 +540,30 @@ fn plan_retry(inputs: &BackupSessionInputs, st: &mut BackupSessionStatus, plan: 
 pub fn new_session(bc: &BackupConfiguration, unix_now: i64, retry_left: i32) -> BackupSession {
     let bc_name = bc.metadata.name.clone().unwrap_or_default();
     let namespace = bc.metadata.namespace.clone();
-    let target = bc.spec.target.as_ref().and_then(|t| t.r#ref.clone()).unwrap_or_default();
-    let mut labels = invoker_labels(bc.metadata.labels.as_ref(), "stash-backup", "BackupConfiguration", &bc_name);
-    labels.insert("stash.appscode.com/target-kind".into(), target.kind.clone().unwrap_or_default());
-    labels.insert("stash.appscode.com/target-name".into(), crate::names::label_value(&target.name.clone().unwrap_or_default()));
-    labels.insert("stash.appscode.com/target-namespace".into(), target.namespace.clone().unwrap_or_default());
+    let target = bc
+        .spec
+        .target
+        .as_ref()
+        .and_then(|t| t.r#ref.clone())
+        .unwrap_or_default();
+    let mut labels = invoker_labels(
+        bc.metadata.labels.as_ref(),
+        "stash-backup",
+        "BackupConfiguration",
+        &bc_name,
+    );
+    labels.insert(
+        "stash.appscode.com/target-kind".into(),
+        target.kind.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        "stash.appscode.com/target-name".into(),
+        crate::names::label_value(&target.name.clone().unwrap_or_default()),
+    );
+    labels.insert(
+        "stash.appscode.com/target-namespace".into(),
+        target.namespace.clone().unwrap_or_default(),
+    );
     let mut session = BackupSession::new(
         &backup_session_name(&bc_name, unix_now),
         BackupSessionSpec {
@@ -372,13 +577,22 @@ pub fn new_session(bc: &BackupConfiguration, unix_now: i64, retry_left: i32) -> 
     );
     session.metadata.namespace = namespace;
     session.metadata.labels = Some(labels);
-    session.metadata.owner_references =
-        Some(vec![controller_ref("stash.appscode.com/v1beta1", "BackupConfiguration", &bc_name, bc.metadata.uid.as_deref())]);
+    session.metadata.owner_references = Some(vec![controller_ref(
+        "stash.appscode.com/v1beta1",
+        "BackupConfiguration",
+        &bc_name,
+        bc.metadata.uid.as_deref(),
+    )]);
     session
 }
 
 fn resolved_target_ref(bc: &BackupConfiguration, namespace: &str) -> TargetRef {
-    let mut r = bc.spec.target.as_ref().and_then(|t| t.r#ref.clone()).unwrap_or_default();
+    let mut r = bc
+        .spec
+        .target
+        .as_ref()
+        .and_then(|t| t.r#ref.clone())
+        .unwrap_or_default();
     if r.namespace.as_deref().unwrap_or("").is_empty() {
         r.namespace = Some(namespace.to_string());
     }
@@ -396,20 +610,33 @@ fn invoker_host(bc: Option<&BackupConfiguration>) -> String {
 fn reported_phase(t: &BackupTargetStatus) -> Option<&'static str> {
     let total = t.total_hosts.unwrap_or(0).max(0) as usize;
     let stats = t.stats.as_deref().unwrap_or_default();
-    let done: Vec<&HostBackupStats> =
-        stats.iter().filter(|s| matches!(s.phase.as_deref(), Some("Succeeded" | "Failed"))).collect();
+    let done: Vec<&HostBackupStats> = stats
+        .iter()
+        .filter(|s| matches!(s.phase.as_deref(), Some("Succeeded" | "Failed")))
+        .collect();
     if total == 0 || done.len() < total {
         return None;
     }
     let failed = done.iter().any(|s| s.phase.as_deref() == Some("Failed"))
-        || t.conditions.iter().flatten().any(|c| c.status == conditions::FALSE);
+        || t.conditions
+            .iter()
+            .flatten()
+            .any(|c| c.status == conditions::FALSE);
     Some(if failed { "Failed" } else { "Succeeded" })
 }
 
 fn upsert_failed_host(t: &mut BackupTargetStatus, host: &str, reason: &str) {
     let stats = t.stats.get_or_insert_with(Vec::new);
-    let entry = HostBackupStats { hostname: Some(host.into()), phase: Some("Failed".into()), error: Some(reason.into()), ..Default::default() };
-    match stats.iter_mut().find(|s| s.hostname.as_deref() == Some(host)) {
+    let entry = HostBackupStats {
+        hostname: Some(host.into()),
+        phase: Some("Failed".into()),
+        error: Some(reason.into()),
+        ..Default::default()
+    };
+    match stats
+        .iter_mut()
+        .find(|s| s.hostname.as_deref() == Some(host))
+    {
         Some(s) => *s = entry,
         None => stats.push(entry),
     }
@@ -419,8 +646,16 @@ fn upsert_failed_host(t: &mut BackupTargetStatus, host: &str, reason: &str) {
 /// results (the status updater runs last; a complete Job with no stats lost them).
 pub fn job_failure(job: &Job, pods: &[Pod]) -> Option<String> {
     let status = job.status.clone().unwrap_or_default();
-    let failed_cond = status.conditions.iter().flatten().find(|c| c.type_ == "Failed" && c.status == "True");
-    let complete = status.conditions.iter().flatten().any(|c| c.type_ == "Complete" && c.status == "True");
+    let failed_cond = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Failed" && c.status == "True");
+    let complete = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Complete" && c.status == "True");
     if failed_cond.is_none() && status.failed.unwrap_or(0) == 0 {
         if complete {
             return Some("backup Job completed without reporting results".into());
@@ -429,7 +664,13 @@ pub fn job_failure(job: &Job, pods: &[Pod]) -> Option<String> {
     }
     let detail = pods.iter().find_map(pod_failure);
     let base = failed_cond
-        .map(|c| format!("backup Job failed ({}: {})", c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+        .map(|c| {
+            format!(
+                "backup Job failed ({}: {})",
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default()
+            )
+        })
         .unwrap_or_else(|| "backup Job's pod failed".to_string());
     Some(match detail {
         Some(d) => format!("{base}: {d}"),
@@ -439,7 +680,11 @@ pub fn job_failure(job: &Job, pods: &[Pod]) -> Option<String> {
 
 fn pod_failure(pod: &Pod) -> Option<String> {
     let status = pod.status.as_ref()?;
-    let all = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+    let all = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
     for cs in all {
         if let Some(t) = cs.state.as_ref().and_then(|s| s.terminated.as_ref()) {
             if t.exit_code != 0 {
@@ -447,41 +692,89 @@ fn pod_failure(pod: &Pod) -> Option<String> {
                     "container {} exited with code {}{}",
                     cs.name,
                     t.exit_code,
-                    t.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+                    t.reason
+                        .as_ref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
                 ));
             }
         }
     }
-    status.reason.clone().map(|r| format!("pod {r}: {}", status.message.clone().unwrap_or_default()))
+    status
+        .reason
+        .clone()
+        .map(|r| format!("pod {r}: {}", status.message.clone().unwrap_or_default()))
 }
 
 /// Builds the backup Job of a session.
-fn build_job(inputs: &BackupSessionInputs, bc: &BackupConfiguration, session: &str, namespace: &str, job_name: &str) -> Result<Job, String> {
+fn build_job(
+    inputs: &BackupSessionInputs,
+    bc: &BackupConfiguration,
+    session: &str,
+    namespace: &str,
+    job_name: &str,
+) -> Result<Job, String> {
     let repo = inputs.repository.as_ref().ok_or("Repository not found")?;
-    let target = inputs.target.as_ref().ok_or("backup target AppBinding not found")?;
+    let target = inputs
+        .target
+        .as_ref()
+        .ok_or("backup target AppBinding not found")?;
     let info = backend_info(&repo.spec.backend)?;
     let addon = target.stash_addon();
     let addon_task = addon.as_ref().and_then(|a| a.backup_task.clone());
-    let task_name = task_name(bc.spec.task.as_ref(), addon_task.as_ref()).ok_or("no Task: spec.task.name is empty and the AppBinding names none")?;
-    let task = inputs.tasks.get(&task_name).ok_or_else(|| format!("Task {task_name} not found"))?;
+    let task_name = task_name(bc.spec.task.as_ref(), addon_task.as_ref())
+        .ok_or("no Task: spec.task.name is empty and the AppBinding names none")?;
+    let task = inputs
+        .tasks
+        .get(&task_name)
+        .ok_or_else(|| format!("Task {task_name} not found"))?;
     let bc_name = bc.metadata.name.clone().unwrap_or_default();
     let target_ref = resolved_target_ref(bc, namespace);
 
     let mut vars: Variables = repository_variables(repo, &info);
     vars.insert("HOSTNAME".into(), invoker_host(Some(bc)));
-    vars.insert("TARGET_KIND".into(), target_ref.kind.clone().unwrap_or_default());
-    vars.insert("TARGET_NAME".into(), target_ref.name.clone().unwrap_or_default());
-    vars.insert("TARGET_NAMESPACE".into(), target_ref.namespace.clone().unwrap_or_default());
-    vars.insert("TARGET_PATHS".into(), bc.spec.target.as_ref().and_then(|t| t.paths.clone()).unwrap_or_default().join(","));
+    vars.insert(
+        "TARGET_KIND".into(),
+        target_ref.kind.clone().unwrap_or_default(),
+    );
+    vars.insert(
+        "TARGET_NAME".into(),
+        target_ref.name.clone().unwrap_or_default(),
+    );
+    vars.insert(
+        "TARGET_NAMESPACE".into(),
+        target_ref.namespace.clone().unwrap_or_default(),
+    );
+    vars.insert(
+        "TARGET_PATHS".into(),
+        bc.spec
+            .target
+            .as_ref()
+            .and_then(|t| t.paths.clone())
+            .unwrap_or_default()
+            .join(","),
+    );
     vars.insert("BACKUP_SESSION".into(), session.into());
     vars.insert("NAMESPACE".into(), namespace.into());
     vars.insert("INVOKER_KIND".into(), "BackupConfiguration".into());
     vars.insert("INVOKER_NAME".into(), bc_name.clone());
-    let caching = !bc.spec.temp_dir.as_ref().and_then(|t| t.disable_caching).unwrap_or(false);
+    let caching = !bc
+        .spec
+        .temp_dir
+        .as_ref()
+        .and_then(|t| t.disable_caching)
+        .unwrap_or(false);
     vars.insert("ENABLE_CACHE".into(), caching.to_string());
-    let interim = if bc.spec.interim_volume_template.is_some() { "/stash-interim-volume/data" } else { "/stash-tmp/stash-interim-volume/data" };
+    let interim = if bc.spec.interim_volume_template.is_some() {
+        "/stash-interim-volume/data"
+    } else {
+        "/stash-tmp/stash-interim-volume/data"
+    };
     vars.insert("INTERIM_DATA_DIR".into(), interim.into());
-    vars.insert("LICENSE_APISERVICE".into(), inputs.settings.license_apiservice.clone());
+    vars.insert(
+        "LICENSE_APISERVICE".into(),
+        inputs.settings.license_apiservice.clone(),
+    );
     vars.insert("PROMETHEUS_JOB_NAME".into(), bc_name.clone());
     if let Some(p) = &bc.spec.retention_policy {
         for (k, v) in [
@@ -496,16 +789,25 @@ fn build_job(inputs: &BackupSessionInputs, bc: &BackupConfiguration, session: &s
                 vars.insert(k.into(), n.to_string());
             }
         }
-        vars.insert("RETENTION_KEEP_TAGS".into(), p.keep_tags.clone().unwrap_or_default().join(","));
-        if p.prune {
+        vars.insert(
+            "RETENTION_KEEP_TAGS".into(),
+            p.keep_tags.clone().unwrap_or_default().join(","),
+        );
+        if p.prune == Some(true) {
             vars.insert("RETENTION_PRUNE".into(), "true".into());
         }
-        if p.dry_run {
+        if p.dry_run == Some(true) {
             vars.insert("RETENTION_DRY_RUN".into(), "true".into());
         }
     }
     let mut params: Vec<Param> = addon_task.and_then(|t| t.params).unwrap_or_default();
-    params.extend(bc.spec.task.as_ref().and_then(|t| t.params.clone()).unwrap_or_default());
+    params.extend(
+        bc.spec
+            .task
+            .as_ref()
+            .and_then(|t| t.params.clone())
+            .unwrap_or_default(),
+    );
 
     let hook_args = |hook_type: &str| {
         vec![
@@ -513,9 +815,18 @@ fn build_job(inputs: &BackupSessionInputs, bc: &BackupConfiguration, session: &s
             format!("--backupsession={session}"),
             "--invoker-kind=BackupConfiguration".into(),
             format!("--invoker-name={bc_name}"),
-            format!("--target-kind={}", target_ref.kind.clone().unwrap_or_default()),
-            format!("--target-namespace={}", target_ref.namespace.clone().unwrap_or_default()),
-            format!("--target-name={}", target_ref.name.clone().unwrap_or_default()),
+            format!(
+                "--target-kind={}",
+                target_ref.kind.clone().unwrap_or_default()
+            ),
+            format!(
+                "--target-namespace={}",
+                target_ref.namespace.clone().unwrap_or_default()
+            ),
+            format!(
+                "--target-name={}",
+                target_ref.name.clone().unwrap_or_default()
+            ),
             format!("--hook-type={hook_type}"),
             format!("--hostname={}", invoker_host(Some(bc))),
             "--output-dir=/stash-tmp/output".into(),
@@ -532,16 +843,36 @@ fn build_job(inputs: &BackupSessionInputs, bc: &BackupConfiguration, session: &s
         service_account: backup_job_rbac_name(&bc_name),
         image_pull_policy: &inputs.settings.image_pull_policy,
         hooks: HookContainers {
-            pre: hooks.and_then(|h| h.pre_backup.as_ref()).map(|_| hook_args("preBackup")),
-            post: hooks.and_then(|h| h.post_backup.as_ref()).map(|_| hook_args("postBackup")),
+            pre: hooks
+                .and_then(|h| h.pre_backup.as_ref())
+                .map(|_| hook_args("preBackup")),
+            post: hooks
+                .and_then(|h| h.post_backup.as_ref())
+                .map(|_| hook_args("postBackup")),
         },
         operator_image: &inputs.settings.image,
     })?;
-    let mut labels = invoker_labels(bc.metadata.labels.as_ref(), "stash-backup", "BackupConfiguration", &bc_name);
-    labels.insert("stash.appscode.com/backup-session".into(), crate::names::label_value(session));
-    let pod_meta = bc.spec.runtime_settings.as_ref().and_then(|r| r.pod.as_ref());
+    let mut labels = invoker_labels(
+        bc.metadata.labels.as_ref(),
+        "stash-backup",
+        "BackupConfiguration",
+        &bc_name,
+    );
+    labels.insert(
+        "stash.appscode.com/backup-session".into(),
+        crate::names::label_value(session),
+    );
+    let pod_meta = bc
+        .spec
+        .runtime_settings
+        .as_ref()
+        .and_then(|r| r.pod.as_ref());
     let mut pod_labels = labels.clone();
-    pod_labels.extend(pod_meta.and_then(|p| p.pod_labels.clone()).unwrap_or_default());
+    pod_labels.extend(
+        pod_meta
+            .and_then(|p| p.pod_labels.clone())
+            .unwrap_or_default(),
+    );
     debug_assert!(labels.contains_key(INVOKER_TYPE) && labels.contains_key(INVOKER_NAME));
     Ok(Job {
         metadata: ObjectMeta {

@@ -67,7 +67,10 @@ pub fn build_pod_spec(inputs: &PodInputs<'_>) -> Result<PodSpec, String> {
     let mut containers = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let function = inputs.functions.get(&step.name).ok_or_else(|| {
-            format!("Function {} (step {i} of Task {task_name}) not found", step.name)
+            format!(
+                "Function {} (step {i} of Task {task_name}) not found",
+                step.name
+            )
         })?;
         let mut vars: Variables = step
             .params
@@ -77,13 +80,21 @@ pub fn build_pod_spec(inputs: &PodInputs<'_>) -> Result<PodSpec, String> {
             .collect();
         vars.extend(inputs.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
         vars.insert("ADDON_IMAGE".into(), function.spec.image.clone());
-        vars.extend(inputs.params.iter().map(|p| (p.name.clone(), p.value.clone())));
+        vars.extend(
+            inputs
+                .params
+                .iter()
+                .map(|p| (p.name.clone(), p.value.clone())),
+        );
 
         let mut spec = serde_json::to_value(&function.spec).map_err(|e| e.to_string())?;
         substitute_strings(&mut spec, &vars)
             .map_err(|e| format!("Function {} (step {i} of Task {task_name}): {e}", step.name))?;
         let spec: crate::api::FunctionSpec = serde_json::from_value(spec).map_err(|e| {
-            format!("Function {} (step {i} of Task {task_name}) after substitution: {e}", step.name)
+            format!(
+                "Function {} (step {i} of Task {task_name}) after substitution: {e}",
+                step.name
+            )
         })?;
         let mut mounts = vec![scratch_mount.clone()];
         mounts.extend(spec.volume_mounts.clone().unwrap_or_default());
@@ -117,7 +128,10 @@ pub fn build_pod_spec(inputs: &PodInputs<'_>) -> Result<PodSpec, String> {
         env: Some(vec![EnvVar {
             name: "POD_NAME".into(),
             value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), ..Default::default() }),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -132,11 +146,17 @@ pub fn build_pod_spec(inputs: &PodInputs<'_>) -> Result<PodSpec, String> {
         containers.push(hook_container("post-task-hook", args));
     }
 
-    let main = containers.pop().ok_or_else(|| format!("Task {task_name} has no steps"))?;
+    let main = containers
+        .pop()
+        .ok_or_else(|| format!("Task {task_name} has no steps"))?;
     let temp = inputs.temp_dir.cloned().unwrap_or_default();
     let mut volumes = vec![Volume {
         name: SCRATCH_VOLUME.into(),
-        empty_dir: Some(EmptyDirVolumeSource { medium: temp.medium.clone(), size_limit: temp.size_limit.clone(), ..Default::default() }),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: temp.medium.clone(),
+            size_limit: temp.size_limit.clone(),
+            ..Default::default()
+        }),
         ..Default::default()
     }];
     volumes.extend(inputs.task.spec.volumes.clone().unwrap_or_default());
@@ -157,7 +177,10 @@ pub fn build_pod_spec(inputs: &PodInputs<'_>) -> Result<PodSpec, String> {
 
 /// Substitutes `${...}` in every string of a JSON value (Stash substitutes the serialized
 /// Function; doing it per string gives the same text without letting a value break the JSON).
-fn substitute_strings(value: &mut Value, vars: &Variables) -> Result<(), crate::resolve::ResolveError> {
+fn substitute_strings(
+    value: &mut Value,
+    vars: &Variables,
+) -> Result<(), crate::resolve::ResolveError> {
     match value {
         Value::String(s) => *s = substitute(s, vars)?,
         Value::Array(items) => {
@@ -177,8 +200,12 @@ fn substitute_strings(value: &mut Value, vars: &Variables) -> Result<(), crate::
 
 fn union_mounts(containers: &[Container]) -> Vec<VolumeMount> {
     let mut seen = BTreeMap::new();
-    for m in containers.iter().flat_map(|c| c.volume_mounts.iter().flatten()) {
-        seen.entry(m.mount_path.clone()).or_insert_with(|| m.clone());
+    for m in containers
+        .iter()
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+    {
+        seen.entry(m.mount_path.clone())
+            .or_insert_with(|| m.clone());
     }
     seen.into_values().collect()
 }
@@ -202,10 +229,16 @@ pub fn apply_container_settings(c: &mut Container, rs: &ContainerRuntimeSettings
         c.security_context = rs.security_context.clone();
     }
     if let Some(from) = &rs.env_from {
-        c.env_from.get_or_insert_with(Vec::new).extend(from.iter().cloned());
+        c.env_from
+            .get_or_insert_with(Vec::new)
+            .extend(from.iter().cloned());
     }
     let mut extra: Vec<EnvVar> = rs.env.clone().unwrap_or_default();
-    let plain = |name: &str, value: i32| EnvVar { name: name.into(), value: Some(value.to_string()), ..Default::default() };
+    let plain = |name: &str, value: i32| EnvVar {
+        name: name.into(),
+        value: Some(value.to_string()),
+        ..Default::default()
+    };
     if let Some(adj) = rs.nice.as_ref().and_then(|n| n.adjustment) {
         extra.push(plain("NICE_ADJUSTMENT", adj));
     }

@@ -135,7 +135,12 @@ pub fn add_seconds(t: &Time, secs: i64) -> Time {
 }
 
 /// The controller owner reference to an object.
-pub fn controller_ref(api_version: &str, kind: &str, name: &str, uid: Option<&str>) -> OwnerReference {
+pub fn controller_ref(
+    api_version: &str,
+    kind: &str,
+    name: &str,
+    uid: Option<&str>,
+) -> OwnerReference {
     OwnerReference {
         api_version: api_version.to_string(),
         kind: kind.to_string(),

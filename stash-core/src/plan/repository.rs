@@ -24,7 +24,10 @@ pub struct RepositoryReport {
 }
 
 /// The Repository status after a report.
-pub fn status_from_report(old: Option<&RepositoryStatus>, report: &RepositoryReport) -> RepositoryStatus {
+pub fn status_from_report(
+    old: Option<&RepositoryStatus>,
+    report: &RepositoryReport,
+) -> RepositoryStatus {
     let mut st = old.cloned().unwrap_or_default();
     if report.integrity.is_some() {
         st.integrity = report.integrity;
@@ -69,7 +72,10 @@ pub fn may_start(job: RepositoryJob, running: &[RepositoryJob]) -> Result<(), St
         return Ok(());
     }
     if job.exclusive() {
-        return Err(format!("{job:?} needs the repository alone; {} job(s) running", running.len()));
+        return Err(format!(
+            "{job:?} needs the repository alone; {} job(s) running",
+            running.len()
+        ));
     }
     match running.iter().find(|r| r.exclusive()) {
         Some(r) => Err(format!("{r:?} holds the repository exclusively")),
@@ -98,11 +104,20 @@ pub fn plan(inputs: &RepositoryInputs) -> Plan {
         }),
         ..Default::default()
     };
-    let has_finalizer = repo.metadata.finalizers.iter().flatten().any(|f| f == REPOSITORY_FINALIZER);
+    let has_finalizer = repo
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == REPOSITORY_FINALIZER);
     if repo.metadata.deletion_timestamp.is_some() {
         // wipeOut of backend data is not supported: the data stays (a note in the status
         // would be lost with the object, so this is documented instead).
-        plan.finalizer = if has_finalizer { FinalizerAction::Remove } else { FinalizerAction::Keep };
+        plan.finalizer = if has_finalizer {
+            FinalizerAction::Remove
+        } else {
+            FinalizerAction::Keep
+        };
         return plan;
     }
     if !has_finalizer {
@@ -141,7 +156,15 @@ mod tests {
 
     #[test]
     fn report_formats_size_like_stash() {
-        let st = status_from_report(None, &RepositoryReport { integrity: Some(true), total_size_bytes: Some(7_146_045), snapshot_count: Some(5), ..Default::default() });
+        let st = status_from_report(
+            None,
+            &RepositoryReport {
+                integrity: Some(true),
+                total_size_bytes: Some(7_146_045),
+                snapshot_count: Some(5),
+                ..Default::default()
+            },
+        );
         assert_eq!(st.total_size.as_deref(), Some("6.815 MiB"));
         assert_eq!(st.snapshot_count, Some(5));
     }

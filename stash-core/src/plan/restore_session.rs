@@ -7,8 +7,13 @@ use super::backup_configuration::{key_of, service_account_role_binding, task_nam
 use super::backup_session::job_failure;
 use super::job::{build_pod_spec, HookContainers, PodInputs};
 use super::labels::invoker_labels;
-use super::{add_seconds, controller_ref, to_value, unix, EventSpec, FinalizerAction, ObjectKey, Plan, Settings, FINALIZER};
-use crate::api::{AppBinding, Function, HostRestoreStats, Param, Repository, RestoreRule, RestoreSession, Task};
+use super::{
+    add_seconds, controller_ref, to_value, unix, EventSpec, FinalizerAction, ObjectKey, Plan,
+    Settings, FINALIZER,
+};
+use crate::api::{
+    AppBinding, Function, HostRestoreStats, Param, Repository, RestoreRule, RestoreSession, Task,
+};
 use crate::conditions::{self, NewCondition};
 use crate::duration::{format_go_duration_secs, parse_go_duration_millis};
 use crate::names::{restore_job_name, restore_job_rbac_name};
@@ -59,40 +64,87 @@ pub struct Selection {
 /// Stash's `RestoreOptionsForHost`: the first rule listing `host` wins, else the rule with no
 /// target hosts; no rule means the latest snapshot. Source host defaults to `host`.
 pub fn select_rule(rules: &[RestoreRule], host: &str) -> Result<Selection, String> {
-    let empty_rules = rules.iter().filter(|r| r.target_hosts.as_ref().is_none_or(|h| h.is_empty())).count();
+    let empty_rules = rules
+        .iter()
+        .filter(|r| r.target_hosts.as_ref().is_none_or(|h| h.is_empty()))
+        .count();
     if empty_rules > 1 {
         return Err("spec.target.rules: at most one rule may have empty targetHosts".into());
     }
     for (i, r) in rules.iter().enumerate() {
-        if r.snapshots.as_ref().is_some_and(|s| !s.is_empty()) && r.paths.as_ref().is_some_and(|p| !p.is_empty()) {
-            return Err(format!("spec.target.rules[{i}]: snapshots and paths are mutually exclusive"));
+        if r.snapshots.as_ref().is_some_and(|s| !s.is_empty())
+            && r.paths.as_ref().is_some_and(|p| !p.is_empty())
+        {
+            return Err(format!(
+                "spec.target.rules[{i}]: snapshots and paths are mutually exclusive"
+            ));
         }
         if r.snapshots.as_ref().is_some_and(|s| s.len() > 1) {
-            return Err(format!("spec.target.rules[{i}].snapshots: a database restore takes one snapshot"));
+            return Err(format!(
+                "spec.target.rules[{i}].snapshots: a database restore takes one snapshot"
+            ));
         }
     }
     let rule = rules
         .iter()
         .find(|r| r.target_hosts.iter().flatten().any(|h| h == host))
-        .or_else(|| rules.iter().find(|r| r.target_hosts.as_ref().is_none_or(|h| h.is_empty())));
-    let snapshots = rule.and_then(|r| r.snapshots.clone()).unwrap_or_default().join(",");
-    let source_host = rule.and_then(|r| r.source_host.clone()).filter(|s| !s.is_empty()).unwrap_or_else(|| host.to_string());
-    Ok(Selection { snapshots: if snapshots.is_empty() { "latest".into() } else { snapshots }, source_host })
+        .or_else(|| {
+            rules
+                .iter()
+                .find(|r| r.target_hosts.as_ref().is_none_or(|h| h.is_empty()))
+        });
+    let snapshots = rule
+        .and_then(|r| r.snapshots.clone())
+        .unwrap_or_default()
+        .join(",");
+    let source_host = rule
+        .and_then(|r| r.source_host.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| host.to_string());
+    Ok(Selection {
+        snapshots: if snapshots.is_empty() {
+            "latest".into()
+        } else {
+            snapshots
+        },
+        source_host,
+    })
 }
 
 /// Plans one reconcile of a RestoreSession.
 pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
     let rs = &inputs.session;
     let name = rs.metadata.name.clone().unwrap_or_default();
-    let namespace = rs.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    let now = inputs.now.clone().unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+    let namespace = rs
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let now = inputs
+        .now
+        .clone()
+        .unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
     let mut plan = Plan {
-        object: Some(ObjectKey { api_version: "stash.appscode.com/v1beta1".into(), kind: "RestoreSession".into(), namespace: Some(namespace.clone()), name: name.clone() }),
+        object: Some(ObjectKey {
+            api_version: "stash.appscode.com/v1beta1".into(),
+            kind: "RestoreSession".into(),
+            namespace: Some(namespace.clone()),
+            name: name.clone(),
+        }),
         ..Default::default()
     };
-    let has_finalizer = rs.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER);
+    let has_finalizer = rs
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == FINALIZER);
     if rs.metadata.deletion_timestamp.is_some() {
-        plan.finalizer = if has_finalizer { FinalizerAction::Remove } else { FinalizerAction::Keep };
+        plan.finalizer = if has_finalizer {
+            FinalizerAction::Remove
+        } else {
+            FinalizerAction::Keep
+        };
         return plan;
     }
     if !has_finalizer {
@@ -106,56 +158,180 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
     let mut st = old.clone();
     let mut conds = st.conditions.clone().unwrap_or_default();
     let generation = rs.metadata.generation;
-    let created = rs.metadata.creation_timestamp.as_ref().map(unix).unwrap_or_else(|| unix(&now));
+    let created = rs
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(unix)
+        .unwrap_or_else(|| unix(&now));
     let job_name = restore_job_name(&name);
-    let job_key = ObjectKey { api_version: "batch/v1".into(), kind: "Job".into(), namespace: Some(namespace.clone()), name: job_name.clone() };
-    let host = rs.spec.target.as_ref().and_then(|t| t.alias.clone()).unwrap_or_default();
+    let job_key = ObjectKey {
+        api_version: "batch/v1".into(),
+        kind: "Job".into(),
+        namespace: Some(namespace.clone()),
+        name: job_name.clone(),
+    };
+    let host = rs
+        .spec
+        .target
+        .as_ref()
+        .and_then(|t| t.alias.clone())
+        .unwrap_or_default();
 
     // Requirements.
-    let repo_name = rs.spec.repository.as_ref().map(|r| r.name.clone()).unwrap_or_default();
-    let repo_ns = rs.spec.repository.as_ref().and_then(|r| r.namespace.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| namespace.clone());
+    let repo_name = rs
+        .spec
+        .repository
+        .as_ref()
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
+    let repo_ns = rs
+        .spec
+        .repository
+        .as_ref()
+        .and_then(|r| r.namespace.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| namespace.clone());
     let mut errors = Vec::new();
     let mut missing = false;
     match &inputs.repository {
-        Some(_) => conditions::set(&mut conds, NewCondition::yes("RepositoryFound", "RepositoryAvailable", format!("Repository {repo_ns}/{repo_name} exist.")), generation, &now),
+        Some(_) => conditions::set(
+            &mut conds,
+            NewCondition::yes(
+                "RepositoryFound",
+                "RepositoryAvailable",
+                format!("Repository {repo_ns}/{repo_name} exist."),
+            ),
+            generation,
+            &now,
+        ),
         None => {
             missing = true;
-            conditions::set(&mut conds, NewCondition::no("RepositoryFound", "RepositoryNotAvailable", format!("Repository {repo_ns}/{repo_name} does not exist.")), generation, &now);
+            conditions::set(
+                &mut conds,
+                NewCondition::no(
+                    "RepositoryFound",
+                    "RepositoryNotAvailable",
+                    format!("Repository {repo_ns}/{repo_name} does not exist."),
+                ),
+                generation,
+                &now,
+            );
         }
     }
-    let backend = inputs.repository.as_ref().map(|r| backend_info(&r.spec.backend));
+    let backend = inputs
+        .repository
+        .as_ref()
+        .map(|r| backend_info(&r.spec.backend));
     if let Some(Err(e)) = &backend {
         errors.push(format!("Repository {repo_ns}/{repo_name}: {e}"));
     }
     if let Some(repo) = &inputs.repository {
-        let secret = repo.spec.backend.storage_secret_name.clone().unwrap_or_default();
+        let secret = repo
+            .spec
+            .backend
+            .storage_secret_name
+            .clone()
+            .unwrap_or_default();
         let missing_keys = match (&inputs.storage_secret_keys, &backend) {
             (Some(keys), Some(Ok(info))) => missing_secret_keys(info.provider, keys),
             _ => vec![],
         };
         if inputs.storage_secret_keys.is_none() {
             missing = true;
-            conditions::set(&mut conds, NewCondition::no("BackendSecretFound", "BackendSecretNotAvailable", format!("Backend Secret {repo_ns}/{secret} does not exist.")), generation, &now);
+            conditions::set(
+                &mut conds,
+                NewCondition::no(
+                    "BackendSecretFound",
+                    "BackendSecretNotAvailable",
+                    format!("Backend Secret {repo_ns}/{secret} does not exist."),
+                ),
+                generation,
+                &now,
+            );
         } else if !missing_keys.is_empty() {
-            conditions::set(&mut conds, NewCondition::no("BackendSecretFound", "BackendSecretNotAvailable", format!("Backend Secret {repo_ns}/{secret} lacks the key(s) {}.", missing_keys.join(", "))), generation, &now);
-            errors.push(format!("storage Secret {repo_ns}/{secret} lacks {}", missing_keys.join(", ")));
+            conditions::set(
+                &mut conds,
+                NewCondition::no(
+                    "BackendSecretFound",
+                    "BackendSecretNotAvailable",
+                    format!(
+                        "Backend Secret {repo_ns}/{secret} lacks the key(s) {}.",
+                        missing_keys.join(", ")
+                    ),
+                ),
+                generation,
+                &now,
+            );
+            errors.push(format!(
+                "storage Secret {repo_ns}/{secret} lacks {}",
+                missing_keys.join(", ")
+            ));
         } else {
-            conditions::set(&mut conds, NewCondition::yes("BackendSecretFound", "BackendSecretAvailable", format!("Backend Secret {repo_ns}/{secret} exist.")), generation, &now);
+            conditions::set(
+                &mut conds,
+                NewCondition::yes(
+                    "BackendSecretFound",
+                    "BackendSecretAvailable",
+                    format!("Backend Secret {repo_ns}/{secret} exist."),
+                ),
+                generation,
+                &now,
+            );
         }
     }
-    let target_ref = rs.spec.target.as_ref().and_then(|t| t.r#ref.clone()).unwrap_or_default();
-    let target_ns = target_ref.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| namespace.clone());
-    let target_desc = format!("{} {target_ns}/{}", target_ref.kind.clone().unwrap_or_default(), target_ref.name.clone().unwrap_or_default());
+    let target_ref = rs
+        .spec
+        .target
+        .as_ref()
+        .and_then(|t| t.r#ref.clone())
+        .unwrap_or_default();
+    let target_ns = target_ref
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| namespace.clone());
+    let target_desc = format!(
+        "{} {target_ns}/{}",
+        target_ref.kind.clone().unwrap_or_default(),
+        target_ref.name.clone().unwrap_or_default()
+    );
     if target_ref.kind.as_deref() != Some("AppBinding") {
-        errors.push(format!("spec.target.ref.kind {:?} is not supported (only AppBinding)", target_ref.kind.clone().unwrap_or_default()));
+        errors.push(format!(
+            "spec.target.ref.kind {:?} is not supported (only AppBinding)",
+            target_ref.kind.clone().unwrap_or_default()
+        ));
     }
     if inputs.target.is_some() {
-        conditions::set(&mut conds, NewCondition::yes("RestoreTargetFound", "TargetAvailable", format!("Restore target {target_desc} found.")), generation, &now);
+        conditions::set(
+            &mut conds,
+            NewCondition::yes(
+                "RestoreTargetFound",
+                "TargetAvailable",
+                format!("Restore target {target_desc} found."),
+            ),
+            generation,
+            &now,
+        );
     } else {
         missing = true;
-        conditions::set(&mut conds, NewCondition::no("RestoreTargetFound", "TargetNotAvailable", format!("Restore target {target_desc} does not exist.")), generation, &now);
+        conditions::set(
+            &mut conds,
+            NewCondition::no(
+                "RestoreTargetFound",
+                "TargetNotAvailable",
+                format!("Restore target {target_desc} does not exist."),
+            ),
+            generation,
+            &now,
+        );
     }
-    let mut rules = rs.spec.target.as_ref().and_then(|t| t.rules.clone()).unwrap_or_default();
+    let mut rules = rs
+        .spec
+        .target
+        .as_ref()
+        .and_then(|t| t.rules.clone())
+        .unwrap_or_default();
     if rules.is_empty() {
         rules = rs.spec.rules.clone().unwrap_or_default();
     }
@@ -171,8 +347,18 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
     let mut events = Vec::new();
     if !errors.is_empty() {
         let msg = errors.join("; ");
-        conditions::set(&mut conds, NewCondition::no("ValidationPassed", "ResourceValidationFailed", msg.clone()), generation, &now);
-        events.push(EventSpec { type_: "Warning".into(), reason: "ResourceValidationFailed".into(), message: msg, source: EVENT_SOURCE.into() });
+        conditions::set(
+            &mut conds,
+            NewCondition::no("ValidationPassed", "ResourceValidationFailed", msg.clone()),
+            generation,
+            &now,
+        );
+        events.push(EventSpec {
+            type_: "Warning".into(),
+            reason: "ResourceValidationFailed".into(),
+            message: msg,
+            source: EVENT_SOURCE.into(),
+        });
         st.phase = Some("Invalid".into());
         st.session_duration = Some(format_go_duration_secs((unix(&now) - created).max(0) as u64));
         st.conditions = Some(conds);
@@ -180,7 +366,16 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
         plan.status = Some(to_value(&st));
         return plan;
     }
-    conditions::set(&mut conds, NewCondition::yes("ValidationPassed", "ResourceValidationPassed", "Successfully validated."), generation, &now);
+    conditions::set(
+        &mut conds,
+        NewCondition::yes(
+            "ValidationPassed",
+            "ResourceValidationPassed",
+            "Successfully validated.",
+        ),
+        generation,
+        &now,
+    );
     if missing {
         st.phase = Some("Pending".into());
         st.conditions = Some(conds);
@@ -192,16 +387,30 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
     }
 
     // Deadline.
-    if let Some(t) = rs.spec.time_out.as_deref().and_then(|t| parse_go_duration_millis(t).ok()) {
+    if let Some(t) = rs
+        .spec
+        .time_out
+        .as_deref()
+        .and_then(|t| parse_go_duration_millis(t).ok())
+    {
         if st.session_deadline.is_none() {
-            st.session_deadline = Some(add_seconds(&Time(k8s_openapi::jiff::Timestamp::from_second(created).unwrap_or(now.0)), (t / 1000) as i64));
+            st.session_deadline = Some(add_seconds(
+                &Time(k8s_openapi::jiff::Timestamp::from_second(created).unwrap_or(now.0)),
+                (t / 1000) as i64,
+            ));
         }
     }
-    let deadline_passed = st.session_deadline.as_ref().is_some_and(|d| unix(&now) >= unix(d));
+    let deadline_passed = st
+        .session_deadline
+        .as_ref()
+        .is_some_and(|d| unix(&now) >= unix(d));
 
     let ensured = conditions::is_true(&conds, "RestoreExecutorEnsured");
     if !ensured && !deadline_passed {
-        let selection = selection.unwrap_or(Selection { snapshots: "latest".into(), source_host: host.clone() });
+        let selection = selection.unwrap_or(Selection {
+            snapshots: "latest".into(),
+            source_host: host.clone(),
+        });
         match build_job(inputs, &namespace, &job_name, &host, &selection) {
             Ok(objects) => {
                 plan.apply.extend(objects);
@@ -211,32 +420,77 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
             }
             Err(e) => {
                 let msg = format!("Failed to ensure restore executor. Reason: {e}");
-                conditions::set(&mut conds, NewCondition::no("RestoreExecutorEnsured", "FailedToEnsureRestoreExecutor", msg.clone()), generation, &now);
-                events.push(EventSpec { type_: "Warning".into(), reason: "Restore Executor Failed".into(), message: msg, source: EVENT_SOURCE.into() });
+                conditions::set(
+                    &mut conds,
+                    NewCondition::no(
+                        "RestoreExecutorEnsured",
+                        "FailedToEnsureRestoreExecutor",
+                        msg.clone(),
+                    ),
+                    generation,
+                    &now,
+                );
+                events.push(EventSpec {
+                    type_: "Warning".into(),
+                    reason: "Restore Executor Failed".into(),
+                    message: msg,
+                    source: EVENT_SOURCE.into(),
+                });
                 st.phase = Some("Failed".into());
             }
         }
     }
 
-    let just_applied = plan.apply.iter().any(|o| key_of(o).as_ref() == Some(&job_key));
+    let just_applied = plan
+        .apply
+        .iter()
+        .any(|o| key_of(o).as_ref() == Some(&job_key));
     let stats = st.stats.clone().unwrap_or_default();
-    let reported: Vec<&HostRestoreStats> = stats.iter().filter(|s| matches!(s.phase.as_deref(), Some("Succeeded" | "Failed" | "Unknown"))).collect();
+    let reported: Vec<&HostRestoreStats> = stats
+        .iter()
+        .filter(|s| matches!(s.phase.as_deref(), Some("Succeeded" | "Failed" | "Unknown")))
+        .collect();
     let total = st.total_hosts.unwrap_or(0).max(0) as usize;
     let mut final_phase = None;
     if st.phase.as_deref() == Some("Failed") {
         final_phase = Some("Failed");
     } else if total > 0 && reported.len() >= total {
-        final_phase = Some(if reported.iter().any(|s| s.phase.as_deref() == Some("Failed")) {
-            "Failed"
-        } else if reported.iter().any(|s| s.phase.as_deref() == Some("Unknown")) {
-            "Unknown"
-        } else {
-            "Succeeded"
-        });
+        final_phase = Some(
+            if reported
+                .iter()
+                .any(|s| s.phase.as_deref() == Some("Failed"))
+            {
+                "Failed"
+            } else if reported
+                .iter()
+                .any(|s| s.phase.as_deref() == Some("Unknown"))
+            {
+                "Unknown"
+            } else {
+                "Succeeded"
+            },
+        );
     } else if deadline_passed {
-        let msg = format!("Failed to complete restore within {}.", rs.spec.time_out.clone().unwrap_or_default());
-        conditions::set(&mut conds, NewCondition::yes("DeadlineExceeded", "FailedToCompleteWithinDeadline", msg.clone()), generation, &now);
-        events.push(EventSpec { type_: "Warning".into(), reason: "RestoreSession Deadline Exceeded".into(), message: msg, source: EVENT_SOURCE.into() });
+        let msg = format!(
+            "Failed to complete restore within {}.",
+            rs.spec.time_out.clone().unwrap_or_default()
+        );
+        conditions::set(
+            &mut conds,
+            NewCondition::yes(
+                "DeadlineExceeded",
+                "FailedToCompleteWithinDeadline",
+                msg.clone(),
+            ),
+            generation,
+            &now,
+        );
+        events.push(EventSpec {
+            type_: "Warning".into(),
+            reason: "RestoreSession Deadline Exceeded".into(),
+            message: msg,
+            source: EVENT_SOURCE.into(),
+        });
         if inputs.job.is_some() {
             plan.delete.push(job_key.clone());
         }
@@ -244,24 +498,53 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
     } else if !just_applied && ensured {
         let failure = match &inputs.job {
             None => Some(format!("restore Job {job_name} no longer exists")),
-            Some(job) => job_failure(job, &inputs.pods).map(|f| f.replace("backup Job", "restore Job")),
+            Some(job) => {
+                job_failure(job, &inputs.pods).map(|f| f.replace("backup Job", "restore Job"))
+            }
         };
         if let Some(reason) = failure {
             let mut stats = stats.clone();
             stats.retain(|s| s.hostname.as_deref().unwrap_or("") != host);
-            stats.push(HostRestoreStats { hostname: Some(host.clone()), phase: Some("Failed".into()), error: Some(reason.clone()), ..Default::default() });
+            stats.push(HostRestoreStats {
+                hostname: Some(host.clone()),
+                phase: Some("Failed".into()),
+                error: Some(reason.clone()),
+                ..Default::default()
+            });
             st.stats = Some(stats);
-            events.push(EventSpec { type_: "Warning".into(), reason: "Host Restore Failed".into(), message: format!("restore failed for host {host:?} of {target_desc}. Reason: {reason}"), source: EVENT_SOURCE.into() });
+            events.push(EventSpec {
+                type_: "Warning".into(),
+                reason: "Host Restore Failed".into(),
+                message: format!(
+                    "restore failed for host {host:?} of {target_desc}. Reason: {reason}"
+                ),
+                source: EVENT_SOURCE.into(),
+            });
             final_phase = Some("Failed");
         }
     }
     match final_phase {
         Some(p) => {
-            conditions::set(&mut conds, NewCondition::yes("MetricsPushed", "SuccessfullyPushedMetrics", "Successfully pushed metrics."), generation, &now);
+            conditions::set(
+                &mut conds,
+                NewCondition::yes(
+                    "MetricsPushed",
+                    "SuccessfullyPushedMetrics",
+                    "Successfully pushed metrics.",
+                ),
+                generation,
+                &now,
+            );
             st.phase = Some(p.into());
-            st.session_duration = Some(format_go_duration_secs((unix(&now) - created).max(0) as u64));
+            st.session_duration =
+                Some(format_go_duration_secs((unix(&now) - created).max(0) as u64));
             events.push(EventSpec {
-                type_: if p == "Succeeded" { "Normal" } else { "Warning" }.into(),
+                type_: if p == "Succeeded" {
+                    "Normal"
+                } else {
+                    "Warning"
+                }
+                .into(),
                 reason: format!("RestoreSession {p}"),
                 message: format!("Restore session {namespace}/{name} {}.", p.to_lowercase()),
                 source: EVENT_SOURCE.into(),
@@ -283,7 +566,13 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
     plan
 }
 
-fn build_job(inputs: &RestoreSessionInputs, namespace: &str, job_name: &str, host: &str, selection: &Selection) -> Result<Vec<serde_json::Value>, String> {
+fn build_job(
+    inputs: &RestoreSessionInputs,
+    namespace: &str,
+    job_name: &str,
+    host: &str,
+    selection: &Selection,
+) -> Result<Vec<serde_json::Value>, String> {
     let rs = &inputs.session;
     let name = rs.metadata.name.clone().unwrap_or_default();
     let repo = inputs.repository.as_ref().ok_or("Repository not found")?;
@@ -291,29 +580,62 @@ fn build_job(inputs: &RestoreSessionInputs, namespace: &str, job_name: &str, hos
     let info = backend_info(&repo.spec.backend)?;
     let addon = target.stash_addon();
     let addon_task = addon.as_ref().and_then(|a| a.restore_task.clone());
-    let task_name = task_name(rs.spec.task.as_ref(), addon_task.as_ref()).ok_or("no Task: spec.task.name is empty and the AppBinding names no restoreTask")?;
-    let task = inputs.tasks.get(&task_name).ok_or_else(|| format!("Task {task_name} not found"))?;
-    let target_ref = rs.spec.target.as_ref().and_then(|t| t.r#ref.clone()).unwrap_or_default();
-    let target_ns = target_ref.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| namespace.to_string());
+    let task_name = task_name(rs.spec.task.as_ref(), addon_task.as_ref())
+        .ok_or("no Task: spec.task.name is empty and the AppBinding names no restoreTask")?;
+    let task = inputs
+        .tasks
+        .get(&task_name)
+        .ok_or_else(|| format!("Task {task_name} not found"))?;
+    let target_ref = rs
+        .spec
+        .target
+        .as_ref()
+        .and_then(|t| t.r#ref.clone())
+        .unwrap_or_default();
+    let target_ns = target_ref
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| namespace.to_string());
 
     let mut vars: Variables = repository_variables(repo, &info);
     vars.insert("HOSTNAME".into(), host.into());
     vars.insert("SOURCE_HOSTNAME".into(), selection.source_host.clone());
     vars.insert("RESTORE_SNAPSHOTS".into(), selection.snapshots.clone());
-    vars.insert("TARGET_KIND".into(), target_ref.kind.clone().unwrap_or_default());
-    vars.insert("TARGET_NAME".into(), target_ref.name.clone().unwrap_or_default());
+    vars.insert(
+        "TARGET_KIND".into(),
+        target_ref.kind.clone().unwrap_or_default(),
+    );
+    vars.insert(
+        "TARGET_NAME".into(),
+        target_ref.name.clone().unwrap_or_default(),
+    );
     vars.insert("TARGET_NAMESPACE".into(), target_ns.clone());
     vars.insert("RESTORE_SESSION".into(), name.clone());
     vars.insert("NAMESPACE".into(), namespace.into());
     vars.insert("INVOKER_KIND".into(), "RestoreSession".into());
     vars.insert("INVOKER_NAME".into(), name.clone());
-    let caching = !rs.spec.temp_dir.as_ref().and_then(|t| t.disable_caching).unwrap_or(false);
+    let caching = !rs
+        .spec
+        .temp_dir
+        .as_ref()
+        .and_then(|t| t.disable_caching)
+        .unwrap_or(false);
     vars.insert("ENABLE_CACHE".into(), caching.to_string());
-    vars.insert("LICENSE_APISERVICE".into(), inputs.settings.license_apiservice.clone());
+    vars.insert(
+        "LICENSE_APISERVICE".into(),
+        inputs.settings.license_apiservice.clone(),
+    );
     // Only the restore Task's own params: Stash leaks the backup task's params into restores
     // (stash.md §12); we do not.
     let mut params: Vec<Param> = addon_task.and_then(|t| t.params).unwrap_or_default();
-    params.extend(rs.spec.task.as_ref().and_then(|t| t.params.clone()).unwrap_or_default());
+    params.extend(
+        rs.spec
+            .task
+            .as_ref()
+            .and_then(|t| t.params.clone())
+            .unwrap_or_default(),
+    );
 
     let hook_args = |hook_type: &str| {
         vec![
@@ -321,9 +643,15 @@ fn build_job(inputs: &RestoreSessionInputs, namespace: &str, job_name: &str, hos
             format!("--restoresession={name}"),
             "--invoker-kind=RestoreSession".into(),
             format!("--invoker-name={name}"),
-            format!("--target-kind={}", target_ref.kind.clone().unwrap_or_default()),
+            format!(
+                "--target-kind={}",
+                target_ref.kind.clone().unwrap_or_default()
+            ),
             format!("--target-namespace={target_ns}"),
-            format!("--target-name={}", target_ref.name.clone().unwrap_or_default()),
+            format!(
+                "--target-name={}",
+                target_ref.name.clone().unwrap_or_default()
+            ),
             format!("--hook-type={hook_type}"),
             format!("--hostname={host}"),
             "--output-dir=/stash-tmp/output".into(),
@@ -341,13 +669,27 @@ fn build_job(inputs: &RestoreSessionInputs, namespace: &str, job_name: &str, hos
         service_account: rbac_name.clone(),
         image_pull_policy: &inputs.settings.image_pull_policy,
         hooks: HookContainers {
-            pre: hooks.and_then(|h| h.pre_restore.as_ref()).map(|_| hook_args("preRestore")),
-            post: hooks.and_then(|h| h.post_restore.as_ref()).map(|_| hook_args("postRestore")),
+            pre: hooks
+                .and_then(|h| h.pre_restore.as_ref())
+                .map(|_| hook_args("preRestore")),
+            post: hooks
+                .and_then(|h| h.post_restore.as_ref())
+                .map(|_| hook_args("postRestore")),
         },
         operator_image: &inputs.settings.image,
     })?;
-    let labels = invoker_labels(rs.metadata.labels.as_ref(), "stash-restore", "RestoreSession", &name);
-    let owner = controller_ref("stash.appscode.com/v1beta1", "RestoreSession", &name, rs.metadata.uid.as_deref());
+    let labels = invoker_labels(
+        rs.metadata.labels.as_ref(),
+        "stash-restore",
+        "RestoreSession",
+        &name,
+    );
+    let owner = controller_ref(
+        "stash.appscode.com/v1beta1",
+        "RestoreSession",
+        &name,
+        rs.metadata.uid.as_deref(),
+    );
     let meta = |n: &str| ObjectMeta {
         name: Some(n.to_string()),
         namespace: Some(namespace.to_string()),
@@ -355,32 +697,87 @@ fn build_job(inputs: &RestoreSessionInputs, namespace: &str, job_name: &str, hos
         owner_references: Some(vec![owner.clone()]),
         ..Default::default()
     };
-    let mut secrets: Vec<String> = [repo.spec.backend.storage_secret_name.clone(), target.spec.secret.as_ref().map(|s| s.name.clone())]
-        .into_iter()
-        .flatten()
-        .filter(|s| !s.is_empty())
-        .collect();
+    let mut secrets: Vec<String> = [
+        repo.spec.backend.storage_secret_name.clone(),
+        target.spec.secret.as_ref().map(|s| s.name.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|s| !s.is_empty())
+    .collect();
     secrets.sort();
     secrets.dedup();
     let s = |xs: &[&str]| Some(xs.iter().map(|x| x.to_string()).collect::<Vec<_>>());
     let mut rules = vec![
-        PolicyRule { api_groups: s(&["stash.appscode.com"]), resources: s(&["restoresessions", "restoresessions/status", "repositories", "repositories/status"]), verbs: vec!["get".into(), "list".into(), "watch".into(), "patch".into(), "update".into()], ..Default::default() },
-        PolicyRule { api_groups: s(&["appcatalog.appscode.com"]), resources: s(&["appbindings"]), verbs: vec!["get".into()], ..Default::default() },
-        PolicyRule { api_groups: s(&["", "events.k8s.io"]), resources: s(&["events"]), verbs: vec!["create".into(), "patch".into()], ..Default::default() },
+        PolicyRule {
+            api_groups: s(&["stash.appscode.com"]),
+            resources: s(&[
+                "restoresessions",
+                "restoresessions/status",
+                "repositories",
+                "repositories/status",
+            ]),
+            verbs: vec![
+                "get".into(),
+                "list".into(),
+                "watch".into(),
+                "patch".into(),
+                "update".into(),
+            ],
+            ..Default::default()
+        },
+        PolicyRule {
+            api_groups: s(&["appcatalog.appscode.com"]),
+            resources: s(&["appbindings"]),
+            verbs: vec!["get".into()],
+            ..Default::default()
+        },
+        PolicyRule {
+            api_groups: s(&["", "events.k8s.io"]),
+            resources: s(&["events"]),
+            verbs: vec!["create".into(), "patch".into()],
+            ..Default::default()
+        },
     ];
     if !secrets.is_empty() {
-        rules.push(PolicyRule { api_groups: s(&[""]), resources: s(&["secrets"]), verbs: vec!["get".into()], resource_names: Some(secrets), ..Default::default() });
+        rules.push(PolicyRule {
+            api_groups: s(&[""]),
+            resources: s(&["secrets"]),
+            verbs: vec!["get".into()],
+            resource_names: Some(secrets),
+            ..Default::default()
+        });
     }
-    let mut objects = service_account_role_binding(meta(&rbac_name), rules, rs.spec.runtime_settings.as_ref().and_then(|r| r.pod.as_ref()).and_then(|p| p.service_account_annotations.clone()));
-    let pod_meta = rs.spec.runtime_settings.as_ref().and_then(|r| r.pod.as_ref());
+    let mut objects = service_account_role_binding(
+        meta(&rbac_name),
+        rules,
+        rs.spec
+            .runtime_settings
+            .as_ref()
+            .and_then(|r| r.pod.as_ref())
+            .and_then(|p| p.service_account_annotations.clone()),
+    );
+    let pod_meta = rs
+        .spec
+        .runtime_settings
+        .as_ref()
+        .and_then(|r| r.pod.as_ref());
     let mut pod_labels = labels.clone();
-    pod_labels.extend(pod_meta.and_then(|p| p.pod_labels.clone()).unwrap_or_default());
+    pod_labels.extend(
+        pod_meta
+            .and_then(|p| p.pod_labels.clone())
+            .unwrap_or_default(),
+    );
     let job = Job {
         metadata: meta(job_name),
         spec: Some(JobSpec {
             backoff_limit: Some(0),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(pod_labels), annotations: pod_meta.and_then(|p| p.pod_annotations.clone()), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: pod_meta.and_then(|p| p.pod_annotations.clone()),
+                    ..Default::default()
+                }),
                 spec: Some(pod),
             },
             ..Default::default()

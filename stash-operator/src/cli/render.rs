@@ -49,12 +49,17 @@ pub fn render(args: &RenderArgs, default_now: Time) -> Result<String, RenderErro
     let mut world = World::with_catalog(&args.image);
     for path in &args.files {
         for file in yaml_files(path)? {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|source| RenderError::Read { path: file.display().to_string(), source })?;
+            let text = std::fs::read_to_string(&file).map_err(|source| RenderError::Read {
+                path: file.display().to_string(),
+                source,
+            })?;
             world.load_yaml(&file.display().to_string(), &text)?;
         }
     }
-    let settings = Settings { image: args.image.clone(), ..Settings::default() };
+    let settings = Settings {
+        image: args.image.clone(),
+        ..Settings::default()
+    };
     Ok(plans_to_yaml(&world.plan_all(&settings, &now)))
 }
 
@@ -64,10 +69,17 @@ pub fn plans_to_yaml(plans: &[Plan]) -> String {
     let mut out = String::new();
     for plan in plans {
         let Some(obj) = &plan.object else { continue };
-        let who = format!("{} {}/{}", obj.kind, obj.namespace.as_deref().unwrap_or(""), obj.name);
+        let who = format!(
+            "{} {}/{}",
+            obj.kind,
+            obj.namespace.as_deref().unwrap_or(""),
+            obj.name
+        );
         let mut doc = |comment: String, value: &serde_json::Value| {
             out.push_str(&format!("# {comment}\n---\n"));
-            out.push_str(&serde_yaml::to_string(value).unwrap_or_else(|e| format!("# unprintable: {e}\n")));
+            out.push_str(
+                &serde_yaml::to_string(value).unwrap_or_else(|e| format!("# unprintable: {e}\n")),
+            );
         };
         for object in &plan.apply {
             doc(format!("{who}: apply"), object);
@@ -107,7 +119,10 @@ pub fn plans_to_yaml(plans: &[Plan]) -> String {
 }
 
 fn yaml_files(path: &Path) -> Result<Vec<PathBuf>, RenderError> {
-    let read_err = |source| RenderError::Read { path: path.display().to_string(), source };
+    let read_err = |source| RenderError::Read {
+        path: path.display().to_string(),
+        source,
+    };
     let meta = std::fs::metadata(path).map_err(read_err)?;
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
@@ -121,7 +136,10 @@ fn yaml_files(path: &Path) -> Result<Vec<PathBuf>, RenderError> {
     for entry in entries {
         if entry.is_dir() {
             files.extend(yaml_files(&entry)?);
-        } else if matches!(entry.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(
+            entry.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
             files.push(entry);
         }
     }

@@ -1,0 +1,216 @@
+//! Snapshot tests: every fixture set under `fixtures/` is planned at a fixed time and the plans
+//! are compared with the reviewed snapshots under `snapshots/`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use stash_core::plan::{Plan, Settings};
+use stash_core::world::World;
+use std::path::{Path, PathBuf};
+
+const NOW: &str = "2026-11-27T15:00:00Z";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn plan_fixture(dir: &Path) -> Vec<Plan> {
+    let settings = Settings::default();
+    let mut world = World::with_catalog(&settings.image);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fixture dir readable")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("fixture readable");
+        world
+            .load_yaml(&f.display().to_string(), &text)
+            .expect("fixture loads");
+    }
+    world.plan_all(&settings, &Time(NOW.parse().expect("timestamp")))
+}
+
+fn fixture_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo_root().join("fixtures"))
+        .expect("fixtures/ exists")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn every_fixture_matches_its_snapshot() {
+    let dirs = fixture_dirs();
+    assert!(
+        dirs.len() >= 20,
+        "expected at least 20 fixture sets, found {}",
+        dirs.len()
+    );
+    for dir in dirs {
+        let name = dir.file_name().expect("name").to_string_lossy().to_string();
+        let plans = plan_fixture(&dir);
+        insta::with_settings!({
+            snapshot_path => repo_root().join("snapshots"),
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+            description => format!("plans for fixtures/{name} at {NOW}"),
+        }, {
+            insta::assert_yaml_snapshot!(name, plans);
+        });
+    }
+}
+
+#[test]
+fn planning_is_deterministic() {
+    for dir in fixture_dirs() {
+        let a = serde_json::to_string(&plan_fixture(&dir)).expect("serializes");
+        let b = serde_json::to_string(&plan_fixture(&dir)).expect("serializes");
+        assert_eq!(a, b, "{}", dir.display());
+    }
+}
+
+/// Finds the plan for `kind` in a fixture (the last one: fixtures name the session under test
+/// newest, and plans come in name order).
+fn plan_of<'a>(plans: &'a [Plan], kind: &str) -> &'a Plan {
+    plans
+        .iter()
+        .rev()
+        .find(|p| p.object.as_ref().is_some_and(|o| o.kind == kind))
+        .expect("plan present")
+}
+
+fn status_field(plan: &Plan, pointer: &str) -> String {
+    plan.status
+        .as_ref()
+        .and_then(|s| s.pointer(pointer))
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn decisions_read_like_the_spec() {
+    let fixture = |n: &str| plan_fixture(&repo_root().join("fixtures").join(n));
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("bc-s3", "BackupConfiguration", "/phase", "Ready"),
+        ("bc-paused", "BackupConfiguration", "/phase", "Ready"),
+        (
+            "bc-missing-repository",
+            "BackupConfiguration",
+            "/phase",
+            "NotReady",
+        ),
+        (
+            "bc-missing-secret",
+            "BackupConfiguration",
+            "/phase",
+            "NotReady",
+        ),
+        (
+            "bc-missing-appbinding",
+            "BackupConfiguration",
+            "/phase",
+            "NotReady",
+        ),
+        (
+            "bc-missing-task",
+            "BackupConfiguration",
+            "/phase",
+            "Invalid",
+        ),
+        (
+            "bc-invalid-cron",
+            "BackupConfiguration",
+            "/phase",
+            "Invalid",
+        ),
+        (
+            "bc-usage-policy-denied",
+            "BackupConfiguration",
+            "/phase",
+            "Invalid",
+        ),
+        (
+            "bc-usage-policy-selector",
+            "BackupConfiguration",
+            "/phase",
+            "Ready",
+        ),
+        ("session-start", "BackupSession", "/phase", "Running"),
+        (
+            "session-skipped-another-running",
+            "BackupSession",
+            "/phase",
+            "Skipped",
+        ),
+        ("session-job-failed", "BackupSession", "/phase", "Failed"),
+        ("session-job-deleted", "BackupSession", "/phase", "Failed"),
+        ("session-timeout", "BackupSession", "/phase", "Failed"),
+        (
+            "session-succeeded-history",
+            "BackupSession",
+            "/phase",
+            "Succeeded",
+        ),
+        ("restore-latest", "RestoreSession", "/phase", "Running"),
+        (
+            "restore-invalid-rules",
+            "RestoreSession",
+            "/phase",
+            "Invalid",
+        ),
+        (
+            "restore-missing-repository",
+            "RestoreSession",
+            "/phase",
+            "Pending",
+        ),
+    ];
+    for (fixture_name, kind, pointer, expected) in cases {
+        let plans = fixture(fixture_name);
+        assert_eq!(
+            status_field(plan_of(&plans, kind), pointer),
+            *expected,
+            "{fixture_name}"
+        );
+    }
+    // The paused configuration's CronJob is suspended.
+    let paused = fixture("bc-paused");
+    let cron = plan_of(&paused, "BackupConfiguration")
+        .apply
+        .iter()
+        .find(|o| o["kind"] == "CronJob")
+        .expect("cronjob");
+    assert_eq!(cron["spec"]["suspend"], true);
+    // An invalid cron never gets a CronJob, and the message names the field.
+    let invalid = fixture("bc-invalid-cron");
+    let p = plan_of(&invalid, "BackupConfiguration");
+    assert!(!p.apply.iter().any(|o| o["kind"] == "CronJob"));
+    assert!(serde_json::to_string(&p.status)
+        .expect("json")
+        .contains("spec.schedule"));
+    // A failed pod's reason reaches the session.
+    let failed = fixture("session-job-failed");
+    assert!(
+        serde_json::to_string(&plan_of(&failed, "BackupSession").status)
+            .expect("json")
+            .contains("OOMKilled")
+    );
+    // History: beyond the limit of 2, finished sessions go; the Skipped one and the oldest.
+    let hist = fixture("session-succeeded-history");
+    let deleted: Vec<&str> = plan_of(&hist, "BackupSession")
+        .delete
+        .iter()
+        .map(|k| k.name.as_str())
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            "sample-mysql-backup-1795790100",
+            "sample-mysql-backup-1795789800",
+            "sample-mysql-backup-1795789500"
+        ]
+    );
+}
