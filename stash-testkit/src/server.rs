@@ -156,7 +156,8 @@ impl FakeApiServerBuilder {
     }
 }
 
-/// A running fake API server. Dropping it stops the TCP listener.
+/// A running fake API server. Dropping it stops the TCP listener, the controllers and the
+/// processes the kubelet runs.
 pub struct FakeApiServer {
     api: Apiserver,
     faults: Faults,
@@ -262,6 +263,9 @@ impl Drop for FakeApiServer {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some(cm) = &self.controllers {
+            cm.stop();
         }
     }
 }

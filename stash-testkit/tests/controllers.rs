@@ -315,6 +315,13 @@ async fn namespace_deletion_removes_its_content() {
     let nss: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "scratch"}})).unwrap();
     nss.create(&PostParams::default(), &ns).await.unwrap();
+    server.settle().await;
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), "scratch");
+    assert!(
+        accounts.get_opt("default").await.unwrap().is_some(),
+        "new namespaces get a default service account"
+    );
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "scratch");
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
     cms.create(&PostParams::default(), &cm).await.unwrap();
@@ -464,4 +471,40 @@ async fn pods_reach_the_server_through_their_kubeconfig() {
         logs, "Running",
         "the pod saw itself running through the API"
     );
+}
+
+#[tokio::test]
+async fn dropping_the_server_kills_running_pods() {
+    let (server, client) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "sleeper"},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "main", "image": "busybox",
+            "command": ["sh", "-c", format!("echo $$ > {}; exec sleep 60", pid_file.display())]
+        }]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let pid: u32 = eventually("the pod to write its pid", || {
+        let pid_file = pid_file.clone();
+        async move {
+            std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        }
+    })
+    .await;
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    assert!(proc_dir.exists());
+    drop(server);
+    eventually("the process to be killed", || {
+        let gone = !proc_dir.exists()
+            || std::fs::read_to_string(proc_dir.join("stat"))
+                .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"));
+        async move { gone.then_some(()) }
+    })
+    .await;
 }

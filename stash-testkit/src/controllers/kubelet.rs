@@ -111,6 +111,12 @@ impl Kubelet {
         });
     }
 
+    pub(super) fn kill_all(&self) {
+        for kill in lock(&self.running).values() {
+            let _ = kill.send(true);
+        }
+    }
+
     pub(super) fn sync(&self) {
         self.register_node();
         let Ok(pods) = self.api.resource("", "v1", "pods") else {

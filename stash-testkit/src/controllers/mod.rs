@@ -56,6 +56,7 @@ struct Inner {
     trigger: Notify,
     requested: AtomicU64,
     done: watch::Sender<u64>,
+    stop: watch::Sender<bool>,
 }
 
 /// A running controller-manager. Cheap to clone (shared); it stops when the runtime stops.
@@ -83,11 +84,18 @@ impl ControllerManager {
             trigger: Notify::new(),
             requested: AtomicU64::new(0),
             done: watch::channel(0).0,
+            stop: watch::channel(false).0,
         });
         let cm = Self { inner };
         let runner = cm.clone();
         tokio::spawn(async move { runner.run().await });
         cm
+    }
+
+    /// Stops the controllers and kills the processes the kubelet is running.
+    pub fn stop(&self) {
+        self.inner.stop.send_replace(true);
+        self.inner.kubelet.kill_all();
     }
 
     /// Waits until the controllers have run to quiescence after this call (bounded to 10 s).
@@ -104,7 +112,11 @@ impl ControllerManager {
         let inner = &self.inner;
         let mut changes = inner.api.store.lock().subscribe();
         let mut clock = inner.api.clock.subscribe();
+        let mut stop = inner.stop.subscribe();
         loop {
+            if *stop.borrow() {
+                return;
+            }
             let seen = inner.requested.load(Ordering::SeqCst);
             for _ in 0..50 {
                 let before = inner.api.store.rev();
@@ -128,6 +140,7 @@ impl ControllerManager {
                     }
                 }
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
             }
             // Coalesce bursts of writes into one pass.
             tokio::time::sleep(Duration::from_millis(2)).await;
