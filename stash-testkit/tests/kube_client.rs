@@ -330,6 +330,41 @@ async fn job_status_subresource_and_generation() {
         "the main endpoint keeps status"
     );
 
+    let template =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "other"}]}}}});
+    let err = api_error(
+        jobs.patch("j", &PatchParams::default(), &Patch::Strategic(&template))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.contains("spec.template: Invalid value"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("field is immutable"),
+        "{}",
+        err.message
+    );
+
+    // Re-applying the same Job keeps the server-generated selector and labels: no change.
+    let applied = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "sj"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox", "env": [{"name": "A", "value": "1"}]}]}}}});
+    let first = jobs
+        .patch("sj", &PatchParams::apply("op"), &Patch::Apply(&applied))
+        .await
+        .unwrap();
+    let second = jobs
+        .patch("sj", &PatchParams::apply("op"), &Patch::Apply(&applied))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.metadata.resource_version,
+        second.metadata.resource_version
+    );
+
     let invalid: Job = serde_json::from_value(json!({
         "metadata": {"name": "bad"},
         "spec": {"template": {"spec": {"restartPolicy": "Always", "containers": [{"name": "c", "image": "x"}]}}}

@@ -306,8 +306,22 @@ pub(super) fn prepare_update(
 ) -> ApiResult<()> {
     match (info.group.as_str(), info.plural.as_str()) {
         ("", "secrets") => encode_string_data(new),
-        ("batch", "jobs") if new["spec"].is_object() && new["spec"].get("selector").is_none() => {
-            new["spec"]["selector"] = old["spec"]["selector"].clone();
+        ("batch", "jobs") => {
+            if new["spec"].is_object() && new["spec"].get("selector").is_none() {
+                new["spec"]["selector"] = old["spec"]["selector"].clone();
+            }
+            let mut causes = Vec::new();
+            for field in ["template", "selector", "completionMode"] {
+                if new["spec"].get(field) != old["spec"].get(field) {
+                    let shown = serde_json::to_string(&new["spec"][field]).unwrap_or_default();
+                    causes.push(cause(
+                        "FieldValueInvalid",
+                        &format!("spec.{field}"),
+                        format!("Invalid value: {shown}: field is immutable"),
+                    ));
+                }
+            }
+            invalid(info, new, causes)?;
         }
         ("batch", "cronjobs") => invalid(info, new, schedule_causes(&new["spec"]))?,
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
