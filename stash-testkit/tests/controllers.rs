@@ -508,3 +508,39 @@ async fn dropping_the_server_kills_running_pods() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn following_logs_streams_until_the_pod_finishes() {
+    use futures_util::AsyncReadExt;
+    let (_server, client) = setup().await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "talker"},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "main", "image": "busybox", "command": ["sh", "-c", "echo first; sleep 0.5; echo second"]
+        }]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    eventually("the pod to run", || {
+        let pods = pods.clone();
+        async move {
+            pods.get("talker")
+                .await
+                .ok()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        }
+    })
+    .await;
+    let params = kube::api::LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    let mut stream = pods.log_stream("talker", &params).await.unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(text, "first\nsecond\n");
+}
