@@ -332,13 +332,28 @@ fn get_watch_sees_a_change() {
             "-w",
             "-o",
             "jsonpath={.data.k}{\"\\n\"}",
-            "--request-timeout=8s",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the watch prints the current state");
+    assert_eq!(first, "before");
     s.ok(&[
         "patch",
         "configmap",
@@ -348,12 +363,12 @@ fn get_watch_sees_a_change() {
         "-p",
         r#"{"data":{"k":"after"}}"#,
     ]);
-    std::thread::sleep(Duration::from_millis(1000));
+    let second = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the watch prints the change");
     let _ = watch.kill();
-    let out = watch.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines, vec!["before", "after"], "{text}");
+    let _ = watch.wait();
+    assert_eq!(second, "after");
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
