@@ -37,6 +37,83 @@ pub(super) fn process(info: &ResourceInfo, obj: &mut Value, strict: bool) -> Api
     }
 }
 
+fn check_bounds(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let num = |k: &str| schema[k].as_f64();
+    let int = |k: &str| schema[k].as_u64().and_then(|n| usize::try_from(n).ok());
+    if let Some(x) = value.as_f64() {
+        let exclusive_min = schema["exclusiveMinimum"] == Value::Bool(true);
+        let exclusive_max = schema["exclusiveMaximum"] == Value::Bool(true);
+        if let Some(min) = num("minimum") {
+            if x < min || (exclusive_min && x == min) {
+                let op = if exclusive_min {
+                    "greater than"
+                } else {
+                    "greater than or equal to"
+                };
+                causes.push(cause(
+                    "FieldValueInvalid",
+                    path,
+                    format!("Invalid value: {value}: {path} in body should be {op} {min}"),
+                ));
+            }
+        }
+        if let Some(max) = num("maximum") {
+            if x > max || (exclusive_max && x == max) {
+                let op = if exclusive_max {
+                    "less than"
+                } else {
+                    "less than or equal to"
+                };
+                causes.push(cause(
+                    "FieldValueInvalid",
+                    path,
+                    format!("Invalid value: {value}: {path} in body should be {op} {max}"),
+                ));
+            }
+        }
+    }
+    if let Some(text) = value.as_str() {
+        let len = text.chars().count();
+        if let Some(max) = int("maxLength") {
+            if len > max {
+                causes.push(cause(
+                    "FieldValueTooLong",
+                    path,
+                    format!("Too long: may not be more than {max} bytes"),
+                ));
+            }
+        }
+        if let Some(min) = int("minLength") {
+            if len < min {
+                causes.push(cause("FieldValueInvalid", path, format!("Invalid value: {value}: {path} in body should be at least {min} chars long")));
+            }
+        }
+    }
+    if let Some(items) = value.as_array() {
+        if let Some(max) = int("maxItems") {
+            if items.len() > max {
+                causes.push(cause(
+                    "FieldValueTooMany",
+                    path,
+                    format!("Too many: {}: must have at most {max} items", items.len()),
+                ));
+            }
+        }
+        if let Some(min) = int("minItems") {
+            if items.len() < min {
+                causes.push(cause(
+                    "FieldValueInvalid",
+                    path,
+                    format!(
+                        "Invalid value: {}: {path} in body should have at least {min} items",
+                        items.len()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -105,6 +182,7 @@ fn walk(
         ));
         return;
     }
+    check_bounds(schema, value, path, causes);
     if let Some(options) = schema["enum"].as_array() {
         if !options.contains(value) {
             let supported: Vec<String> = options.iter().map(Value::to_string).collect();
@@ -122,6 +200,13 @@ fn walk(
         Value::Object(map) => {
             let props = schema["properties"].as_object();
             if let Some(props) = props {
+                // Nulls of non-nullable fields are pruned before defaulting.
+                map.retain(|k, v| {
+                    !(v.is_null()
+                        && props
+                            .get(k)
+                            .is_some_and(|s| s["nullable"] != Value::Bool(true)))
+                });
                 for (k, s) in props {
                     if !map.contains_key(k) {
                         if let Some(d) = s.get("default") {
@@ -178,5 +263,61 @@ fn walk(
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn info(schema: Value) -> ResourceInfo {
+        let crd = json!({"spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"kind": "Thing", "plural": "things"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": schema}}]}});
+        crate::registry::crd_resources(&crd).remove(0)
+    }
+
+    #[test]
+    fn prune_default_and_validate() {
+        let info = info(
+            json!({"type": "object", "properties": {"spec": {"type": "object", "required": ["n"], "properties": {
+                "n": {"type": "integer", "minimum": 1, "maximum": 5},
+                "s": {"type": "string", "maxLength": 3, "default": "abc"},
+                "opt": {"type": "string", "nullable": true},
+                "gone": {"type": "string"},
+                "l": {"type": "array", "maxItems": 1, "items": {"type": "string"}},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+            }}}}),
+        );
+        let mut ok = json!({"metadata": {"name": "t"}, "spec": {"n": 2, "opt": null, "gone": null, "extra": 1, "free": {"any": {"thing": 1}}}});
+        process(&info, &mut ok, false).unwrap();
+        assert_eq!(
+            ok["spec"],
+            json!({"n": 2, "s": "abc", "opt": null, "free": {"any": {"thing": 1}}})
+        );
+
+        let mut strict = json!({"metadata": {"name": "t"}, "spec": {"n": 2, "extra": 1}});
+        let err = process(&info, &mut strict, true).unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(
+            err.message.contains("unknown field \"spec.extra\""),
+            "{}",
+            err.message
+        );
+
+        let mut bad =
+            json!({"metadata": {"name": "t"}, "spec": {"n": 9, "s": "toolong", "l": ["a", "b"]}});
+        let err = process(&info, &mut bad, false).unwrap_err();
+        let fields: Vec<&str> = err
+            .details
+            .causes
+            .iter()
+            .map(|c| c.field.as_str())
+            .collect();
+        assert_eq!(fields, vec!["spec.l", "spec.n", "spec.s"], "{err:?}");
+        let mut missing = json!({"metadata": {"name": "t"}, "spec": {}});
+        let err = process(&info, &mut missing, false).unwrap_err();
+        assert_eq!(err.details.causes[0].reason, "FieldValueRequired");
     }
 }
