@@ -293,6 +293,9 @@ fn merge_applied(
     for (k, v) in c {
         names.push(k.clone());
         match v {
+            Value::Object(_) if schema.atomic_map(names) => {
+                t.insert(k.clone(), v.clone());
+            }
             Value::Object(_) => {
                 merge_applied(t.entry(k.clone()).or_insert(Value::Null), v, schema, names)
             }
@@ -437,6 +440,38 @@ mod tests {
         let v2 = json!({"metadata": {"name": "x"}});
         let after = apply(Some(&shared), &v2, req("m", false), S).unwrap();
         assert_eq!(after["metadata"]["labels"], json!({"b": "2"}));
+    }
+
+    #[test]
+    fn atomic_maps_are_owned_and_replaced_whole() {
+        let schema = json!({"properties": {"spec": {"properties": {
+            "sel": {"type": "object", "x-kubernetes-map-type": "atomic"},
+            "labels": {"type": "object"}}}}});
+        let s = MergeSchema {
+            custom: Some(&schema),
+        };
+        let live = apply(None, &json!({"metadata": {"name": "x"}, "spec": {"sel": {"a": "1", "b": "2"}, "labels": {"a": "1"}}}), req("m", false), s).unwrap();
+        let after = apply(
+            Some(&live),
+            &json!({"metadata": {"name": "x"}, "spec": {"sel": {"c": "3"}, "labels": {"c": "3"}}}),
+            req("o", true),
+            s,
+        )
+        .unwrap();
+        assert_eq!(after["spec"]["sel"], json!({"c": "3"}), "atomic: replaced");
+        assert_eq!(
+            after["spec"]["labels"],
+            json!({"a": "1", "c": "3"}),
+            "granular: merged"
+        );
+        let o = parse_managed(&after)
+            .into_iter()
+            .find(|e| e.manager == "o")
+            .unwrap();
+        assert!(o.fields.contains(&vec![
+            PathElement::Field("spec".into()),
+            PathElement::Field("sel".into())
+        ]));
     }
 
     #[test]

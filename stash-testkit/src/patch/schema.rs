@@ -27,6 +27,17 @@ pub struct MergeSchema<'a> {
 pub type NamePath = Vec<String>;
 
 impl MergeSchema<'_> {
+    /// Whether the object at `path` is an atomic map (`x-kubernetes-map-type: atomic`), owned
+    /// and replaced as a whole.
+    pub fn atomic_map(&self, path: &[String]) -> bool {
+        match self.custom {
+            Some(schema) if path.first().map(String::as_str) != Some("metadata") => {
+                schema_at(schema, path).is_some_and(|s| s["x-kubernetes-map-type"] == "atomic")
+            }
+            _ => false,
+        }
+    }
+
     /// The list type at `path`.
     pub fn list_type(&self, path: &[String]) -> ListType {
         if path.first().map(String::as_str) == Some("metadata") {
@@ -84,7 +95,7 @@ fn builtin_list_type(path: &[String]) -> ListType {
     }
 }
 
-fn custom_list_type(schema: &Value, path: &[String]) -> ListType {
+fn schema_at<'a>(schema: &'a Value, path: &[String]) -> Option<&'a Value> {
     let mut cur = schema;
     for seg in path {
         cur = if seg == "[]" {
@@ -95,9 +106,16 @@ fn custom_list_type(schema: &Value, path: &[String]) -> ListType {
             &cur["additionalProperties"]
         };
         if cur.is_null() {
-            return ListType::Atomic;
+            return None;
         }
     }
+    Some(cur)
+}
+
+fn custom_list_type(schema: &Value, path: &[String]) -> ListType {
+    let Some(cur) = schema_at(schema, path) else {
+        return ListType::Atomic;
+    };
     match cur["x-kubernetes-list-type"].as_str() {
         Some("set") => ListType::Set,
         Some("map") => ListType::Map(
