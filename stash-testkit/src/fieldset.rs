@@ -108,7 +108,7 @@ fn collect(
         return;
     }
     match v {
-        Value::Object(m) if !m.is_empty() && !(schema.atomic_map(names) && !path.is_empty()) => {
+        Value::Object(m) if !m.is_empty() && (path.is_empty() || !schema.atomic_map(names)) => {
             for (k, child) in m {
                 names.push(k.clone());
                 path.push(PathElement::Field(k.clone()));
