@@ -10,7 +10,12 @@ pub enum ApiPath {
     /// `/apis/<group>`.
     Group(String),
     /// `/api/v1` or `/apis/<g>/<v>`.
-    Resources { group: String, version: String },
+    Resources {
+        /// API group (`""` for core).
+        group: String,
+        /// Version.
+        version: String,
+    },
     /// A resource request.
     Resource(ResourcePath),
 }
