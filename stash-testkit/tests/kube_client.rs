@@ -665,3 +665,31 @@ async fn watcher_sees_selector_transitions() {
         other => panic!("expected Delete when the object stops matching, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn kube_client_from_the_written_kubeconfig_over_tcp() {
+    let server = FakeApiServer::builder().tcp(0).start().await.unwrap();
+    let path = server.kubeconfig_path().unwrap();
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(config.default_namespace, "default");
+    let client = Client::try_from(config).unwrap();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+    let names: Vec<String> = namespaces
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert_eq!(
+        names,
+        vec!["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
+}
