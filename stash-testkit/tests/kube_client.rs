@@ -693,3 +693,79 @@ async fn kube_client_from_the_written_kubeconfig_over_tcp() {
         vec!["default", "kube-node-lease", "kube-public", "kube-system"]
     );
 }
+
+#[tokio::test]
+async fn delete_collection_preconditions_and_dry_runs() {
+    let (_server, client) = setup().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    for name in ["d1", "d2", "keep"] {
+        let mut c = cm(name, json!({}));
+        if name == "keep" {
+            c.metadata.labels = Some([("app".to_string(), "other".to_string())].into());
+        }
+        cms.create(&PostParams::default(), &c).await.unwrap();
+    }
+    let dry = DeleteParams {
+        dry_run: true,
+        ..DeleteParams::default()
+    };
+    cms.delete("d1", &dry).await.unwrap();
+    assert!(
+        cms.get_opt("d1").await.unwrap().is_some(),
+        "dry-run delete keeps the object"
+    );
+    let patch = json!({"data": {"x": "y"}});
+    let dry_patch = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
+    let previewed = cms
+        .patch("d1", &dry_patch, &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    assert_eq!(previewed.data.unwrap()["x"], "y");
+    assert!(
+        !cms.get("d1")
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default()
+            .contains_key("x"),
+        "dry-run patch changes nothing"
+    );
+
+    let wrong_uid = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some("nope".into()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let err = api_error(cms.delete("d1", &wrong_uid).await.unwrap_err());
+    assert_eq!(err.code, 409);
+
+    let deleted = cms
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("app=demo"),
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = deleted
+        .left()
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(names, vec!["d1", "d2"]);
+    let left: Vec<String> = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(left, vec!["keep"]);
+}
