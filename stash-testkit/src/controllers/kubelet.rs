@@ -51,7 +51,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn mount_namespaces_available() -> bool {
     std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "true"])
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c", "d=$(mktemp -d) && mount --bind \"$d\" \"$d\" && umount \"$d\"; r=$?; rmdir \"$d\"; exit $r"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
