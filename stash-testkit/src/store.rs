@@ -107,6 +107,7 @@ impl State {
     pub fn put(&mut self, key: Key, mut object: Value) -> Arc<Value> {
         self.rev += 1;
         object["metadata"]["resourceVersion"] = Value::String(self.rev.to_string());
+        compact_managed_fields(&mut object);
         let object = Arc::new(object);
         let previous = self.objects.insert(key.clone(), object.clone());
         let kind = if previous.is_some() {
@@ -192,6 +193,27 @@ impl State {
     }
 }
 
+/// Stores `metadata.managedFields` as one JSON string: the nested field tries are most of an
+/// object's in-memory size as `serde_json` maps, and only reads need them expanded.
+fn compact_managed_fields(object: &mut Value) {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(entries) = meta.get_mut("managedFields").filter(|m| m.is_array()) {
+            *entries = Value::String(entries.to_string());
+        }
+    }
+}
+
+/// Undoes the storage compaction of `metadata.managedFields` (see [`State::put`]).
+pub fn expand_managed_fields(object: &mut Value) {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(entries) = meta.get_mut("managedFields") {
+            if let Some(text) = entries.as_str() {
+                *entries = serde_json::from_str(text).unwrap_or(Value::Array(Vec::new()));
+            }
+        }
+    }
+}
+
 /// The store. Cheap to clone (shared).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -255,6 +277,20 @@ impl Store {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn managed_fields_are_compacted_in_storage_and_expanded_on_read() {
+        let store = Store::new(10);
+        let entries = json!([{"manager": "m", "fieldsV1": {"f:data": {"f:a": {}}}}]);
+        let stored = store.lock().put(
+            Key::new("/configmaps", "default", "a"),
+            json!({"metadata": {"name": "a", "managedFields": entries}}),
+        );
+        assert!(stored["metadata"]["managedFields"].is_string());
+        let mut read = (*stored).clone();
+        expand_managed_fields(&mut read);
+        assert_eq!(read["metadata"]["managedFields"], entries);
+    }
 
     #[test]
     fn revisions_increase_and_log_is_bounded() {

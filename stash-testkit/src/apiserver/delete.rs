@@ -159,7 +159,7 @@ impl Apiserver {
             }
             if is_pod && opts.grace_period_seconds == Some(0) {
                 new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-                if !opts.dry_run && new != *old {
+                if !opts.dry_run && new != Self::present(info, &old) {
                     let stored = state.put(key, new);
                     return Ok((
                         DeleteOutcome::Pending(Self::present(info, &stored)),

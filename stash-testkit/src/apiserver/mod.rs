@@ -85,6 +85,7 @@ impl Apiserver {
     /// Renders a stored object for a request to `info`'s version.
     pub fn present(info: &ResourceInfo, obj: &Value) -> Value {
         let mut out = obj.clone();
+        crate::store::expand_managed_fields(&mut out);
         if info.custom {
             out["apiVersion"] = Value::String(info.api_version());
             out["kind"] = Value::String(info.kind.clone());
