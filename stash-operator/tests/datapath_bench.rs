@@ -1,0 +1,390 @@
+//! The data-path benchmark (`bench/datapath/run.sh`): ignored by `cargo test`, run explicitly
+//! in release mode. It measures, it does not judge: the table goes to stdout.
+//!
+//! Environment: `BENCH_ROWS` rows per table (default 250000, 8 tables), `BENCH_ROUNDS` (default
+//! 3). Rounds alternate the order of the measured steps so that warm caches do not favour one.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use stash_operator::datapath::backend::{engine_env, BackendConfig, Provider};
+use stash_operator::datapath::loader::LoaderKind;
+use stash_operator::datapath::mysql_client::{split_args, DbTarget};
+use stash_operator::datapath::restic_cli::{CacheMode, ResticCli};
+use stash_operator::jobs::backup_mysql::{run_backup, BackupOptions};
+use stash_operator::jobs::restore_mysql::{run_restore, RestoreOptions};
+use stash_testkit::providers::MysqlServer;
+
+const TABLES: u32 = 8;
+const DUMP_ARGS: &str = "--single-transaction --databases shop";
+const SERVER_ARGS: &[&str] = &["--innodb-buffer-pool-size=512M", "--max-allowed-packet=64M"];
+
+fn env_u32(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The reference database of `datapath.md`: 8 InnoDB tables of BIGINT, INT, VARCHAR, SMALLINT,
+/// DECIMAL, DATETIME, TEXT and VARBINARY columns, every value a function of the row number.
+fn build_reference(server: &MysqlServer, rows: u32) {
+    let mut sql = String::from("CREATE DATABASE shop; USE shop;\n");
+    for t in 0..TABLES {
+        sql.push_str(&format!(
+            "CREATE TABLE orders_{t} (id BIGINT PRIMARY KEY, customer INT NOT NULL, sku VARCHAR(64) NOT NULL,
+                qty SMALLINT NOT NULL, price DECIMAL(12,2) NOT NULL, created DATETIME NOT NULL,
+                note TEXT, digest VARBINARY(32)) ENGINE=InnoDB;
+             INSERT INTO orders_{t} SELECT seq, (seq * 7919 + {t}) % 100000,
+                CONCAT('SKU-', LPAD(HEX((seq * 2654435761 + {t}) % 4294967296), 8, '0')),
+                seq % 500, ((seq * 31 + {t}) % 1000000) / 100,
+                '2020-01-01' + INTERVAL ((seq * 97 + {t}) % 157680000) SECOND,
+                SUBSTRING(REPEAT(CONCAT(MD5(seq + {t}), ' it''s \\\\ ; ok '), 4), 1, 40 + (seq % 120)),
+                UNHEX(SHA2(CONCAT(seq, '-', {t}), 256))
+             FROM seq_1_to_{rows};\n"
+        ));
+    }
+    server.execute(&sql).expect("build reference database");
+}
+
+fn target(server: &MysqlServer) -> DbTarget {
+    DbTarget {
+        host: server.host().to_owned(),
+        port: server.port(),
+        user: server.user().to_owned(),
+        password: server.password().to_owned(),
+        ssl_ca: None,
+    }
+}
+
+/// restic wrapped in GNU time, appending each run's peak RSS (KiB) to `rss_file`.
+fn restic_wrapper(dir: &Path, rss_file: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("restic-rss");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nexec /usr/bin/time -f '%M' -a -o '{}' restic \"$@\"\n",
+            rss_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn max_rss_kib(file: &Path) -> u64 {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+fn reset_own_peak() {
+    // "5" resets VmHWM to the current RSS (Linux >= 4.0).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn own_peak_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let out = Command::new("du")
+        .arg("-sb")
+        .arg(path)
+        .output()
+        .expect("du");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Repo {
+    env: BTreeMap<String, String>,
+    engine: ResticCli,
+    path: PathBuf,
+}
+
+fn repo(dir: &Path, name: &str, restic_program: &Path) -> Repo {
+    let path = dir.join(name);
+    let _ = std::fs::remove_dir_all(&path);
+    let config = BackendConfig {
+        provider: Provider::Local,
+        bucket: path.display().to_string(),
+        endpoint: String::new(),
+        region: String::new(),
+        prefix: String::new(),
+        insecure_tls: false,
+        max_connections: 0,
+    };
+    let secret = BTreeMap::from([("RESTIC_PASSWORD".to_owned(), b"bench".to_vec())]);
+    let env = engine_env(&config, &secret, dir).expect("env");
+    Repo {
+        engine: ResticCli::new(restic_program, env.clone(), CacheMode::Disabled),
+        env: env.env,
+        path,
+    }
+}
+
+fn timed(f: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}
+
+fn sh(script: &str, env: &BTreeMap<String, String>, password: &str) {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -o pipefail; {script}"))
+        .envs(env)
+        .env("MYSQL_PWD", password)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[derive(Default)]
+struct Samples(BTreeMap<&'static str, Vec<Duration>>);
+
+impl Samples {
+    fn add(&mut self, name: &'static str, d: Duration) {
+        eprintln!("  {name}: {:.2}s", d.as_secs_f64());
+        self.0.entry(name).or_default().push(d);
+    }
+    fn min_median(&self, name: &str) -> (f64, f64) {
+        let mut v: Vec<f64> = self.0[name].iter().map(Duration::as_secs_f64).collect();
+        v.sort_by(f64::total_cmp);
+        (v[0], v[v.len() / 2])
+    }
+}
+
+#[test]
+#[ignore = "benchmark: run bench/datapath/run.sh"]
+fn datapath_benchmark() {
+    let rows = env_u32("BENCH_ROWS", 250_000);
+    let rounds = env_u32("BENCH_ROUNDS", 3).max(1);
+    let work = tempfile::Builder::new()
+        .prefix("stash-bench-")
+        .tempdir()
+        .unwrap();
+    let rss_stash = work.path().join("rss-stash");
+    let rss_ours = work.path().join("rss-ours");
+    let restic_stash = restic_wrapper(work.path(), &rss_stash);
+    let restic_ours = {
+        let dir = work.path().join("ours-bin");
+        std::fs::create_dir(&dir).unwrap();
+        restic_wrapper(&dir, &rss_ours)
+    };
+
+    let source = MysqlServer::start_with_args(SERVER_ARGS).expect("source server");
+    let built = timed(|| build_reference(&source, rows));
+    let want = source.checksums().unwrap();
+    let db = target(&source);
+    let conn = db.connection_args().join(" ");
+    let dump_file = work.path().join("dump.sql");
+    sh(
+        &format!("mysqldump {conn} {DUMP_ARGS} > {}", dump_file.display()),
+        &BTreeMap::new(),
+        source.password(),
+    );
+    let dump_bytes = std::fs::metadata(&dump_file).unwrap().len();
+    println!(
+        "reference: {TABLES} tables x {rows} rows, dump {:.1} MB, built in {:.1}s, {rounds} rounds",
+        dump_bytes as f64 / 1e6,
+        built.as_secs_f64()
+    );
+
+    let backup_opts = BackupOptions {
+        mysql_program: "mysql".into(),
+        mysqldump_program: "mysqldump".into(),
+        mysql_args: split_args(DUMP_ARGS),
+        multi_dump_args: Vec::new(),
+        hostname: "host-0".into(),
+        wait_timeout: Duration::from_secs(5),
+        wait_interval: Duration::from_millis(200),
+    };
+    let restore_opts = RestoreOptions {
+        mysql_program: "mysql".into(),
+        mysql_args: Vec::new(),
+        snapshot: "latest".into(),
+        host: Some("host-0".into()),
+        loader: LoaderKind::Protocol,
+        wait_timeout: Duration::from_secs(5),
+        wait_interval: Duration::from_millis(200),
+    };
+
+    let mut s = Samples::default();
+    let mut own_backup_peak = 0u64;
+    let mut own_restore_peak = 0u64;
+    let mut stash_repo_size = 0u64;
+    let mut ours_repo_size = 0u64;
+    let mut ours_added = (0u64, 0u64);
+    for round in 0..rounds {
+        eprintln!("round {}", round + 1);
+        let stash = repo(work.path(), "repo-stash", &restic_stash);
+        let ours = repo(work.path(), "repo-ours", &restic_ours);
+        sh(
+            "restic init --repository-version 2 --no-cache",
+            &stash.env,
+            "",
+        );
+        let mut backup_steps: Vec<&'static str> =
+            vec!["dump alone", "stash pipeline", "ours first+second"];
+        if round % 2 == 1 {
+            backup_steps.reverse();
+        }
+        for step in backup_steps {
+            match step {
+                "dump alone" => {
+                    let d = timed(|| {
+                        let status = Command::new("mysqldump")
+                            .args(db.connection_args())
+                            .args(split_args(DUMP_ARGS))
+                            .env("MYSQL_PWD", source.password())
+                            .stdout(File::create("/dev/null").unwrap())
+                            .status()
+                            .unwrap();
+                        assert!(status.success());
+                    });
+                    s.add("backup: dump alone", d);
+                }
+                "stash pipeline" => {
+                    let d = timed(|| {
+                        sh(
+                            &format!(
+                                "mysqldump {conn} {DUMP_ARGS} | {} backup --stdin --quiet --json \
+                                 --stdin-filename dumpfile.sql --host host-0 --no-cache",
+                                restic_stash.display()
+                            ),
+                            &stash.env,
+                            source.password(),
+                        )
+                    });
+                    s.add("backup: stash (mysqldump | restic)", d);
+                }
+                _ => {
+                    reset_own_peak();
+                    let mut first = None;
+                    let d1 = timed(|| {
+                        first = Some(run_backup(&ours.engine, &db, &backup_opts).unwrap())
+                    });
+                    s.add("backup: ours, first", d1);
+                    let mut second = None;
+                    let d2 = timed(|| {
+                        second = Some(run_backup(&ours.engine, &db, &backup_opts).unwrap())
+                    });
+                    s.add("backup: ours, second", d2);
+                    own_backup_peak = own_backup_peak.max(own_peak_kib());
+                    ours_added = (
+                        first.map_or(0, |r| r.summary.data_added),
+                        second.map_or(0, |r| r.summary.data_added),
+                    );
+                }
+            }
+        }
+        stash_repo_size = dir_size(&stash.path);
+        ours_repo_size = dir_size(&ours.path);
+
+        let mut restore_steps: Vec<&'static str> = vec!["plain", "stash", "ours"];
+        if round % 2 == 1 {
+            restore_steps.reverse();
+        }
+        for step in restore_steps {
+            let fresh = MysqlServer::start_with_args(SERVER_ARGS).expect("fresh server");
+            let fresh_db = target(&fresh);
+            let fresh_conn = fresh_db.connection_args().join(" ");
+            match step {
+                "plain" => {
+                    let d = timed(|| {
+                        sh(
+                            &format!("mysql {fresh_conn} < {}", dump_file.display()),
+                            &BTreeMap::new(),
+                            fresh.password(),
+                        )
+                    });
+                    s.add("restore: plain mysql < file", d);
+                }
+                "stash" => {
+                    let d = timed(|| {
+                        sh(
+                            &format!(
+                                "{} dump --quiet --no-cache latest dumpfile.sql --host host-0 | mysql {fresh_conn}",
+                                restic_stash.display()
+                            ),
+                            &stash.env,
+                            fresh.password(),
+                        )
+                    });
+                    s.add("restore: stash (restic dump | mysql)", d);
+                }
+                _ => {
+                    reset_own_peak();
+                    let d = timed(|| {
+                        run_restore(&ours.engine, &fresh_db, &restore_opts).unwrap();
+                    });
+                    own_restore_peak = own_restore_peak.max(own_peak_kib());
+                    s.add("restore: ours (protocol, batched)", d);
+                }
+            }
+            assert_eq!(fresh.checksums().unwrap(), want, "{step} restore differs");
+        }
+    }
+
+    let (dump_min, dump_med) = s.min_median("backup: dump alone");
+    let (plain_min, plain_med) = s.min_median("restore: plain mysql < file");
+    println!("\n| step | min s | median s | min ratio | median ratio |");
+    println!("|---|---|---|---|---|");
+    for name in [
+        "backup: dump alone",
+        "backup: stash (mysqldump | restic)",
+        "backup: ours, first",
+        "backup: ours, second",
+        "restore: plain mysql < file",
+        "restore: stash (restic dump | mysql)",
+        "restore: ours (protocol, batched)",
+    ] {
+        let (min, med) = s.min_median(name);
+        let (bmin, bmed) = if name.starts_with("backup") {
+            (dump_min, dump_med)
+        } else {
+            (plain_min, plain_med)
+        };
+        println!(
+            "| {name} | {min:.2} | {med:.2} | {:.2}x | {:.2}x |",
+            min / bmin,
+            med / bmed
+        );
+    }
+    println!("\npeak RSS (MiB): restic in stash pipeline {:.0}; restic under ours {:.0}; our process during backup {:.0}, during restore {:.0}",
+        max_rss_kib(&rss_stash) as f64 / 1024.0,
+        max_rss_kib(&rss_ours) as f64 / 1024.0,
+        own_backup_peak as f64 / 1024.0,
+        own_restore_peak as f64 / 1024.0);
+    println!(
+        "repository on disk: stash pipeline {:.1} MB after one backup; ours {:.1} MB after two \
+         (data added, uncompressed: {:.1} MB first, {:.3} MB second)",
+        stash_repo_size as f64 / 1e6,
+        ours_repo_size as f64 / 1e6,
+        ours_added.0 as f64 / 1e6,
+        ours_added.1 as f64 / 1e6
+    );
+}
