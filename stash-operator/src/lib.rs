@@ -2,5 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod commands;
+pub mod operator;
 pub mod datapath;
 pub mod jobs;

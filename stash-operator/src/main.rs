@@ -22,6 +22,12 @@ enum Command {
     BackupMysql(stash_operator::jobs::backup_mysql::BackupMysqlArgs),
     /// Restore a MySQL database from the repository (run by restore Jobs).
     RestoreMysql(stash_operator::jobs::restore_mysql::RestoreMysqlArgs),
+    /// Create a BackupSession for a BackupConfiguration (run by the trigger CronJob).
+    CreateBackupsession(stash_operator::commands::create_backupsession::CreateBackupSessionArgs),
+    /// Record a Job's results in the session and Repository status (last step of every Job).
+    UpdateStatus(stash_operator::commands::update_status::UpdateStatusArgs),
+    /// Run the operator (against the current cluster, or --embedded / --demo).
+    Run(stash_operator::commands::run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,5 +37,10 @@ fn main() -> ExitCode {
         Command::Crds => stash_operator::cli::crds::run(),
         Command::BackupMysql(args) => stash_operator::jobs::backup_mysql::run(&args),
         Command::RestoreMysql(args) => stash_operator::jobs::restore_mysql::run(&args),
+        Command::CreateBackupsession(args) => {
+            stash_operator::commands::create_backupsession::run(&args)
+        }
+        Command::UpdateStatus(args) => stash_operator::commands::update_status::run(&args),
+        Command::Run(args) => stash_operator::commands::run::run(&args),
     }
 }

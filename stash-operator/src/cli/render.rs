@@ -118,7 +118,8 @@ pub fn plans_to_yaml(plans: &[Plan]) -> String {
     out
 }
 
-fn yaml_files(path: &Path) -> Result<Vec<PathBuf>, RenderError> {
+/// The YAML files under `path` (itself if a file), in name order.
+pub fn yaml_files(path: &Path) -> Result<Vec<PathBuf>, RenderError> {
     let read_err = |source| RenderError::Read {
         path: path.display().to_string(),
         source,

@@ -36,6 +36,42 @@ pub struct BackupMysqlArgs {
     /// The dump program.
     #[arg(long, default_value = "mysqldump")]
     pub mysqldump: String,
+    /// Stash's retention flags: accepted and unused, as in Stash (retention runs in
+    /// `update-status`, from the BackupConfiguration).
+    #[command(flatten)]
+    pub retention: RetentionFlags,
+}
+
+/// `--retention-*` flags of Stash's backup Function.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RetentionFlags {
+    /// Unused.
+    #[arg(long, default_value = "0")]
+    pub retention_keep_last: String,
+    /// Unused.
+    #[arg(long, default_value = "0")]
+    pub retention_keep_hourly: String,
+    /// Unused.
+    #[arg(long, default_value = "0")]
+    pub retention_keep_daily: String,
+    /// Unused.
+    #[arg(long, default_value = "0")]
+    pub retention_keep_weekly: String,
+    /// Unused.
+    #[arg(long, default_value = "0")]
+    pub retention_keep_monthly: String,
+    /// Unused.
+    #[arg(long, default_value = "0")]
+    pub retention_keep_yearly: String,
+    /// Unused.
+    #[arg(long, default_value = "")]
+    pub retention_keep_tags: String,
+    /// Unused.
+    #[arg(long, default_value = "false")]
+    pub retention_prune: String,
+    /// Unused.
+    #[arg(long, default_value = "false")]
+    pub retention_dry_run: String,
 }
 
 /// Resolved inputs of a backup.

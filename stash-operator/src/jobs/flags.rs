@@ -87,6 +87,9 @@ pub struct DatabaseFlags {
     /// Exit 1 when the backup or restore failed (Stash exits 0 and reports only in output.json).
     #[arg(long, default_value_t = false)]
     pub strict_exit: bool,
+    /// Stash's license check endpoint: accepted and unused (no licence is needed).
+    #[arg(long, default_value = "")]
+    pub license_apiservice: String,
 }
 
 impl DatabaseFlags {

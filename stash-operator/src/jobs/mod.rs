@@ -68,7 +68,7 @@ pub mod exit {
 
 /// The restic engine for the repository flags and storage Secret; credential files go in
 /// `private` (a per-run directory).
-async fn engine_from_api(
+pub async fn engine_from_api(
     client: &kube::Client,
     repo: &flags::RepositoryFlags,
     private: &Path,

@@ -1,0 +1,15 @@
+//! Commands the operator's own pods run: `create-backupsession` (the trigger CronJob) and
+//! `update-status` (the last step of every backup and restore Job), plus `run`.
+
+pub mod create_backupsession;
+pub mod demo;
+pub mod run;
+pub mod update_status;
+
+/// Runs `work` on a small runtime; the job commands are short-lived.
+pub(crate) fn block_on<T>(work: impl std::future::Future<Output = T>) -> std::io::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(work))
+}

@@ -1,0 +1,425 @@
+//! `stash run`: the operator. Against the cluster of the current kubeconfig by default;
+//! `--embedded` starts the testkit's fake API server, controller-manager and kubelet in process
+//! (pods run this binary), applies the given objects and reports sessions as they progress;
+//! `--demo` also starts a private MariaDB with sample data and the embedded S3 server and runs a
+//! scheduled backup and a restore to completion.
+
+use crate::operator::clock::{SharedClock, SystemClock};
+use crate::operator::http::Readiness;
+use crate::operator::{self, Context};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::discovery::{ApiCapabilities, Scope};
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+use stash_core::api::{BackupSession, RestoreSession};
+use stash_core::plan::{Settings, DEFAULT_IMAGE, FIELD_MANAGER};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `stash run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Run against an in-process fake API server (with controllers and a kubelet).
+    #[arg(long)]
+    pub embedded: bool,
+    /// With --embedded: also start MariaDB and S3 and run a backup and a restore to the end.
+    #[arg(long)]
+    pub demo: bool,
+    /// With --embedded: objects to apply (files or folders of YAML).
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<PathBuf>,
+    /// With --embedded: virtual seconds the clock advances per real second.
+    #[arg(long, default_value_t = 60)]
+    pub speed: u64,
+    /// With --embedded (not --demo): stop after this many real seconds (0: run until interrupted).
+    #[arg(long, default_value_t = 0)]
+    pub for_seconds: u64,
+    /// Image of the operator; Jobs run it.
+    #[arg(long, env = "STASH_IMAGE", default_value = DEFAULT_IMAGE)]
+    pub image: String,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "stash")]
+    pub namespace: String,
+}
+
+/// Entry point.
+pub fn run(args: &RunArgs) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stash run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        if args.embedded || args.demo {
+            embedded(args).await
+        } else {
+            cluster(args).await
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stash run: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,stash_operator=info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The operator against the current cluster: catalog, leader election, controllers, HTTP.
+async fn cluster(args: &RunArgs) -> Result<(), BoxError> {
+    let client = Client::try_default().await?;
+    let settings = Settings {
+        image: args.image.clone(),
+        ..Settings::default()
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings,
+        Arc::new(SystemClock),
+        Duration::from_secs(300),
+    ));
+    let ready = Arc::new(Readiness::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http = tokio::spawn(operator::http::serve(
+        args.metrics_addr,
+        operator::http::router(ctx.clone(), ready.clone()),
+        stop_rx.clone(),
+    ));
+    let identity = std::env::var("POD_NAME")
+        .unwrap_or_else(|_| format!("stash-operator-{}", std::process::id()));
+    let mut leading = operator::leader::lead(
+        client.clone(),
+        args.namespace.clone(),
+        "stash-operator".into(),
+        identity,
+    )
+    .await;
+    let n = operator::catalog::apply_default_catalog(&client, &args.image).await?;
+    tracing::info!(objects = n, "default catalog applied");
+    ready.set(true);
+    let controllers = tokio::spawn(operator::run_controllers(ctx, stop_rx));
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = leading.wait_for(|l| !*l) => tracing::warn!("leadership lost; stopping"),
+    }
+    ready.set(false);
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(20), controllers).await;
+    let _ = http.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// A running embedded environment: the fake API server and the operator on its clock.
+pub struct Embedded {
+    /// The fake API server (TCP, with controllers and kubelet).
+    pub server: stash_testkit::FakeApiServer,
+    /// A client of it.
+    pub client: Client,
+    stop: tokio::sync::watch::Sender<bool>,
+    controllers: tokio::task::JoinHandle<()>,
+}
+
+impl Embedded {
+    /// Starts the server with the kubelet mapping `image` to `stash_binary`, installs the CRDs
+    /// and the catalog, and starts the operator on the server's virtual clock.
+    pub async fn start(image: &str, stash_binary: PathBuf) -> Result<Embedded, BoxError> {
+        let server = stash_testkit::FakeApiServer::builder()
+            .tcp(0)
+            .with_controllers()
+            .exec(image, vec![stash_binary.display().to_string()])
+            .start()
+            .await?;
+        let kubeconfig_path = server
+            .kubeconfig_path()
+            .ok_or("the embedded server wrote no kubeconfig")?;
+        let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig_path)?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        let client = Client::try_from(config)?;
+        install_crds(&client).await?;
+        operator::catalog::apply_default_catalog(&client, image).await?;
+        let clock: SharedClock = Arc::new(server.clock().clone());
+        let settings = Settings {
+            image: image.to_string(),
+            ..Settings::default()
+        };
+        // Virtual time jumps: look again often so deadlines and retries are seen promptly.
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            settings,
+            clock,
+            Duration::from_secs(1),
+        ));
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let controllers = tokio::spawn(operator::run_controllers(ctx, stop_rx));
+        Ok(Embedded {
+            server,
+            client,
+            stop,
+            controllers,
+        })
+    }
+
+    /// Applies every object of the given YAML files or folders.
+    pub async fn apply_files(&self, files: &[PathBuf]) -> Result<usize, BoxError> {
+        let mut n = 0;
+        for path in files {
+            for file in crate::cli::render::yaml_files(path)? {
+                let text = std::fs::read_to_string(&file)?;
+                for doc in serde_yaml::Deserializer::from_str(&text) {
+                    let value: Value = serde::Deserialize::deserialize(doc)
+                        .map_err(|e| format!("{}: {e}", file.display()))?;
+                    if value.is_null() {
+                        continue;
+                    }
+                    self.apply(&value)
+                        .await
+                        .map_err(|e| format!("{}: {e}", file.display()))?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Server-side applies one object of any served kind.
+    pub async fn apply(&self, value: &Value) -> Result<(), BoxError> {
+        apply_any(&self.client, value).await
+    }
+
+    /// Stops the operator.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.controllers).await;
+    }
+}
+
+async fn install_crds(client: &Client) -> Result<(), BoxError> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in stash_core::crd::crds() {
+        api.patch(
+            &crd.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Server-side applies `value`, resolving its kind through discovery.
+pub async fn apply_any(client: &Client, value: &Value) -> Result<(), BoxError> {
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .ok_or("apiVersion is missing")?;
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or("kind is missing")?;
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .ok_or("metadata.name is missing")?;
+    let gvk = match api_version.split_once('/') {
+        Some((g, v)) => kube::api::GroupVersionKind::gvk(g, v, kind),
+        None => kube::api::GroupVersionKind::gvk("", api_version, kind),
+    };
+    let (ar, caps): (kube::api::ApiResource, ApiCapabilities) =
+        kube::discovery::pinned_kind(client, &gvk).await?;
+    let api: Api<DynamicObject> = match caps.scope {
+        Scope::Namespaced => {
+            let ns = value
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default");
+            Api::namespaced_with(client.clone(), ns, &ar)
+        }
+        Scope::Cluster => Api::all_with(client.clone(), &ar),
+    };
+    api.patch(
+        name,
+        &PatchParams::apply("stash-run").force(),
+        &Patch::Apply(value),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Prints a line whenever a session changes phase; returns the phases seen now.
+pub async fn report_progress(
+    client: &Client,
+    seen: &mut BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, BoxError> {
+    let mut changes = Vec::new();
+    for s in Api::<BackupSession>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+    {
+        let key = format!(
+            "BackupSession {}/{}",
+            s.namespace().unwrap_or_default(),
+            s.name_any()
+        );
+        let phase = s
+            .status
+            .as_ref()
+            .and_then(|x| x.phase.clone())
+            .unwrap_or_else(|| "Pending".into());
+        if seen.get(&key) != Some(&phase) {
+            let mut detail = String::new();
+            for t in s.status.iter().flat_map(|st| st.targets.iter().flatten()) {
+                for h in t.stats.iter().flatten() {
+                    for snap in h.snapshots.iter().flatten() {
+                        detail.push_str(&format!(
+                            " snapshot {} ({} processed, {} added, {})",
+                            snap.name.clone().unwrap_or_default(),
+                            snap.total_size.clone().unwrap_or_default(),
+                            snap.uploaded.clone().unwrap_or_default(),
+                            snap.processing_time.clone().unwrap_or_default()
+                        ));
+                    }
+                    if let Some(e) = h.error.as_ref().filter(|e| !e.is_empty()) {
+                        detail.push_str(&format!(" error: {e}"));
+                    }
+                }
+            }
+            for c in s
+                .status
+                .iter()
+                .flat_map(|st| st.conditions.iter().flatten())
+            {
+                if c.type_ == "BackupSkipped" || (c.status == "False") {
+                    detail.push_str(&format!(
+                        " [{}: {}]",
+                        c.type_,
+                        c.message.clone().unwrap_or_default()
+                    ));
+                }
+            }
+            println!("{key}: {phase}{detail}");
+            seen.insert(key.clone(), phase.clone());
+            changes.push((key, phase));
+        }
+    }
+    for r in Api::<RestoreSession>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+    {
+        let key = format!(
+            "RestoreSession {}/{}",
+            r.namespace().unwrap_or_default(),
+            r.name_any()
+        );
+        let phase = r
+            .status
+            .as_ref()
+            .and_then(|x| x.phase.clone())
+            .unwrap_or_else(|| "Pending".into());
+        if seen.get(&key) != Some(&phase) {
+            let mut detail = String::new();
+            for h in r.status.iter().flat_map(|st| st.stats.iter().flatten()) {
+                detail.push_str(&format!(
+                    " host {:?} {} in {}",
+                    h.hostname.clone().unwrap_or_default(),
+                    h.phase.clone().unwrap_or_default(),
+                    h.duration.clone().unwrap_or_default()
+                ));
+                if let Some(e) = h.error.as_ref().filter(|e| !e.is_empty()) {
+                    detail.push_str(&format!(" error: {e}"));
+                }
+            }
+            println!("{key}: {phase}{detail}");
+            seen.insert(key.clone(), phase.clone());
+            changes.push((key, phase));
+        }
+    }
+    Ok(changes)
+}
+
+async fn embedded(args: &RunArgs) -> Result<(), BoxError> {
+    let exe = std::env::current_exe()?;
+    let env = Embedded::start(&args.image, exe).await?;
+    println!(
+        "embedded API server at {} (kubeconfig {})",
+        env.server.url().unwrap_or_default(),
+        env.server
+            .kubeconfig_path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    if args.demo {
+        let result = super::demo::run(&env, args.speed).await;
+        env.stop().await;
+        return result;
+    }
+    let n = env.apply_files(&args.files).await?;
+    println!("applied {n} objects");
+    let mut seen = BTreeMap::new();
+    let started = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown_signal() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        env.server.advance(Duration::from_secs(args.speed)).await;
+        report_progress(&env.client, &mut seen).await?;
+        if args.for_seconds > 0 && started.elapsed() >= Duration::from_secs(args.for_seconds) {
+            break;
+        }
+    }
+    env.stop().await;
+    Ok(())
+}

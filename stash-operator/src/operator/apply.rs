@@ -1,0 +1,227 @@
+//! Carries out a plan: server-side apply of children, deletions, finalizer, status, events.
+//! Decides nothing: every choice was made by the planner.
+
+use super::Context;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy,
+};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::{json, Value};
+use stash_core::plan::{FinalizerAction, ObjectKey, Plan, FIELD_MANAGER};
+
+/// An ApiResource for a kind whose plural we know.
+pub fn api_resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), api_version.to_string()),
+    };
+    ApiResource {
+        group,
+        version,
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        plural: plural.to_string(),
+    }
+}
+
+/// The plural of the kinds planners emit (all are regular: lower-case plus `s`).
+fn plural(kind: &str) -> String {
+    format!("{}s", kind.to_ascii_lowercase())
+}
+
+fn dynamic_api(
+    ctx: &Context,
+    api_version: &str,
+    kind: &str,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
+    let ar = api_resource(api_version, kind, &plural(kind));
+    match namespace {
+        Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar),
+        None => Api::all_with(ctx.client.clone(), &ar),
+    }
+}
+
+/// Errors while carrying out a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// An object in the plan lacks apiVersion, kind or name (a planner bug).
+    #[error("planned object without apiVersion/kind/name: {0}")]
+    Malformed(String),
+    /// The API refused a write.
+    #[error("{action} {what}: {source}")]
+    Api {
+        /// What was being done.
+        action: &'static str,
+        /// To what.
+        what: String,
+        /// The error.
+        source: kube::Error,
+    },
+}
+
+impl ApplyError {
+    /// A stable reason for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApplyError::Malformed(_) => "MalformedPlan",
+            ApplyError::Api { action, .. } => action,
+        }
+    }
+}
+
+/// Carries out `plan` for `obj`: finalizer first (so children never outlive cleanup), then
+/// applies, deletions, the status (with the object's resourceVersion, so a status the job
+/// wrote meanwhile is never overwritten), then events.
+pub async fn execute<K>(ctx: &Context, obj: &K, plan: &Plan) -> Result<(), ApplyError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let ns = obj.namespace();
+    let name = obj.name_any();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns.as_deref().unwrap_or("default"));
+    let what = format!(
+        "{} {}/{}",
+        K::kind(&()),
+        ns.clone().unwrap_or_default(),
+        name
+    );
+    let api_err = |action: &'static str, what: &str| {
+        let what = what.to_string();
+        move |source| ApplyError::Api {
+            action,
+            what,
+            source,
+        }
+    };
+
+    // The status is written against the version the plan was made from (or the one the
+    // finalizer patch produced): a status the job wrote meanwhile makes it fail with 409 and
+    // the reconcile starts over on fresh data.
+    let mut resource_version = obj.resource_version();
+    if plan.finalizer == FinalizerAction::Add {
+        let mut finalizers = obj.finalizers().to_vec();
+        finalizers.push(finalizer_for(&K::kind(&())).to_string());
+        let patch =
+            json!({"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}});
+        let updated = api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(api_err("AddFinalizer", &what))?;
+        resource_version = updated.resource_version();
+    }
+
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for object in &plan.apply {
+        let (api_version, kind, obj_name, obj_ns) = identity(object)?;
+        let child = dynamic_api(ctx, &api_version, &kind, obj_ns.as_deref());
+        let label = format!("{kind} {}/{obj_name}", obj_ns.clone().unwrap_or_default());
+        child
+            .patch(&obj_name, &params, &Patch::Apply(object))
+            .await
+            .map_err(api_err("Apply", &label))?;
+    }
+
+    for key in &plan.delete {
+        delete(ctx, key).await?;
+    }
+
+    if let Some(status) = &plan.status {
+        let patch = json!({"metadata": {"resourceVersion": resource_version}, "status": status});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(api_err("UpdateStatus", &what))?;
+    }
+
+    if plan.finalizer == FinalizerAction::Remove {
+        let keep: Vec<String> = obj
+            .finalizers()
+            .iter()
+            .filter(|f| f.as_str() != finalizer_for(&K::kind(&())))
+            .cloned()
+            .collect();
+        let patch = json!({"metadata": {"finalizers": keep}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(api_err("RemoveFinalizer", &what))?;
+    }
+
+    let reference = object_reference(obj);
+    for e in &plan.events {
+        let event = Event {
+            type_: if e.type_ == "Warning" {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: e.reason.replace(' ', ""),
+            note: Some(e.message.chars().take(1000).collect()),
+            action: e.source.replace(' ', ""),
+            secondary: None,
+        };
+        // Events are best effort: a lost event must not fail the reconcile.
+        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(object = %what, error = %err, "event not published");
+        }
+    }
+    Ok(())
+}
+
+/// Deletes one object with background propagation; a missing object is fine.
+pub async fn delete(ctx: &Context, key: &ObjectKey) -> Result<(), ApplyError> {
+    let api = dynamic_api(ctx, &key.api_version, &key.kind, key.namespace.as_deref());
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    match api.delete(&key.name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(source) => Err(ApplyError::Api {
+            action: "Delete",
+            what: format!(
+                "{} {}/{}",
+                key.kind,
+                key.namespace.clone().unwrap_or_default(),
+                key.name
+            ),
+            source,
+        }),
+    }
+}
+
+fn finalizer_for(kind: &str) -> &'static str {
+    if kind == "Repository" {
+        stash_core::plan::REPOSITORY_FINALIZER
+    } else {
+        stash_core::plan::FINALIZER
+    }
+}
+
+fn identity(object: &Value) -> Result<(String, String, String, Option<String>), ApplyError> {
+    let s = |p: &str| object.pointer(p).and_then(Value::as_str).map(String::from);
+    match (s("/apiVersion"), s("/kind"), s("/metadata/name")) {
+        (Some(a), Some(k), Some(n)) => Ok((a, k, n, s("/metadata/namespace"))),
+        _ => Err(ApplyError::Malformed(
+            object.to_string().chars().take(200).collect(),
+        )),
+    }
+}
+
+fn object_reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(K::api_version(&()).to_string()),
+        kind: Some(K::kind(&()).to_string()),
+        name: obj.meta().name.clone(),
+        namespace: obj.meta().namespace.clone(),
+        uid: obj.meta().uid.clone(),
+        resource_version: obj.meta().resource_version.clone(),
+        ..Default::default()
+    }
+}

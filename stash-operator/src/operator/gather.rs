@@ -1,0 +1,262 @@
+//! Reads: everything a planner needs about one object, in one place.
+
+use super::Context;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::api::{Api, ListParams};
+use kube::ResourceExt;
+use stash_core::api::{
+    AppBinding, BackupConfiguration, BackupSession, Function, ObjectRef, Repository,
+    RestoreSession, TargetRef, Task, TypedObjectReference,
+};
+use stash_core::plan::backup_session::SiblingSession;
+use stash_core::plan::labels::{INVOKER_NAME, INVOKER_TYPE};
+use stash_core::plan::ObjectKey;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A read that failed for a reason other than "not found".
+pub type ReadResult<T> = Result<T, kube::Error>;
+
+/// `Ok(None)` on 404.
+pub async fn get_opt<K>(api: &Api<K>, name: &str) -> ReadResult<Option<K>>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name).await
+}
+
+/// The Repository an invoker references, and its storage Secret's key names.
+pub async fn repository(
+    ctx: &Context,
+    ns: &str,
+    r: Option<&ObjectRef>,
+) -> ReadResult<(Option<Repository>, Option<BTreeSet<String>>)> {
+    let Some(r) = r.filter(|r| !r.name.is_empty()) else {
+        return Ok((None, None));
+    };
+    let repo_ns = r
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| ns.to_string());
+    let repo = get_opt(
+        &Api::<Repository>::namespaced(ctx.client.clone(), &repo_ns),
+        &r.name,
+    )
+    .await?;
+    let secret_name = repo
+        .as_ref()
+        .and_then(|x| x.spec.backend.storage_secret_name.clone())
+        .filter(|s| !s.is_empty());
+    let keys = match secret_name {
+        Some(name) => get_opt(
+            &Api::<Secret>::namespaced(ctx.client.clone(), &repo_ns),
+            &name,
+        )
+        .await?
+        .map(|s| {
+            let mut keys: BTreeSet<String> = s.data.unwrap_or_default().into_keys().collect();
+            keys.extend(s.string_data.unwrap_or_default().into_keys());
+            keys
+        }),
+        None => None,
+    };
+    Ok((repo, keys))
+}
+
+/// The AppBinding a target references.
+pub async fn appbinding(
+    ctx: &Context,
+    ns: &str,
+    r: Option<&TargetRef>,
+) -> ReadResult<Option<AppBinding>> {
+    let Some(r) = r else { return Ok(None) };
+    let Some(name) = r.name.clone().filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if r.kind.as_deref() != Some("AppBinding") {
+        return Ok(None);
+    }
+    let target_ns = r
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| ns.to_string());
+    get_opt(
+        &Api::<AppBinding>::namespaced(ctx.client.clone(), &target_ns),
+        &name,
+    )
+    .await
+}
+
+/// Tasks and Functions by name.
+pub async fn catalog(
+    ctx: &Context,
+) -> ReadResult<(BTreeMap<String, Task>, BTreeMap<String, Function>)> {
+    let tasks = Api::<Task>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let functions = Api::<Function>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?;
+    Ok((
+        tasks.items.into_iter().map(|t| (t.name_any(), t)).collect(),
+        functions
+            .items
+            .into_iter()
+            .map(|f| (f.name_any(), f))
+            .collect(),
+    ))
+}
+
+/// Labels of a namespace.
+pub async fn namespace_labels(ctx: &Context, ns: &str) -> ReadResult<BTreeMap<String, String>> {
+    Ok(get_opt(&Api::<Namespace>::all(ctx.client.clone()), ns)
+        .await?
+        .and_then(|n| n.metadata.labels)
+        .unwrap_or_default())
+}
+
+/// The kinds the BackupConfiguration planner creates, to find orphans among.
+const CHILD_KINDS: [(&str, &str, &str); 4] = [
+    ("v1", "ServiceAccount", "serviceaccounts"),
+    ("rbac.authorization.k8s.io/v1", "Role", "roles"),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+        "rolebindings",
+    ),
+    ("batch/v1", "CronJob", "cronjobs"),
+];
+
+/// Children of an invoker, found by its labels.
+pub async fn children(
+    ctx: &Context,
+    ns: &str,
+    kind: &str,
+    name: &str,
+) -> ReadResult<Vec<ObjectKey>> {
+    let selector = format!(
+        "{INVOKER_TYPE}={kind},{INVOKER_NAME}={}",
+        stash_core::names::label_value(name)
+    );
+    let mut out = Vec::new();
+    for (api_version, child_kind, plural) in CHILD_KINDS {
+        let ar = super::apply::api_resource(api_version, child_kind, plural);
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
+        for o in api
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await?
+            .items
+        {
+            out.push(ObjectKey {
+                api_version: api_version.into(),
+                kind: child_kind.into(),
+                namespace: Some(ns.into()),
+                name: o.name_any(),
+            });
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The sessions of an invoker.
+pub async fn sibling_sessions(
+    ctx: &Context,
+    ns: &str,
+    invoker: &str,
+) -> ReadResult<Vec<SiblingSession>> {
+    let selector = format!(
+        "{INVOKER_TYPE}=BackupConfiguration,{INVOKER_NAME}={}",
+        stash_core::names::label_value(invoker)
+    );
+    let list = Api::<BackupSession>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default().labels(&selector))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|s| s.spec.invoker.as_ref().map(|i| i.name.as_str()) == Some(invoker))
+        .map(|s| SiblingSession {
+            name: s.name_any(),
+            phase: s
+                .status
+                .as_ref()
+                .and_then(|x| x.phase.clone())
+                .unwrap_or_default(),
+            created: s
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second())
+                .unwrap_or(0),
+        })
+        .collect())
+}
+
+/// A Job and its pods.
+pub async fn job_and_pods(
+    ctx: &Context,
+    ns: &str,
+    job_name: &str,
+) -> ReadResult<(Option<Job>, Vec<Pod>)> {
+    let job = get_opt(&Api::<Job>::namespaced(ctx.client.clone(), ns), job_name).await?;
+    let pods = match &job {
+        Some(_) => {
+            Api::<Pod>::namespaced(ctx.client.clone(), ns)
+                .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+                .await?
+                .items
+        }
+        None => Vec::new(),
+    };
+    Ok((job, pods))
+}
+
+/// The invokers that reference a Repository.
+pub async fn repository_references(
+    ctx: &Context,
+    repo: &Repository,
+) -> ReadResult<Vec<TypedObjectReference>> {
+    let ns = repo.namespace().unwrap_or_default();
+    let name = repo.name_any();
+    let uses = |inv_ns: &str, r: Option<&ObjectRef>| {
+        r.is_some_and(|r| {
+            r.name == name
+                && r.namespace
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| inv_ns.to_string())
+                    == ns
+        })
+    };
+    let mut refs = Vec::new();
+    let reference = |kind: &str, o_ns: String, o_name: String| TypedObjectReference {
+        api_group: Some("stash.appscode.com".into()),
+        kind: Some(kind.into()),
+        namespace: Some(o_ns),
+        name: o_name,
+    };
+    for bc in Api::<BackupConfiguration>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+    {
+        let bc_ns = bc.namespace().unwrap_or_default();
+        if uses(&bc_ns, bc.spec.repository.as_ref()) {
+            refs.push(reference("BackupConfiguration", bc_ns, bc.name_any()));
+        }
+    }
+    for rs in Api::<RestoreSession>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+    {
+        let rs_ns = rs.namespace().unwrap_or_default();
+        if uses(&rs_ns, rs.spec.repository.as_ref()) {
+            refs.push(reference("RestoreSession", rs_ns, rs.name_any()));
+        }
+    }
+    Ok(refs)
+}

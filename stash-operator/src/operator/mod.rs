@@ -1,0 +1,330 @@
+//! The operator: one controller per kind. Each reconcile gathers what the planner needs, calls
+//! the `stash-core` planner and carries out the plan. No policy lives here.
+
+pub mod apply;
+pub mod catalog;
+pub mod clock;
+pub mod gather;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+
+use apply::ApplyError;
+use clock::SharedClock;
+use futures_util::StreamExt;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use stash_core::api::{BackupConfiguration, BackupSession, Repository, RestoreSession};
+use stash_core::plan::{self, Plan, Settings};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Shared state of all controllers.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Settings handed to the planners.
+    pub settings: Settings,
+    /// Where `now` comes from.
+    pub clock: SharedClock,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: metrics::Metrics,
+    /// Longest wait before a requeue (short under a virtual clock, where time jumps).
+    pub max_requeue: Duration,
+}
+
+impl Context {
+    /// A context for `client`.
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        clock: SharedClock,
+        max_requeue: Duration,
+    ) -> Context {
+        let reporter = Reporter {
+            controller: "stash-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            clock,
+            metrics: metrics::Metrics::default(),
+            max_requeue,
+        }
+    }
+
+    fn now(&self) -> Time {
+        Time(self.clock.now())
+    }
+
+    fn action(&self, plan: &Plan) -> Action {
+        match plan.requeue_after_seconds {
+            Some(s) => Action::requeue(Duration::from_secs(s).min(self.max_requeue)),
+            None => Action::requeue(
+                Duration::from_secs(600).min(self.max_requeue.max(Duration::from_secs(60))),
+            ),
+        }
+    }
+}
+
+/// Why a reconcile failed; the controller retries with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// A read failed.
+    #[error("read: {0}")]
+    Read(#[from] kube::Error),
+    /// Carrying out the plan failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+impl ReconcileError {
+    /// Stable reason for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReconcileError::Read(_) => "ReadFailed",
+            ReconcileError::Apply(e) => e.reason(),
+        }
+    }
+}
+
+fn unwrap_guard<K: Clone>(guard: &DeserializeGuard<K>, kind: &str) -> Option<K> {
+    match &guard.0 {
+        Ok(k) => Some(k.clone()),
+        Err(invalid) => {
+            // A malformed object is logged and skipped; it never stops the watch.
+            tracing::warn!(kind, name = ?invalid.metadata.name, namespace = ?invalid.metadata.namespace, error = %invalid.error, "object does not parse; skipped");
+            None
+        }
+    }
+}
+
+async fn reconcile_backup_configuration(
+    guard: Arc<DeserializeGuard<BackupConfiguration>>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let Some(bc) = unwrap_guard(&guard, "BackupConfiguration") else {
+        return Ok(Action::await_change());
+    };
+    let ns = bc.namespace().unwrap_or_else(|| "default".into());
+    let (repository, storage_secret_keys) =
+        gather::repository(&ctx, &ns, bc.spec.repository.as_ref()).await?;
+    let target = gather::appbinding(
+        &ctx,
+        &ns,
+        bc.spec.target.as_ref().and_then(|t| t.r#ref.as_ref()),
+    )
+    .await?;
+    let (tasks, functions) = gather::catalog(&ctx).await?;
+    let inputs = plan::backup_configuration::BackupConfigurationInputs {
+        namespace_labels: gather::namespace_labels(&ctx, &ns).await?,
+        children: gather::children(&ctx, &ns, "BackupConfiguration", &bc.name_any()).await?,
+        bc: bc.clone(),
+        repository,
+        storage_secret_keys,
+        target,
+        tasks,
+        functions,
+        settings: ctx.settings.clone(),
+        now: Some(ctx.now()),
+    };
+    let plan = plan::backup_configuration::plan(&inputs);
+    apply::execute(&ctx, &bc, &plan).await?;
+    if let Some(schedule) = bc.spec.schedule.as_deref() {
+        ctx.metrics.set_schedule(&ns, &bc.name_any(), schedule);
+    }
+    Ok(ctx.action(&plan))
+}
+
+async fn reconcile_backup_session(
+    guard: Arc<DeserializeGuard<BackupSession>>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let Some(session) = unwrap_guard(&guard, "BackupSession") else {
+        return Ok(Action::await_change());
+    };
+    let ns = session.namespace().unwrap_or_else(|| "default".into());
+    let invoker_name = session
+        .spec
+        .invoker
+        .as_ref()
+        .map(|i| i.name.clone())
+        .unwrap_or_default();
+    let invoker = gather::get_opt(
+        &Api::<BackupConfiguration>::namespaced(ctx.client.clone(), &ns),
+        &invoker_name,
+    )
+    .await?;
+    let (repository, _) = gather::repository(
+        &ctx,
+        &ns,
+        invoker.as_ref().and_then(|bc| bc.spec.repository.as_ref()),
+    )
+    .await?;
+    let target = gather::appbinding(
+        &ctx,
+        &ns,
+        invoker
+            .as_ref()
+            .and_then(|bc| bc.spec.target.as_ref())
+            .and_then(|t| t.r#ref.as_ref()),
+    )
+    .await?;
+    let (tasks, functions) = gather::catalog(&ctx).await?;
+    let (job, pods) = gather::job_and_pods(
+        &ctx,
+        &ns,
+        &stash_core::names::backup_job_name(&session.name_any(), 0),
+    )
+    .await?;
+    let inputs = plan::backup_session::BackupSessionInputs {
+        siblings: gather::sibling_sessions(&ctx, &ns, &invoker_name).await?,
+        session: session.clone(),
+        invoker,
+        repository,
+        target,
+        tasks,
+        functions,
+        job,
+        pods,
+        settings: ctx.settings.clone(),
+        now: Some(ctx.now()),
+    };
+    let plan = plan::backup_session::plan(&inputs);
+    apply::execute(&ctx, &session, &plan).await?;
+    ctx.metrics
+        .observe_backup_session(&session, plan.status.as_ref());
+    Ok(ctx.action(&plan))
+}
+
+async fn reconcile_restore_session(
+    guard: Arc<DeserializeGuard<RestoreSession>>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let Some(rs) = unwrap_guard(&guard, "RestoreSession") else {
+        return Ok(Action::await_change());
+    };
+    let ns = rs.namespace().unwrap_or_else(|| "default".into());
+    let (repository, storage_secret_keys) =
+        gather::repository(&ctx, &ns, rs.spec.repository.as_ref()).await?;
+    let target = gather::appbinding(
+        &ctx,
+        &ns,
+        rs.spec.target.as_ref().and_then(|t| t.r#ref.as_ref()),
+    )
+    .await?;
+    let (tasks, functions) = gather::catalog(&ctx).await?;
+    let (job, pods) = gather::job_and_pods(
+        &ctx,
+        &ns,
+        &stash_core::names::restore_job_name(&rs.name_any()),
+    )
+    .await?;
+    let inputs = plan::restore_session::RestoreSessionInputs {
+        session: rs.clone(),
+        repository,
+        storage_secret_keys,
+        target,
+        tasks,
+        functions,
+        job,
+        pods,
+        settings: ctx.settings.clone(),
+        now: Some(ctx.now()),
+    };
+    let plan = plan::restore_session::plan(&inputs);
+    apply::execute(&ctx, &rs, &plan).await?;
+    ctx.metrics
+        .observe_restore_session(&rs, plan.status.as_ref());
+    Ok(ctx.action(&plan))
+}
+
+async fn reconcile_repository(
+    guard: Arc<DeserializeGuard<Repository>>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let Some(repo) = unwrap_guard(&guard, "Repository") else {
+        return Ok(Action::await_change());
+    };
+    let inputs = plan::repository::RepositoryInputs {
+        references: gather::repository_references(&ctx, &repo).await?,
+        repository: repo.clone(),
+    };
+    let plan = plan::repository::plan(&inputs);
+    apply::execute(&ctx, &repo, &plan).await?;
+    Ok(Action::requeue(
+        Duration::from_secs(300).min(ctx.max_requeue.max(Duration::from_secs(30))),
+    ))
+}
+
+fn error_policy<K>(
+    _obj: Arc<DeserializeGuard<K>>,
+    err: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(error = %err, reason = err.reason(), "reconcile failed; retrying");
+    ctx.metrics.reconcile_error(err.reason());
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs the four controllers until `shutdown` turns true.
+pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Receiver<bool>) {
+    let client = ctx.client.clone();
+    let config = ControllerConfig::default()
+        .concurrency(4)
+        .debounce(Duration::from_millis(200));
+    let wc = watcher::Config::default;
+    let stop = move || {
+        let mut rx = shutdown.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let bc = Controller::new(
+        Api::<DeserializeGuard<BackupConfiguration>>::all(client.clone()),
+        wc(),
+    )
+    .owns(Api::<CronJob>::all(client.clone()), wc())
+    .with_config(config.clone())
+    .graceful_shutdown_on(stop())
+    .run(reconcile_backup_configuration, error_policy, ctx.clone())
+    .for_each(|_| async {});
+    let bs = Controller::new(
+        Api::<DeserializeGuard<BackupSession>>::all(client.clone()),
+        wc(),
+    )
+    .owns(Api::<Job>::all(client.clone()), wc())
+    .with_config(config.clone())
+    .graceful_shutdown_on(stop())
+    .run(reconcile_backup_session, error_policy, ctx.clone())
+    .for_each(|_| async {});
+    let rs = Controller::new(
+        Api::<DeserializeGuard<RestoreSession>>::all(client.clone()),
+        wc(),
+    )
+    .owns(Api::<Job>::all(client.clone()), wc())
+    .with_config(config.clone())
+    .graceful_shutdown_on(stop())
+    .run(reconcile_restore_session, error_policy, ctx.clone())
+    .for_each(|_| async {});
+    let repo = Controller::new(
+        Api::<DeserializeGuard<Repository>>::all(client.clone()),
+        wc(),
+    )
+    .with_config(config)
+    .graceful_shutdown_on(stop())
+    .run(reconcile_repository, error_policy, ctx.clone())
+    .for_each(|_| async {});
+    futures_util::join!(bc, bs, rs, repo);
+}
