@@ -544,3 +544,140 @@ async fn following_logs_streams_until_the_pod_finishes() {
         .unwrap();
     assert_eq!(text, "first\nsecond\n");
 }
+
+fn cronjob(name: &str, policy: &str, command: &str, extra: serde_json::Value) -> CronJob {
+    let mut spec = json!({
+        "schedule": "*/1 * * * *",
+        "concurrencyPolicy": policy,
+        "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", command]}]}}}}
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+}
+
+async fn jobs_of(jobs: &Api<Job>, cronjob: &str) -> Vec<Job> {
+    let mut all: Vec<Job> = jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|j| {
+            j.metadata
+                .owner_references
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|r| r.name == cronjob))
+        })
+        .filter(|j| j.metadata.deletion_timestamp.is_none())
+        .collect();
+    all.sort_by_key(|j| j.metadata.name.clone());
+    all
+}
+
+#[tokio::test]
+async fn cronjob_concurrency_suspend_and_history() {
+    let (server, client) = setup().await;
+    let cronjobs: Api<CronJob> = Api::default_namespaced(client.clone());
+    let jobs: Api<Job> = Api::default_namespaced(client.clone());
+    cronjobs
+        .create(
+            &PostParams::default(),
+            &cronjob("forbid", "Forbid", "sleep 30", json!({})),
+        )
+        .await
+        .unwrap();
+    cronjobs
+        .create(
+            &PostParams::default(),
+            &cronjob("replace", "Replace", "sleep 30", json!({})),
+        )
+        .await
+        .unwrap();
+    cronjobs
+        .create(
+            &PostParams::default(),
+            &cronjob(
+                "hist",
+                "Allow",
+                "true",
+                json!({"successfulJobsHistoryLimit": 1}),
+            ),
+        )
+        .await
+        .unwrap();
+
+    server.advance(Duration::from_secs(60)).await;
+    let first_replace = jobs_of(&jobs, "replace").await;
+    assert_eq!(jobs_of(&jobs, "forbid").await.len(), 1);
+    assert_eq!(first_replace.len(), 1);
+    let hist_first = jobs_of(&jobs, "hist").await;
+    assert_eq!(hist_first.len(), 1);
+    let first_hist_name = hist_first[0].metadata.name.clone().unwrap();
+    eventually("the first history job to complete", || {
+        let jobs = jobs.clone();
+        let name = first_hist_name.clone();
+        async move {
+            jobs.get(&name)
+                .await
+                .ok()
+                .filter(|j| job_condition(j, "Complete"))
+        }
+    })
+    .await;
+
+    server.advance(Duration::from_secs(60)).await;
+    assert_eq!(
+        jobs_of(&jobs, "forbid").await.len(),
+        1,
+        "Forbid skips while a Job runs"
+    );
+    let replaced = jobs_of(&jobs, "replace").await;
+    assert_eq!(replaced.len(), 1, "Replace deletes the running Job");
+    assert_ne!(replaced[0].metadata.name, first_replace[0].metadata.name);
+    let second_hist = eventually("the second history job to complete", || {
+        let jobs = jobs.clone();
+        let first_hist_name = first_hist_name.clone();
+        async move {
+            let all = jobs_of(&jobs, "hist").await;
+            all.iter()
+                .find(|j| {
+                    j.metadata.name.as_deref() != Some(first_hist_name.as_str())
+                        && job_condition(j, "Complete")
+                })
+                .cloned()
+        }
+    })
+    .await;
+    server.settle().await;
+    let kept: Vec<String> = jobs_of(&jobs, "hist")
+        .await
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    assert_eq!(
+        kept,
+        vec![second_hist.metadata.name.unwrap()],
+        "only the newest successful Job is kept"
+    );
+
+    let suspend = json!({"spec": {"suspend": true}});
+    cronjobs
+        .patch(
+            "hist",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&suspend),
+        )
+        .await
+        .unwrap();
+    server.advance(Duration::from_secs(60)).await;
+    assert_eq!(
+        jobs_of(&jobs, "hist").await.len(),
+        1,
+        "a suspended CronJob creates nothing"
+    );
+}
