@@ -1,7 +1,9 @@
 //! The HTTP front end: an axum router that speaks the Kubernetes REST API over the
 //! [`Apiserver`](crate::apiserver::Apiserver), plus the `/testkit/v1` control endpoints.
 
+mod control;
 pub mod discovery;
+mod logs;
 pub mod path;
 pub mod table;
 pub mod watch;
@@ -21,7 +23,7 @@ use crate::apiserver::{
     Apiserver, DeleteOptions, DeleteOutcome, ListOptions, PatchKind, WriteOptions,
 };
 use crate::controllers::ControllerManager;
-use crate::faults::{FaultAction, FaultRule, Faults};
+use crate::faults::{FaultAction, Faults};
 use crate::registry::ResourceInfo;
 use crate::status::{success_status, ApiError, ApiResult};
 use path::{ApiPath, ResourcePath};
@@ -169,7 +171,7 @@ async fn route(
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/testkit/v1/") {
-        return testkit(state, method, rest, query, body).await;
+        return control::testkit(state, method, rest, query, body).await;
     }
     let Some(api_path) = path::parse(path) else {
         return Err(ApiError::no_route());
@@ -341,7 +343,7 @@ async fn resource(
     let metadata_only = accepts_metadata_only(headers);
     let opts = write_options(query, headers);
     match verb {
-        "get" if sub == "log" => pod_log(api, &ns, &name, query),
+        "get" if sub == "log" => logs::pod_log(api, &ns, &name, query),
         "get" if table::wanted(headers, &info) => {
             let obj = api.get(&info, &ns, &name)?;
             let rv = obj["metadata"]["resourceVersion"].clone();
@@ -545,179 +547,4 @@ fn delete_options(query: &HashMap<String, String>, body: &[u8]) -> ApiResult<Del
         opts.merge_body(&body)?;
     }
     Ok(opts)
-}
-
-fn pod_log(
-    api: &Apiserver,
-    ns: &str,
-    name: &str,
-    query: &HashMap<String, String>,
-) -> ApiResult<Response> {
-    let pods = api.resource("", "v1", "pods")?;
-    let pod = api.get(&pods, ns, name)?;
-    let containers: Vec<String> = pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str().map(String::from))
-        .collect();
-    let container = match query.get("container") {
-        Some(c) => c.clone(),
-        None if containers.len() == 1 => containers[0].clone(),
-        None => {
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            )))
-        }
-    };
-    let logs = api.logs.lock().unwrap_or_else(|e| e.into_inner());
-    let text = logs
-        .get(&(ns.to_string(), name.to_string(), container.clone()))
-        .cloned()
-        .unwrap_or_default();
-    drop(logs);
-    let full_len = text.len();
-    let text = match query.get("tailLines").and_then(|t| t.parse::<usize>().ok()) {
-        Some(n) => {
-            let lines: Vec<&str> = text.lines().collect();
-            let start = lines.len().saturating_sub(n);
-            let mut out = lines[start..].join("\n");
-            if !out.is_empty() {
-                out.push('\n');
-            }
-            out
-        }
-        None => text,
-    };
-    let follow = query.get("follow").is_some_and(|f| f == "true");
-    let terminal = matches!(
-        pod["status"]["phase"].as_str(),
-        Some("Succeeded" | "Failed")
-    );
-    let body = if follow && !terminal {
-        follow_log(
-            api.clone(),
-            (ns.to_string(), name.to_string(), container),
-            text,
-            full_len,
-        )
-    } else {
-        Body::from(text)
-    };
-    let mut resp = Response::new(body);
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain"),
-    );
-    Ok(resp)
-}
-
-/// Streams a container's log: what is there now, then whatever the kubelet appends, until
-/// the pod finishes or goes away.
-fn follow_log(
-    api: Apiserver,
-    key: (String, String, String),
-    first: String,
-    mut sent: usize,
-) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::convert::Infallible>>(16);
-    tokio::spawn(async move {
-        let (ns, pod) = (key.0.clone(), key.1.clone());
-        if !first.is_empty() && tx.send(Ok(bytes::Bytes::from(first))).await.is_err() {
-            return;
-        }
-        let Ok(pods) = api.resource("", "v1", "pods") else {
-            return;
-        };
-        loop {
-            let finished = match api.get(&pods, &ns, &pod) {
-                Ok(p) => matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")),
-                Err(_) => true,
-            };
-            let fresh = {
-                let logs = api.logs.lock().unwrap_or_else(|e| e.into_inner());
-                let text = logs.get(&key).map(String::as_str).unwrap_or_default();
-                let fresh = text.get(sent..).unwrap_or_default().to_string();
-                sent = text.len();
-                fresh
-            };
-            if !fresh.is_empty() && tx.send(Ok(bytes::Bytes::from(fresh))).await.is_err() {
-                return;
-            }
-            if finished {
-                return;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = tx.closed() => return,
-            }
-        }
-    });
-    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
-}
-
-async fn testkit(
-    state: &HttpState,
-    method: &Method,
-    rest: &str,
-    query: &HashMap<String, String>,
-    body: &[u8],
-) -> ApiResult<Response> {
-    match (method, rest) {
-        (&Method::GET, "clock") => Ok(json_response(
-            StatusCode::OK,
-            &json!({"now": state.api.clock.now_string()}),
-        )),
-        (&Method::POST, "clock") => {
-            let secs: u64 = query
-                .get("advance")
-                .ok_or_else(|| ApiError::bad_request("advance=SECONDS is required"))?
-                .parse()
-                .map_err(|_| ApiError::bad_request("advance must be a whole number of seconds"))?;
-            state.api.clock.advance(Duration::from_secs(secs));
-            if let Some(cm) = &state.controllers {
-                cm.settle().await;
-            }
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({"now": state.api.clock.now_string()}),
-            ))
-        }
-        (&Method::GET, "faults") => Ok(json_response(
-            StatusCode::OK,
-            &serde_json::to_value(state.faults.list()).unwrap_or_default(),
-        )),
-        (&Method::POST, "faults") => {
-            let rule: FaultRule = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("invalid fault rule: {e}")))?;
-            state.faults.inject(rule);
-            Ok(json_response(
-                StatusCode::CREATED,
-                &serde_json::to_value(state.faults.list()).unwrap_or_default(),
-            ))
-        }
-        (&Method::DELETE, "faults") => {
-            state.faults.clear();
-            Ok(json_response(StatusCode::OK, &json!([])))
-        }
-        (&Method::POST, "watches/cut") => {
-            state.faults.cut_watches();
-            Ok(json_response(StatusCode::OK, &json!({})))
-        }
-        (&Method::POST, "watches/expire") => {
-            state.api.store.expire_watches();
-            Ok(json_response(StatusCode::OK, &json!({})))
-        }
-        (&Method::POST, "compact") => {
-            state.api.store.compact();
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({"resourceVersion": state.api.store.rev().to_string()}),
-            ))
-        }
-        _ => Err(ApiError::no_route()),
-    }
 }
