@@ -681,3 +681,47 @@ async fn cronjob_concurrency_suspend_and_history() {
         "a suspended CronJob creates nothing"
     );
 }
+
+#[tokio::test]
+async fn finished_jobs_expire_after_their_ttl_on_the_virtual_clock() {
+    let (server, client) = setup().await;
+    let jobs: Api<Job> = Api::default_namespaced(client.clone());
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "short-lived"},
+        "spec": {"ttlSecondsAfterFinished": 30, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox", "command": ["true"]}]}}}
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    eventually("the Job to complete", || {
+        let jobs = jobs.clone();
+        async move {
+            jobs.get("short-lived")
+                .await
+                .ok()
+                .filter(|j| job_condition(j, "Complete"))
+        }
+    })
+    .await;
+    server.advance(Duration::from_secs(29)).await;
+    assert!(
+        jobs.get_opt("short-lived").await.unwrap().is_some(),
+        "kept until the TTL has passed"
+    );
+    server.advance(Duration::from_secs(1)).await;
+    eventually("the Job and its pod to be deleted", || {
+        let jobs = jobs.clone();
+        let pods: Api<Pod> = Api::default_namespaced(client.clone());
+        async move {
+            let job_gone = jobs.get_opt("short-lived").await.unwrap().is_none();
+            let pods_gone = pods
+                .list(&ListParams::default().labels("job-name=short-lived"))
+                .await
+                .unwrap()
+                .items
+                .is_empty();
+            (job_gone && pods_gone).then_some(())
+        }
+    })
+    .await;
+}
