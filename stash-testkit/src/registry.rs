@@ -216,6 +216,27 @@ fn builtins() -> Vec<ResourceInfo> {
                 "regarding.namespace",
                 "regarding.uid",
             ]),
+        // Workload kinds are served (CRUD, status, generation) without controllers of their own.
+        ResourceInfo::builtin("apps", "v1", "deployments", "Deployment", true)
+            .short(&["deploy"])
+            .with_status()
+            .all_category()
+            .generation(Spec),
+        ResourceInfo::builtin("apps", "v1", "statefulsets", "StatefulSet", true)
+            .short(&["sts"])
+            .with_status()
+            .all_category()
+            .generation(Spec),
+        ResourceInfo::builtin("apps", "v1", "daemonsets", "DaemonSet", true)
+            .short(&["ds"])
+            .with_status()
+            .all_category()
+            .generation(Spec),
+        ResourceInfo::builtin("apps", "v1", "replicasets", "ReplicaSet", true)
+            .short(&["rs"])
+            .with_status()
+            .all_category()
+            .generation(Spec),
         ResourceInfo::builtin("batch", "v1", "jobs", "Job", true)
             .with_status()
             .all_category()

@@ -117,6 +117,7 @@ async fn discovery_lists_builtins_and_new_crds() {
     for group in [
         "",
         "batch",
+        "apps",
         "rbac.authorization.k8s.io",
         "coordination.k8s.io",
         "events.k8s.io",

@@ -297,6 +297,25 @@ fn server_side_apply_conflicts_and_force() {
         "kubectl lost its only field to the forced apply"
     );
 
+    let deploy = s.write(
+        "deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: op}\nspec:\n  selector: {matchLabels: {app: op}}\n  template:\n    metadata: {labels: {app: op}}\n    spec:\n      containers: [{name: op, image: stash-rs:latest}]\n",
+    );
+    let out = s.ok(&["apply", "--server-side", "--dry-run=server", "-f", &deploy]);
+    assert!(
+        out.contains("deployment.apps/op serverside-applied (server dry run)"),
+        "{out}"
+    );
+    assert!(
+        !s.kubectl(&["get", "deployment", "op"]).status.success(),
+        "a dry run stores nothing"
+    );
+    s.ok(&["apply", "--server-side", "-f", &deploy]);
+    assert_eq!(
+        s.json(&["get", "deploy", "op"])["metadata"]["generation"],
+        1
+    );
+
     let dry = s.ok(&[
         "apply",
         "--server-side",
