@@ -128,10 +128,26 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// Sends every statement of `dump` to `target` in batched transactions. On any error the open
-/// transaction is rolled back and the error returned; DDL already executed stays (MySQL commits
-/// DDL implicitly), as with the `mysql` client.
-pub fn load_with_protocol(dump: impl Read, target: &DbTarget) -> Result<LoadStats, LoadError> {
+/// What the splitting thread hands to the sending one.
+enum Work {
+    /// Statements joined with `;` (or one compound statement), numbered from `first`.
+    Batch { sql: String, first: u64, last: u64 },
+    /// The stream ended cleanly after this many bytes.
+    End { bytes: u64 },
+}
+
+/// Batches in flight between the threads: enough to keep the server busy while the next ones
+/// are split, bounded so memory stays flat.
+const QUEUED_BATCHES: usize = 4;
+
+/// Sends every statement of `dump` to `target` in batched transactions. One thread reads and
+/// splits the stream while this one waits on the server, so both cores work. On any error the
+/// open transaction is rolled back and the error returned; DDL already executed stays (MySQL
+/// commits DDL implicitly), as with the `mysql` client.
+pub fn load_with_protocol(
+    dump: impl Read + Send,
+    target: &DbTarget,
+) -> Result<LoadStats, LoadError> {
     let mut conn = connect(target)?;
     let statement_error = |index: u64, e: mysql::Error| LoadError::Statement {
         index,
@@ -139,73 +155,102 @@ pub fn load_with_protocol(dump: impl Read, target: &DbTarget) -> Result<LoadStat
     };
     conn.query_drop("SET autocommit=0")
         .map_err(|e| statement_error(0, e))?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Work, LoadError>>(QUEUED_BATCHES);
+    let result = std::thread::scope(|scope| {
+        scope.spawn(move || split_into_batches(dump, &tx));
+        let mut since_commit = 0usize;
+        let mut statements = 0u64;
+        // Dropping `rx` on error stops the splitting thread at its next send.
+        for work in rx {
+            match work? {
+                Work::Batch { sql, first, last } => {
+                    conn.query_drop(sql.as_str())
+                        .map_err(|e| statement_error(first, e))?;
+                    statements = last;
+                    since_commit += sql.len();
+                    if since_commit >= COMMIT_BYTES {
+                        conn.query_drop("COMMIT")
+                            .map_err(|e| statement_error(last, e))?;
+                        since_commit = 0;
+                    }
+                }
+                Work::End { bytes } => {
+                    conn.query_drop("COMMIT")
+                        .map_err(|e| statement_error(statements, e))?;
+                    return Ok(LoadStats { bytes, statements });
+                }
+            }
+        }
+        Err(LoadError::Read(std::io::Error::other(
+            "statement splitter stopped early",
+        )))
+    });
+    if result.is_err() {
+        let _ = conn.query_drop("ROLLBACK");
+    }
+    result
+}
+
+/// Splits `dump` into batches and sends them; stops quietly when the receiver is gone.
+fn split_into_batches(dump: impl Read, tx: &std::sync::mpsc::SyncSender<Result<Work, LoadError>>) {
     let mut counting = Counting {
         inner: dump,
         bytes: 0,
     };
     let mut statements = 0u64;
     let mut batch = String::with_capacity(BATCH_BYTES + (1 << 16));
-    let mut batch_first = 1u64;
-    let mut since_commit = 0usize;
-    let result = (|| -> Result<(), LoadError> {
-        let reader = StatementReader::new(BufReader::with_capacity(1 << 20, &mut counting));
-        for stmt in reader {
-            let stmt = stmt.map_err(LoadError::Read)?;
-            statements += 1;
-            let text = as_text(&stmt.sql)?;
-            if stmt.compound {
-                // Bodies with their own semicolons go alone, after what came before them.
-                flush(&mut conn, &mut batch, batch_first, &statement_error)?;
-                conn.query_drop(text.as_ref())
-                    .map_err(|e| statement_error(statements, e))?;
-                batch_first = statements + 1;
-                continue;
+    let mut first = 1u64;
+    let send_batch = |batch: &mut String, first: u64, last: u64| -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let sql = std::mem::replace(batch, String::with_capacity(BATCH_BYTES + (1 << 16)));
+        tx.send(Ok(Work::Batch { sql, first, last })).is_ok()
+    };
+    let reader = StatementReader::new(BufReader::with_capacity(1 << 20, &mut counting));
+    for stmt in reader {
+        let stmt = match stmt {
+            Ok(stmt) => stmt,
+            Err(e) => {
+                let _ = tx.send(Err(LoadError::Read(e)));
+                return;
             }
-            if batch.is_empty() {
-                batch_first = statements;
-            } else {
-                batch.push_str(";\n");
+        };
+        statements += 1;
+        let text = match as_text(&stmt.sql) {
+            Ok(text) => text,
+            Err(e) => {
+                let _ = tx.send(Err(e.into()));
+                return;
+            }
+        };
+        if stmt.compound {
+            // Bodies with their own semicolons go alone, after what came before them.
+            if !send_batch(&mut batch, first, statements - 1) {
+                return;
             }
             batch.push_str(&text);
-            since_commit += text.len();
-            if batch.len() >= BATCH_BYTES {
-                flush(&mut conn, &mut batch, batch_first, &statement_error)?;
+            if !send_batch(&mut batch, statements, statements) {
+                return;
             }
-            if since_commit >= COMMIT_BYTES {
-                flush(&mut conn, &mut batch, batch_first, &statement_error)?;
-                conn.query_drop("COMMIT")
-                    .map_err(|e| statement_error(statements, e))?;
-                since_commit = 0;
-            }
+            first = statements + 1;
+            continue;
         }
-        flush(&mut conn, &mut batch, batch_first, &statement_error)?;
-        conn.query_drop("COMMIT")
-            .map_err(|e| statement_error(statements, e))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = conn.query_drop("ROLLBACK");
+        if batch.is_empty() {
+            first = statements;
+        } else {
+            batch.push_str(";\n");
+        }
+        batch.push_str(&text);
+        if batch.len() >= BATCH_BYTES && !send_batch(&mut batch, first, statements) {
+            return;
+        }
     }
-    result?;
-    Ok(LoadStats {
-        bytes: counting.bytes,
-        statements,
-    })
-}
-
-fn flush(
-    conn: &mut mysql::Conn,
-    batch: &mut String,
-    first: u64,
-    statement_error: &impl Fn(u64, mysql::Error) -> LoadError,
-) -> Result<(), LoadError> {
-    if batch.is_empty() {
-        return Ok(());
+    if send_batch(&mut batch, first, statements) {
+        let _ = tx.send(Ok(Work::End {
+            bytes: counting.bytes,
+        }));
     }
-    conn.query_drop(batch.as_str())
-        .map_err(|e| statement_error(first, e))?;
-    batch.clear();
-    Ok(())
 }
 
 /// Pipes `dump` into the `mysql` client (`program`) with `extra_args`. A failing stream kills

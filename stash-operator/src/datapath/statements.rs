@@ -265,8 +265,10 @@ pub fn as_text(sql: &[u8]) -> Result<Cow<'_, str>, NotText> {
                     Ok(text) => out.push_str(text),
                     Err(_) => {
                         out.push_str("X'");
+                        const HEX: &[u8; 16] = b"0123456789ABCDEF";
                         for b in value {
-                            out.push_str(&format!("{b:02X}"));
+                            out.push(char::from(HEX[usize::from(b >> 4)]));
+                            out.push(char::from(HEX[usize::from(b & 15)]));
                         }
                         out.push('\'');
                     }

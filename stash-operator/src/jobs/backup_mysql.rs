@@ -139,15 +139,27 @@ pub fn run_backup(
         options.wait_timeout,
         options.wait_interval,
     )?;
-    let initialized = engine.init_if_missing()?;
-    let mut source = DumpSource::new(dump_commands(
-        &options.mysqldump_program,
-        target,
-        &options.mysql_args,
-        &options.multi_dump_args,
-    ));
+    let source = || {
+        DumpSource::new(dump_commands(
+            &options.mysqldump_program,
+            target,
+            &options.mysql_args,
+            &options.multi_dump_args,
+        ))
+    };
     let started = Instant::now();
-    let summary = engine.backup_stream(&mut source, &options.hostname, DUMP_FILENAME)?;
+    // No separate existence probe: restic opens the repository before it reads any input, so
+    // a missing one costs only the dump's first read, which is thrown away with its process.
+    let (summary, initialized) =
+        match engine.backup_stream(&mut source(), &options.hostname, DUMP_FILENAME) {
+            Err(EngineError::RepositoryMissing(_)) => {
+                let initialized = engine.init_if_missing()?;
+                let summary =
+                    engine.backup_stream(&mut source(), &options.hostname, DUMP_FILENAME)?;
+                (summary, initialized)
+            }
+            other => (other?, false),
+        };
     Ok(BackupReport {
         summary,
         initialized,
