@@ -140,6 +140,33 @@ async fn cronjob_fires_on_clock_advance_and_its_pod_runs_a_real_process() {
         format!("pod={pod_name} password=s3cret\n")
     );
 
+    // Events follow the status write in the same controller pass; let that pass finish.
+    server.settle().await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::default_namespaced(client.clone());
+    let reasons_for = |name: String| {
+        let events = events.clone();
+        async move {
+            let selector = format!("involvedObject.name={name}");
+            let listed = events
+                .list(&ListParams::default().fields(&selector))
+                .await
+                .unwrap()
+                .items;
+            let mut reasons: Vec<String> = listed.into_iter().filter_map(|e| e.reason).collect();
+            reasons.sort();
+            reasons
+        }
+    };
+    assert_eq!(
+        reasons_for(name.clone()).await,
+        vec!["Completed", "SuccessfulCreate"]
+    );
+    assert_eq!(reasons_for("backup".into()).await, vec!["SuccessfulCreate"]);
+    assert_eq!(
+        reasons_for(pod_name.clone()).await,
+        vec!["Scheduled", "Started"]
+    );
+
     let cj = cronjobs.get("backup").await.unwrap();
     assert_eq!(cj.status.unwrap().last_schedule_time.map(|t| t.0), Some(t));
 }

@@ -103,7 +103,18 @@ pub(super) fn sync(api: &Apiserver) {
                             active.clear();
                         }
                         match create_job(api, &cj, t, &schedule) {
-                            Ok(job) => active.push(job_ref(&job)),
+                            Ok(job) => {
+                                let message = format!("Created job {}", name_of(&job));
+                                super::record_event(
+                                    api,
+                                    &cj,
+                                    "Normal",
+                                    "SuccessfulCreate",
+                                    &message,
+                                    "cronjob-controller",
+                                );
+                                active.push(job_ref(&job));
+                            }
                             Err(e) if e.code == 409 => {}
                             Err(_) => continue,
                         }
@@ -134,7 +145,7 @@ pub(super) fn sync(api: &Apiserver) {
             o["status"] != before
         });
 
-        prune_history(api, &jobs_info, &mine, spec);
+        prune_history(api, &jobs_info, &mine, spec, &cj);
     }
 }
 
@@ -143,6 +154,7 @@ fn prune_history(
     jobs_info: &crate::registry::ResourceInfo,
     mine: &[&Value],
     spec: &Value,
+    cj: &Value,
 ) {
     for (outcome, limit) in [
         (
@@ -179,7 +191,20 @@ fn prune_history(
                 propagation: Some(Propagation::Background),
                 ..DeleteOptions::default()
             };
-            let _ = api.delete(jobs_info, namespace_of(j), name_of(j), &opts);
+            if api
+                .delete(jobs_info, namespace_of(j), name_of(j), &opts)
+                .is_ok()
+            {
+                let message = format!("Deleted job {}", name_of(j));
+                super::record_event(
+                    api,
+                    cj,
+                    "Normal",
+                    "SuccessfulDelete",
+                    &message,
+                    "cronjob-controller",
+                );
+            }
         }
     }
 }

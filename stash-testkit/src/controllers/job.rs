@@ -174,8 +174,17 @@ impl JobController {
                 let want = parallelism.min(completions - succeeded) - active.len() as i64;
                 if want > 0 && retry_ok {
                     for _ in 0..want {
-                        if create_pod(api, &job).is_ok() {
+                        if let Ok(pod) = create_pod(api, &job) {
                             created += 1;
+                            let message = format!("Created pod: {}", name_of(&pod));
+                            super::record_event(
+                                api,
+                                &job,
+                                "Normal",
+                                "SuccessfulCreate",
+                                &message,
+                                "job-controller",
+                            );
                         }
                     }
                 }
@@ -219,6 +228,25 @@ impl JobController {
                 }
                 *status != before
             });
+            match conditions.last() {
+                Some(c) if c["type"] == "Complete" => super::record_event(
+                    api,
+                    &job,
+                    "Normal",
+                    "Completed",
+                    "Job completed",
+                    "job-controller",
+                ),
+                Some(c) => super::record_event(
+                    api,
+                    &job,
+                    "Warning",
+                    c["reason"].as_str().unwrap_or("Failed"),
+                    c["message"].as_str().unwrap_or_default(),
+                    "job-controller",
+                ),
+                None => {}
+            }
             for p in &newly {
                 let _ = api.modify(&pods_info, &ns, name_of(p), "", MANAGER, |o| {
                     if let Some(list) = o["metadata"]["finalizers"].as_array_mut() {

@@ -164,6 +164,15 @@ impl Kubelet {
                 true
             });
             let Ok(Some(bound)) = bound else { continue };
+            let message = format!("Successfully assigned {ns}/{name} to {}", self.node);
+            super::record_event(
+                &self.api,
+                &bound,
+                "Normal",
+                "Scheduled",
+                &message,
+                "default-scheduler",
+            );
             let _ = self.api.modify(&pods, &ns, &name, "status", MANAGER, |p| {
                 if !p["status"].is_object() {
                     p["status"] = json!({});
@@ -710,6 +719,15 @@ impl PodRun {
                 s["initContainerStatuses"] = json!(statuses);
             }
         });
+        for c in &mains {
+            let message = format!(
+                "Started container {}",
+                c["name"].as_str().unwrap_or_default()
+            );
+            super::record_event(
+                &self.api, &self.pod, "Normal", "Started", &message, "kubelet",
+            );
+        }
         // Main containers run one after another in this fake; pods here have one main container
         // in practice, and sequential runs keep the log and status bookkeeping simple.
         let mut results = Vec::new();

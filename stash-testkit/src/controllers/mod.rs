@@ -48,6 +48,48 @@ impl ControllerSet {
 /// The manager's name in `managedFields`.
 pub const MANAGER: &str = "kube-controller-manager";
 
+/// Records a core/v1 Event about `involved`, as controllers and the kubelet do, so that
+/// `kubectl describe` shows what happened.
+pub(crate) fn record_event(
+    api: &Apiserver,
+    involved: &serde_json::Value,
+    kind: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
+    let Ok(events) = api.resource("", "v1", "events") else {
+        return;
+    };
+    let now = api.clock.now_string();
+    let meta = &involved["metadata"];
+    let namespace = meta["namespace"].as_str().unwrap_or("default");
+    let event = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": format!("{}.", meta["name"].as_str().unwrap_or("object")), "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": involved["apiVersion"], "kind": involved["kind"], "name": meta["name"],
+            "namespace": namespace, "uid": meta["uid"], "resourceVersion": meta["resourceVersion"],
+        },
+        "reason": reason,
+        "message": message,
+        "type": kind,
+        "source": {"component": component},
+        "reportingComponent": component,
+        "reportingInstance": "",
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    });
+    let _ = api.create(
+        &events,
+        namespace,
+        event,
+        &crate::apiserver::WriteOptions::manager(component),
+    );
+}
+
 struct Inner {
     api: Apiserver,
     set: ControllerSet,
