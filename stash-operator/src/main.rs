@@ -19,9 +19,9 @@ enum Command {
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
     /// Dump a MySQL database into the repository (run by backup Jobs).
-    BackupMysql(stash_operator::jobs::backup_mysql::BackupMysqlArgs),
+    BackupMysql(Box<stash_operator::jobs::backup_mysql::BackupMysqlArgs>),
     /// Restore a MySQL database from the repository (run by restore Jobs).
-    RestoreMysql(stash_operator::jobs::restore_mysql::RestoreMysqlArgs),
+    RestoreMysql(Box<stash_operator::jobs::restore_mysql::RestoreMysqlArgs>),
     /// Create a BackupSession for a BackupConfiguration (run by the trigger CronJob).
     CreateBackupsession(stash_operator::commands::create_backupsession::CreateBackupSessionArgs),
     /// Record a Job's results in the session and Repository status (last step of every Job).

@@ -228,7 +228,7 @@ fn datapath_benchmark() {
         mysql_args: Vec::new(),
         snapshot: "latest".into(),
         host: Some("host-0".into()),
-        loader: LoaderKind::Protocol,
+        loader: LoaderKind::Parallel,
         wait_timeout: Duration::from_secs(5),
         wait_interval: Duration::from_millis(200),
     };
@@ -308,7 +308,7 @@ fn datapath_benchmark() {
         stash_repo_size = dir_size(&stash.path);
         ours_repo_size = dir_size(&ours.path);
 
-        let mut restore_steps: Vec<&'static str> = vec!["plain", "stash", "ours"];
+        let mut restore_steps: Vec<&'static str> = vec!["plain", "stash", "ours", "ours-single"];
         if round % 2 == 1 {
             restore_steps.reverse();
         }
@@ -340,13 +340,23 @@ fn datapath_benchmark() {
                     });
                     s.add("restore: stash (restic dump | mysql)", d);
                 }
+                "ours-single" => {
+                    let single = RestoreOptions {
+                        loader: LoaderKind::Protocol,
+                        ..restore_opts.clone()
+                    };
+                    let d = timed(|| {
+                        run_restore(&ours.engine, &fresh_db, &single).unwrap();
+                    });
+                    s.add("restore: ours, one connection", d);
+                }
                 _ => {
                     reset_own_peak();
                     let d = timed(|| {
                         run_restore(&ours.engine, &fresh_db, &restore_opts).unwrap();
                     });
                     own_restore_peak = own_restore_peak.max(own_peak_kib());
-                    s.add("restore: ours (protocol, batched)", d);
+                    s.add("restore: ours, parallel by table", d);
                 }
             }
             assert_eq!(fresh.checksums().unwrap(), want, "{step} restore differs");
@@ -364,7 +374,8 @@ fn datapath_benchmark() {
         "backup: ours, second",
         "restore: plain mysql < file",
         "restore: stash (restic dump | mysql)",
-        "restore: ours (protocol, batched)",
+        "restore: ours, one connection",
+        "restore: ours, parallel by table",
     ] {
         let (min, med) = s.min_median(name);
         let (bmin, bmed) = if name.starts_with("backup") {

@@ -185,7 +185,11 @@ fn backup_is_readable_by_restic_and_restores_every_table() {
 
     let want = source.checksums().expect("source checksums");
     assert_eq!(want.len(), 3);
-    for loader in [LoaderKind::Protocol, LoaderKind::Client] {
+    for loader in [
+        LoaderKind::Parallel,
+        LoaderKind::Protocol,
+        LoaderKind::Client,
+    ] {
         let fresh = MysqlServer::start().expect("fresh server");
         let stats =
             run_restore(&repo.engine, &target(&fresh), &restore_options(loader)).expect("restore");
@@ -386,7 +390,7 @@ fn repository_written_the_stash_way_restores() {
     );
 
     let fresh = MysqlServer::start().expect("fresh server");
-    let mut opts = restore_options(LoaderKind::Protocol);
+    let mut opts = restore_options(LoaderKind::Parallel);
     opts.snapshot = repo.engine.snapshots(None).unwrap()[0].id.clone();
     run_restore(&repo.engine, &target(&fresh), &opts).expect("restore");
     assert_eq!(fresh.checksums().unwrap(), source.checksums().unwrap());

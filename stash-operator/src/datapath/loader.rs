@@ -25,6 +25,8 @@ const COMMIT_BYTES: usize = 64 << 20;
 pub enum LoaderKind {
     /// Own statement splitter, MySQL protocol, batched transactions.
     Protocol,
+    /// As `Protocol`, with the rows of different tables loaded over parallel connections.
+    Parallel,
     /// The `mysql` command-line client.
     Client,
 }
@@ -34,8 +36,11 @@ impl std::str::FromStr for LoaderKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "protocol" => Ok(LoaderKind::Protocol),
+            "parallel" => Ok(LoaderKind::Parallel),
             "client" => Ok(LoaderKind::Client),
-            other => Err(format!("unknown loader {other:?} (protocol|client)")),
+            other => Err(format!(
+                "unknown loader {other:?} (parallel|protocol|client)"
+            )),
         }
     }
 }
@@ -96,7 +101,7 @@ impl LoadError {
     }
 }
 
-fn connect(target: &DbTarget) -> Result<mysql::Conn, LoadError> {
+pub(crate) fn connect(target: &DbTarget) -> Result<mysql::Conn, LoadError> {
     let mut opts = mysql::OptsBuilder::new()
         .ip_or_hostname(Some(target.host.clone()))
         .user(Some(target.user.clone()))
@@ -115,9 +120,19 @@ fn connect(target: &DbTarget) -> Result<mysql::Conn, LoadError> {
 }
 
 /// Counts what passes through, so the stats hold the bytes of the stream.
-struct Counting<R> {
+pub(crate) struct Counting<R> {
     inner: R,
     bytes: u64,
+}
+
+impl<R> Counting<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        Counting { inner, bytes: 0 }
+    }
+
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.bytes
+    }
 }
 
 impl<R: Read> Read for Counting<R> {

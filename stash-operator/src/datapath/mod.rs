@@ -11,6 +11,7 @@ pub mod backend;
 pub mod dump_source;
 pub mod loader;
 pub mod mysql_client;
+pub mod parallel_loader;
 pub mod restic_cli;
 pub mod statements;
 

@@ -34,20 +34,35 @@ pub enum CacheMode {
 }
 
 /// The restic CLI engine.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ResticCli {
     program: PathBuf,
     env: EngineEnv,
     cache: CacheMode,
+    /// Values that must not appear in error messages (restic may echo the repository URL).
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for ResticCli {
+    // The secrets stay out of debug output; the environment shows only its keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResticCli")
+            .field("program", &self.program)
+            .field("env", &self.env)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ResticCli {
     /// An engine that runs `program` (usually `restic`) with the given environment and flags.
     pub fn new(program: impl Into<PathBuf>, env: EngineEnv, cache: CacheMode) -> Self {
+        let secrets = secret_values(&env);
         ResticCli {
             program: program.into(),
             env,
             cache,
+            secrets,
         }
     }
 
@@ -94,6 +109,7 @@ impl ResticCli {
             output.status.code(),
             &output.status.to_string(),
             &output.stderr,
+            &self.secrets,
         ))
     }
 
@@ -108,15 +124,60 @@ impl ResticCli {
     }
 }
 
+/// The secret values of an engine environment: passwords, keys, tokens, and the password in a
+/// REST repository URL.
+fn secret_values(env: &EngineEnv) -> Vec<String> {
+    let mut out: Vec<String> = env
+        .env
+        .iter()
+        .filter(|(k, v)| {
+            !v.is_empty()
+                && ["PASSWORD", "SECRET", "KEY", "TOKEN"]
+                    .iter()
+                    .any(|word| k.contains(word))
+        })
+        .map(|(_, v)| v.clone())
+        .collect();
+    if let Some(password) = env
+        .env
+        .get("RESTIC_REPOSITORY")
+        .and_then(|url| url_password(url))
+    {
+        out.push(password.to_owned());
+    }
+    out
+}
+
+fn url_password(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
+fn redact(mut text: String, secrets: &[String]) -> String {
+    for secret in secrets {
+        if !secret.is_empty() && text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "***");
+        }
+    }
+    text
+}
+
 fn classify_failure(
     subcommand: &str,
     code: Option<i32>,
     status: &str,
     stderr: &[u8],
+    secrets: &[String],
 ) -> EngineError {
-    let tail = String::from_utf8_lossy(&stderr[stderr.len().saturating_sub(STDERR_TAIL_BYTES)..])
-        .trim()
-        .to_owned();
+    let tail = redact(
+        String::from_utf8_lossy(&stderr[stderr.len().saturating_sub(STDERR_TAIL_BYTES)..])
+            .trim()
+            .to_owned(),
+        secrets,
+    );
     if code == Some(EXIT_NO_REPOSITORY)
         || tail.contains("Is there a repository at the following location?")
     {
@@ -243,6 +304,7 @@ impl RepositoryEngine for ResticCli {
                 status.code(),
                 &status.to_string(),
                 &err,
+                &self.secrets,
             ));
         }
         if let Err(CopyFailure::Sink(e)) = copy {
@@ -291,6 +353,7 @@ impl RepositoryEngine for ResticCli {
         };
         let stderr = std::thread::spawn(move || read_tail(stderr, STDERR_TAIL_BYTES));
         Ok(Box::new(ChildReader {
+            secrets: self.secrets.clone(),
             child,
             stdout,
             stderr: Some(stderr),
@@ -415,6 +478,7 @@ fn parse_backup_summary(stdout: &[u8]) -> Result<SnapshotSummary, EngineError> {
 
 /// restic's stdout, failing at the end unless restic exited successfully.
 struct ChildReader {
+    secrets: Vec<String>,
     child: Child,
     stdout: ChildStdout,
     stderr: Option<JoinHandle<Vec<u8>>>,
@@ -437,7 +501,13 @@ impl Read for ChildReader {
             .and_then(|h| h.join().ok())
             .unwrap_or_default();
         if !status.success() {
-            let err = classify_failure("dump", status.code(), &status.to_string(), &stderr);
+            let err = classify_failure(
+                "dump",
+                status.code(),
+                &status.to_string(),
+                &stderr,
+                &self.secrets,
+            );
             return Err(std::io::Error::other(err));
         }
         self.done = true;
@@ -469,18 +539,47 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_redacted_from_errors() {
+        let env = EngineEnv {
+            env: [
+                ("RESTIC_PASSWORD", "repo-pw"),
+                ("AWS_SECRET_ACCESS_KEY", "aws-sk"),
+                ("RESTIC_REPOSITORY", "rest:https://u:p%40ss@host:8000/path"),
+                ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+            flags: vec![],
+        };
+        let secrets = secret_values(&env);
+        let err = classify_failure(
+            "init",
+            Some(1),
+            "exit 1",
+            b"Fatal: rest:https://u:p%40ss@host:8000/path repo-pw aws-sk eu-west-1",
+            &secrets,
+        );
+        let text = err.to_string();
+        let engine = ResticCli::new("restic", env, CacheMode::Disabled);
+        assert!(!format!("{engine:?}").contains("repo-pw"));
+        assert!(!text.contains("p%40ss") && !text.contains("repo-pw") && !text.contains("aws-sk"));
+        assert!(text.contains("eu-west-1"), "{text}");
+    }
+
+    #[test]
     fn failures_are_classified() {
         let missing = b"Fatal: unable to open config file\nIs there a repository at the following location?\n/x";
         assert!(matches!(
-            classify_failure("cat config", Some(1), "exit 1", missing),
+            classify_failure("cat config", Some(1), "exit 1", missing, &[]),
             EngineError::RepositoryMissing(_)
         ));
         assert!(matches!(
-            classify_failure("backup", Some(11), "exit 11", b""),
+            classify_failure("backup", Some(11), "exit 11", b"", &[]),
             EngineError::Locked(_)
         ));
         assert!(matches!(
-            classify_failure("check", Some(1), "exit 1", b"Fatal: wrong password"),
+            classify_failure("check", Some(1), "exit 1", b"Fatal: wrong password", &[]),
             EngineError::Failed { .. }
         ));
     }

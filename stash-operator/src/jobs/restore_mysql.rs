@@ -10,7 +10,11 @@ use crate::datapath::loader::{
     load_with_client, load_with_protocol, LoadError, LoadStats, LoaderKind,
 };
 use crate::datapath::mysql_client::{split_args, wait_for_database, DbTarget, NotReady};
+use crate::datapath::parallel_loader::load_by_table;
 use crate::datapath::{EngineError, RepositoryEngine};
+
+/// Row connections of the parallel loader: one per core of the usual 2-core Job.
+const PARALLEL_CONNECTIONS: usize = 2;
 
 /// Flags of `stash restore-mysql` (Stash's names).
 #[derive(Debug, Clone, clap::Args)]
@@ -30,8 +34,9 @@ pub struct RestoreMysqlArgs {
     /// Snapshot id or `latest`.
     #[arg(long, default_value = "latest")]
     pub snapshot: String,
-    /// `protocol` (fast, own statement splitter) or `client` (the `mysql` program).
-    #[arg(long, default_value = "protocol")]
+    /// `parallel` (own statement splitter, tables over parallel connections), `protocol` (same,
+    /// one connection) or `client` (the `mysql` program, as Stash).
+    #[arg(long, default_value = "parallel")]
     pub loader: LoaderKind,
 }
 
@@ -104,6 +109,7 @@ pub fn run_restore(
     let stream = engine.dump(&options.snapshot, options.host.as_deref(), DUMP_FILENAME)?;
     let stats = match effective_loader(options) {
         LoaderKind::Protocol => load_with_protocol(stream, target)?,
+        LoaderKind::Parallel => load_by_table(stream, target, PARALLEL_CONNECTIONS)?,
         LoaderKind::Client => {
             load_with_client(stream, target, &options.mysql_program, &options.mysql_args)?
         }
