@@ -25,9 +25,9 @@ enum Command {
     /// Create a BackupSession for a BackupConfiguration (run by the trigger CronJob).
     CreateBackupsession(stash_operator::commands::create_backupsession::CreateBackupSessionArgs),
     /// Record a Job's results in the session and Repository status (last step of every Job).
-    UpdateStatus(stash_operator::commands::update_status::UpdateStatusArgs),
+    UpdateStatus(Box<stash_operator::commands::update_status::UpdateStatusArgs>),
     /// Run the operator (against the current cluster, or --embedded / --demo).
-    Run(stash_operator::commands::run::RunArgs),
+    Run(Box<stash_operator::commands::run::RunArgs>),
 }
 
 fn main() -> ExitCode {

@@ -374,7 +374,7 @@ async fn paused_invalid_killed_and_deleted() {
     )
     .await;
     let job = stash_core::names::backup_job_name(&running.name_any(), 0);
-    let killed = wait_for(
+    wait_for(
         &env,
         Duration::ZERO,
         Duration::from_secs(30),
@@ -392,7 +392,6 @@ async fn paused_invalid_killed_and_deleted() {
         },
     )
     .await;
-    let _ = killed;
     let failed = wait_for(
         &env,
         Duration::ZERO,

@@ -18,6 +18,9 @@ struct InvokerMetrics {
     sessions_by_phase: BTreeMap<String, u64>,
 }
 
+/// Reads one gauge value of an invoker.
+type Getter = fn(&InvokerMetrics) -> Option<f64>;
+
 /// The operator's metrics registry.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -171,7 +174,7 @@ impl Metrics {
             let labels = |ns: &str, name: &str| {
                 format!("invoker_kind=\"BackupConfiguration\",invoker_name=\"{name}\",namespace=\"{ns}\",driver=\"Restic\"")
             };
-            let families: [(&str, &str, fn(&InvokerMetrics) -> Option<f64>); 6] = [
+            let families: [(&str, &str, Getter); 6] = [
                 (
                     "stash_backup_last_success_time_seconds",
                     "Unix time of the last successful backup session.",
