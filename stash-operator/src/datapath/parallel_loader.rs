@@ -26,7 +26,7 @@ use super::statements::{as_text, StatementReader};
 
 const BATCH_BYTES: usize = 2 << 20;
 const COMMIT_BYTES: usize = 64 << 20;
-const QUEUED: usize = 3;
+const QUEUED: usize = 1;
 
 #[derive(Debug, PartialEq, Eq)]
 enum Route {

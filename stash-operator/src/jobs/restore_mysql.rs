@@ -34,9 +34,10 @@ pub struct RestoreMysqlArgs {
     /// Snapshot id or `latest`.
     #[arg(long, default_value = "latest")]
     pub snapshot: String,
-    /// `parallel` (own statement splitter, tables over parallel connections), `protocol` (same,
-    /// one connection) or `client` (the `mysql` program, as Stash).
-    #[arg(long, default_value = "parallel")]
+    /// `protocol` (own statement splitter, batched transactions, one connection), `parallel`
+    /// (same, tables over parallel connections; no faster on 2 cores) or `client` (the `mysql`
+    /// program, as Stash).
+    #[arg(long, default_value = "protocol")]
     pub loader: LoaderKind,
 }
 
