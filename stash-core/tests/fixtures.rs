@@ -214,3 +214,42 @@ fn decisions_read_like_the_spec() {
         ]
     );
 }
+
+#[test]
+fn forbidden_secret_read_names_the_missing_binding() {
+    let settings = Settings::default();
+    let mut world = World::with_catalog(&settings.image);
+    let dir = repo_root().join("fixtures/bc-s3");
+    let text = std::fs::read_to_string(dir.join("objects.yaml")).expect("fixture");
+    world.load_yaml("objects.yaml", &text).expect("loads");
+    let bc: stash_core::api::BackupConfiguration = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
+        .find_map(|v: serde_json::Value| {
+            (v["kind"] == "BackupConfiguration").then(|| serde_json::from_value(v).expect("bc"))
+        })
+        .expect("a BackupConfiguration");
+    let now = Time(NOW.parse().expect("timestamp"));
+    let mut inputs = world.backup_configuration_inputs(&bc, &settings, &now);
+    inputs.storage_secret_keys = None;
+    inputs.storage_secret_forbidden = true;
+    let plan = stash_core::plan::backup_configuration::plan(&inputs);
+    let status = plan.status.expect("status");
+    assert_eq!(status["phase"], "NotReady");
+    let cond = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "BackendSecretFound")
+        .expect("condition")
+        .clone();
+    assert_eq!(cond["status"], "Unknown");
+    assert!(
+        cond["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("create rolebinding"),
+        "{cond}"
+    );
+    assert_eq!(plan.requeue_after_seconds, Some(30));
+    assert!(!plan.apply.iter().any(|o| o["kind"] == "CronJob"));
+}

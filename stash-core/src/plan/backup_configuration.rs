@@ -39,6 +39,18 @@ use condition::*;
 pub const EVENT_SOURCE: &str = "BackupConfiguration Controller";
 /// Seconds between looks while something referenced is missing (Stash's 5 s).
 pub const REQUEUE_MISSING_SECS: u64 = 5;
+/// Seconds between looks while the operator may not read a Secret (waits for an admin).
+pub const REQUEUE_FORBIDDEN_SECS: u64 = 30;
+
+/// What to tell the user when the operator may not read a storage Secret.
+pub fn secret_forbidden_message(namespace: &str, secret: &str) -> String {
+    format!(
+        "The operator may not read Secret {namespace}/{secret}: bind the ClusterRole \
+         stash-operator-secret-reader to the operator's ServiceAccount in namespace {namespace} \
+         (kubectl -n {namespace} create rolebinding stash-operator-secret-reader \
+         --clusterrole=stash-operator-secret-reader --serviceaccount=stash:stash-operator)."
+    )
+}
 
 /// What the BackupConfiguration planner looks at.
 #[derive(Debug, Clone, Default)]
@@ -49,6 +61,8 @@ pub struct BackupConfigurationInputs {
     pub repository: Option<Repository>,
     /// Key names of the storage Secret, if it exists (values are never needed here).
     pub storage_secret_keys: Option<BTreeSet<String>>,
+    /// The operator was refused reading the storage Secret (RBAC), so its keys are unknown.
+    pub storage_secret_forbidden: bool,
     /// The target AppBinding, if it exists.
     pub target: Option<AppBinding>,
     /// Labels of the BackupConfiguration's namespace (for `usagePolicy` selectors).
@@ -191,6 +205,19 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
             generation,
             &now,
         ),
+        (Some(_), None) if inputs.storage_secret_forbidden => {
+            conditions::set(
+                &mut conds,
+                NewCondition::unknown(
+                    BACKEND_SECRET_FOUND,
+                    "UnableToCheckBackendSecretAvailability",
+                    secret_forbidden_message(&repo_ns, &secret_name),
+                ),
+                generation,
+                &now,
+            );
+            requeue = Some(REQUEUE_FORBIDDEN_SECS);
+        }
         (Some(_), None) => {
             conditions::set(
                 &mut conds,

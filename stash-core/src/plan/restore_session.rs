@@ -36,6 +36,8 @@ pub struct RestoreSessionInputs {
     pub repository: Option<Repository>,
     /// Key names of the storage Secret, if it exists.
     pub storage_secret_keys: Option<BTreeSet<String>>,
+    /// The operator was refused reading the storage Secret (RBAC).
+    pub storage_secret_forbidden: bool,
     /// The target AppBinding, if it exists.
     pub target: Option<AppBinding>,
     /// Tasks by name.
@@ -237,7 +239,19 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
             (Some(keys), Some(Ok(info))) => missing_secret_keys(info.provider, keys),
             _ => vec![],
         };
-        if inputs.storage_secret_keys.is_none() {
+        if inputs.storage_secret_keys.is_none() && inputs.storage_secret_forbidden {
+            missing = true;
+            conditions::set(
+                &mut conds,
+                NewCondition::unknown(
+                    "BackendSecretFound",
+                    "UnableToCheckBackendSecretAvailability",
+                    super::backup_configuration::secret_forbidden_message(&repo_ns, &secret),
+                ),
+                generation,
+                &now,
+            );
+        } else if inputs.storage_secret_keys.is_none() {
             missing = true;
             conditions::set(
                 &mut conds,

@@ -30,9 +30,9 @@ pub async fn repository(
     ctx: &Context,
     ns: &str,
     r: Option<&ObjectRef>,
-) -> ReadResult<(Option<Repository>, Option<BTreeSet<String>>)> {
+) -> ReadResult<(Option<Repository>, Option<BTreeSet<String>>, bool)> {
     let Some(r) = r.filter(|r| !r.name.is_empty()) else {
-        return Ok((None, None));
+        return Ok((None, None, false));
     };
     let repo_ns = r
         .namespace
@@ -48,20 +48,29 @@ pub async fn repository(
         .as_ref()
         .and_then(|x| x.spec.backend.storage_secret_name.clone())
         .filter(|s| !s.is_empty());
+    // A 403 is an answer, not an error: the planner tells the user which binding is missing.
+    let mut forbidden = false;
     let keys = match secret_name {
-        Some(name) => get_opt(
+        Some(name) => match get_opt(
             &Api::<Secret>::namespaced(ctx.client.clone(), &repo_ns),
             &name,
         )
-        .await?
-        .map(|s| {
-            let mut keys: BTreeSet<String> = s.data.unwrap_or_default().into_keys().collect();
-            keys.extend(s.string_data.unwrap_or_default().into_keys());
-            keys
-        }),
+        .await
+        {
+            Ok(secret) => secret.map(|s| {
+                let mut keys: BTreeSet<String> = s.data.unwrap_or_default().into_keys().collect();
+                keys.extend(s.string_data.unwrap_or_default().into_keys());
+                keys
+            }),
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                forbidden = true;
+                None
+            }
+            Err(e) => return Err(e),
+        },
         None => None,
     };
-    Ok((repo, keys))
+    Ok((repo, keys, forbidden))
 }
 
 /// The AppBinding a target references.

@@ -117,7 +117,7 @@ async fn reconcile_backup_configuration(
         return Ok(Action::await_change());
     };
     let ns = bc.namespace().unwrap_or_else(|| "default".into());
-    let (repository, storage_secret_keys) =
+    let (repository, storage_secret_keys, storage_secret_forbidden) =
         gather::repository(&ctx, &ns, bc.spec.repository.as_ref()).await?;
     let target = gather::appbinding(
         &ctx,
@@ -132,6 +132,7 @@ async fn reconcile_backup_configuration(
         bc: bc.clone(),
         repository,
         storage_secret_keys,
+        storage_secret_forbidden,
         target,
         tasks,
         functions,
@@ -165,7 +166,7 @@ async fn reconcile_backup_session(
         &invoker_name,
     )
     .await?;
-    let (repository, _) = gather::repository(
+    let (repository, _, _) = gather::repository(
         &ctx,
         &ns,
         invoker.as_ref().and_then(|bc| bc.spec.repository.as_ref()),
@@ -215,7 +216,7 @@ async fn reconcile_restore_session(
         return Ok(Action::await_change());
     };
     let ns = rs.namespace().unwrap_or_else(|| "default".into());
-    let (repository, storage_secret_keys) =
+    let (repository, storage_secret_keys, storage_secret_forbidden) =
         gather::repository(&ctx, &ns, rs.spec.repository.as_ref()).await?;
     let target = gather::appbinding(
         &ctx,
@@ -234,6 +235,7 @@ async fn reconcile_restore_session(
         session: rs.clone(),
         repository,
         storage_secret_keys,
+        storage_secret_forbidden,
         target,
         tasks,
         functions,
