@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+    /// Take `now` from a `stash-testkit serve` API server's virtual clock (for tests driven
+    /// through its clock endpoint); default: the system clock.
+    #[arg(long)]
+    pub testkit_clock: bool,
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "stash")]
     pub namespace: String,
@@ -98,12 +102,15 @@ async fn cluster(args: &RunArgs) -> Result<(), BoxError> {
         image: args.image.clone(),
         ..Settings::default()
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        settings,
-        Arc::new(SystemClock),
-        Duration::from_secs(300),
-    ));
+    let (clock, max_requeue): (SharedClock, Duration) = if args.testkit_clock {
+        let clock =
+            operator::clock::ApiServerClock::start(client.clone(), Duration::from_millis(200))
+                .await?;
+        (clock, Duration::from_secs(1))
+    } else {
+        (Arc::new(SystemClock), Duration::from_secs(300))
+    };
+    let ctx = Arc::new(Context::new(client.clone(), settings, clock, max_requeue));
     let ready = Arc::new(Readiness::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http = tokio::spawn(operator::http::serve(

@@ -28,3 +28,62 @@ impl Clock for stash_testkit::VirtualClock {
 
 /// A shared clock.
 pub type SharedClock = Arc<dyn Clock>;
+
+/// The virtual clock of an out-of-process `stash-testkit serve`, read from its
+/// `GET /testkit/v1/clock` endpoint and refreshed in the background.
+pub struct ApiServerClock {
+    latest: std::sync::Mutex<Timestamp>,
+}
+
+impl ApiServerClock {
+    /// Reads the server's clock once, then keeps it fresh every `every`.
+    pub async fn start(
+        client: kube::Client,
+        every: std::time::Duration,
+    ) -> Result<Arc<ApiServerClock>, kube::Error> {
+        let first = Self::read(&client).await?;
+        let clock = Arc::new(ApiServerClock {
+            latest: std::sync::Mutex::new(first),
+        });
+        let weak = Arc::downgrade(&clock);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(clock) = weak.upgrade() else { return };
+                match Self::read(&client).await {
+                    Ok(t) => {
+                        if let Ok(mut latest) = clock.latest.lock() {
+                            *latest = t;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading the test server's clock failed"),
+                }
+            }
+        });
+        Ok(clock)
+    }
+
+    async fn read(client: &kube::Client) -> Result<Timestamp, kube::Error> {
+        let request = http::Request::get("/testkit/v1/clock")
+            .body(Vec::new())
+            .map_err(kube::Error::HttpError)?;
+        let body: serde_json::Value = client.request(request).await?;
+        body.get("now")
+            .and_then(|n| n.as_str())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| {
+                kube::Error::Service(
+                    "the test server's clock endpoint answered without a time".into(),
+                )
+            })
+    }
+}
+
+impl Clock for ApiServerClock {
+    fn now(&self) -> Timestamp {
+        self.latest
+            .lock()
+            .map(|t| *t)
+            .unwrap_or_else(|_| Timestamp::now())
+    }
+}
