@@ -14,7 +14,7 @@ use stash_operator::datapath::restic_cli::{CacheMode, ResticCli};
 use stash_operator::datapath::{EngineError, RepositoryEngine, RetentionPolicy};
 use stash_operator::jobs::backup_mysql::{run_backup, BackupError, BackupOptions};
 use stash_operator::jobs::restore_mysql::{run_restore, RestoreOptions};
-use stash_testkit::providers::{MysqlServer, S3Server};
+use stash_testkit::providers::{MysqlServer, RestServer, S3Server};
 
 const DUMP_ARGS: &str =
     "--databases shop crm --single-transaction --routines --triggers --events --skip-dump-date";
@@ -410,4 +410,56 @@ fn restore_of_a_missing_snapshot_fails_without_touching_the_database() {
     .expect_err("nothing to restore");
     assert_eq!(err.reason(), "SnapshotReadFailed", "{err}");
     assert!(fresh.checksums().unwrap().is_empty());
+}
+
+#[test]
+fn rest_backend_round_trip_with_credentials_in_the_secret() {
+    let rest = RestServer::start().expect("rest server");
+    let source = MysqlServer::start().expect("source server");
+    seed(&source, 3_000);
+    let repo = repo_with(
+        BackendConfig {
+            provider: Provider::Rest,
+            bucket: String::new(),
+            endpoint: rest.url(),
+            region: String::new(),
+            prefix: String::new(),
+            insecure_tls: false,
+            max_connections: 0,
+        },
+        &[
+            ("RESTIC_PASSWORD", "rest secret"),
+            ("REST_SERVER_USERNAME", rest.username()),
+            ("REST_SERVER_PASSWORD", rest.password()),
+        ],
+    );
+    run_backup(&repo.engine, &target(&source), &backup_options(DUMP_ARGS)).expect("backup to rest");
+    assert!(rest.root().join("config").exists());
+    let check = restic(&repo, &["check", "--read-data"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let dumped = restic(&repo, &["dump", "latest", "/dumpfile.sql"]);
+    assert!(dumped.stdout == direct_dump(&source, DUMP_ARGS));
+
+    // Without the credentials the server refuses restic.
+    let mut anonymous = repo.env.clone();
+    anonymous.insert("RESTIC_REPOSITORY".into(), format!("rest:{}", rest.url()));
+    let refused = Command::new("restic")
+        .args(["snapshots", "--no-cache"])
+        .envs(&anonymous)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+
+    let fresh = MysqlServer::start().expect("fresh server");
+    run_restore(
+        &repo.engine,
+        &target(&fresh),
+        &restore_options(LoaderKind::Protocol),
+    )
+    .expect("restore");
+    assert_eq!(fresh.checksums().unwrap(), source.checksums().unwrap());
 }

@@ -1,12 +1,15 @@
-//! Real servers for tests and manual runs: a private MariaDB and an in-process S3 server.
+//! Real servers for tests and manual runs: a private MariaDB, and in-process S3 and restic
+//! REST servers.
 //!
 //! Each provider starts on a free port in its own temporary directory and removes everything
 //! when dropped, so tests can run side by side.
 
 pub mod mysql;
+pub mod rest;
 pub mod s3;
 
 pub use mysql::{MysqlServer, MysqlServerError};
+pub use rest::{RestServer, RestServerError};
 pub use s3::{S3Server, S3ServerError};
 
 use std::net::{Ipv4Addr, TcpListener};

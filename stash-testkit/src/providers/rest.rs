@@ -1,0 +1,358 @@
+//! A restic REST server (the protocol of restic's `rest-server`) over a temporary directory,
+//! embedded in the process on a free port, with HTTP basic authentication.
+//!
+//! Enough of the protocol for restic's `rest:` backend: create, config, list (v1 and v2),
+//! head, get with `Range`, save and delete. One repository at the server's root path.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::Router;
+use http::{header, Method, StatusCode};
+
+const TYPES: [&str; 5] = ["data", "keys", "locks", "snapshots", "index"];
+const V2: &str = "application/vnd.x.restic.rest.v2";
+
+/// Errors from starting a [`RestServer`].
+#[derive(Debug, thiserror::Error)]
+pub enum RestServerError {
+    /// Binding the port, creating the runtime or the directory failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running REST server, stopped and deleted on drop.
+#[derive(Debug)]
+pub struct RestServer {
+    addr: SocketAddr,
+    username: String,
+    password: String,
+    runtime: Option<tokio::runtime::Runtime>,
+    root: tempfile::TempDir,
+}
+
+struct Shared {
+    root: PathBuf,
+    authorization: String,
+}
+
+impl RestServer {
+    /// Starts a server on 127.0.0.1 with a random user and password.
+    pub fn start() -> Result<Self, RestServerError> {
+        let root = tempfile::Builder::new().prefix("stash-rest-").tempdir()?;
+        let username = format!("u{}", super::random_hex(4)?);
+        let password = super::random_hex(12)?;
+        let shared = Arc::new(Shared {
+            root: root.path().to_path_buf(),
+            authorization: format!(
+                "Basic {}",
+                base64_encode(format!("{username}:{password}").as_bytes())
+            ),
+        });
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("rest-server")
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        let app = Router::new().fallback(handle).with_state(shared);
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(RestServer {
+            addr,
+            username,
+            password,
+            runtime: Some(runtime),
+            root,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT/` (no credentials).
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// The user name clients must send.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// The password clients must send.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The repository directory.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+}
+
+impl Drop for RestServer {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn status(code: StatusCode) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = code;
+    response
+}
+
+fn with_body(code: StatusCode, content_type: Option<&str>, body: Vec<u8>) -> Response {
+    let len = body.len();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = code;
+    if let Some(ct) = content_type {
+        if let Ok(value) = header::HeaderValue::from_str(ct) {
+            response.headers_mut().insert(header::CONTENT_TYPE, value);
+        }
+    }
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    response
+}
+
+/// Maps a request path to a file, refusing anything but `/config`, `/<type>/` and
+/// `/<type>/<hex name>`.
+fn resolve(root: &Path, path: &str) -> Option<(PathBuf, bool)> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        [""] => Some((root.to_path_buf(), true)),
+        ["config"] => Some((root.join("config"), false)),
+        [t] | [t, ""] if TYPES.contains(t) => Some((root.join(t), true)),
+        [t, name]
+            if TYPES.contains(t)
+                && !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Some((root.join(t).join(name), false))
+        }
+        _ => None,
+    }
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let authorized = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(shared.authorization.as_str());
+    if !authorized {
+        return status(StatusCode::UNAUTHORIZED);
+    }
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let Some((path, is_dir)) = resolve(&shared.root, uri.path()) else {
+        return status(StatusCode::NOT_FOUND);
+    };
+    let wants_v2 = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(V2));
+    let range = request
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match axum::body::to_bytes(request.into_body(), usize::MAX).await {
+        Ok(b) => b,
+        Err(_) => return status(StatusCode::BAD_REQUEST),
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        respond(
+            &method,
+            uri.query().unwrap_or(""),
+            &path,
+            is_dir,
+            wants_v2,
+            range.as_deref(),
+            &body,
+        )
+    })
+    .await;
+    result.unwrap_or_else(|_| status(StatusCode::INTERNAL_SERVER_ERROR))
+}
+
+fn respond(
+    method: &Method,
+    query: &str,
+    path: &Path,
+    is_dir: bool,
+    wants_v2: bool,
+    range: Option<&str>,
+    body: &[u8],
+) -> Response {
+    let io = |r: std::io::Result<Response>| {
+        r.unwrap_or_else(|e| {
+            status(if e.kind() == std::io::ErrorKind::NotFound {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            })
+        })
+    };
+    match (method.clone(), is_dir) {
+        (Method::POST, true) if query.contains("create=true") => io((|| {
+            for t in TYPES {
+                std::fs::create_dir_all(path.join(t))?;
+            }
+            Ok(status(StatusCode::OK))
+        })()),
+        (Method::GET, true) => io((|| {
+            let mut entries = Vec::new();
+            for entry in std::fs::read_dir(path)? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                entries.push((name, entry.metadata()?.len()));
+            }
+            let json = if wants_v2 {
+                serde_json::to_vec(
+                    &entries
+                        .iter()
+                        .map(|(n, s)| serde_json::json!({"name": n, "size": s}))
+                        .collect::<Vec<_>>(),
+                )
+            } else {
+                serde_json::to_vec(&entries.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            }
+            .map_err(std::io::Error::other)?;
+            let ct = if wants_v2 {
+                V2
+            } else {
+                "application/vnd.x.restic.rest.v1"
+            };
+            Ok(with_body(StatusCode::OK, Some(ct), json))
+        })()),
+        (Method::HEAD, false) => io((|| {
+            let len = std::fs::metadata(path)?.len();
+            let mut response = status(StatusCode::OK);
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+            Ok(response)
+        })()),
+        (Method::GET, false) => io((|| {
+            let data = std::fs::read(path)?;
+            match range.and_then(|r| parse_range(r, data.len())) {
+                Some((start, end)) => {
+                    let mut response = with_body(
+                        StatusCode::PARTIAL_CONTENT,
+                        Some("application/octet-stream"),
+                        data[start..end].to_vec(),
+                    );
+                    if let Ok(v) = header::HeaderValue::from_str(&format!(
+                        "bytes {start}-{}/{}",
+                        end - 1,
+                        data.len()
+                    )) {
+                        response.headers_mut().insert(header::CONTENT_RANGE, v);
+                    }
+                    Ok(response)
+                }
+                None => Ok(with_body(
+                    StatusCode::OK,
+                    Some("application/octet-stream"),
+                    data,
+                )),
+            }
+        })()),
+        (Method::POST, false) => io((|| {
+            if path.exists() {
+                return Ok(status(StatusCode::FORBIDDEN));
+            }
+            let tmp = path.with_extension("tmp-upload");
+            std::fs::write(&tmp, body)?;
+            std::fs::rename(&tmp, path)?;
+            Ok(status(StatusCode::OK))
+        })()),
+        (Method::DELETE, false) => io((|| {
+            std::fs::remove_file(path)?;
+            Ok(status(StatusCode::OK))
+        })()),
+        _ => status(StatusCode::METHOD_NOT_ALLOWED),
+    }
+}
+
+/// `bytes=START-END` or `bytes=START-` to a half-open byte range within `len`.
+fn parse_range(header: &str, len: usize) -> Option<(usize, usize)> {
+    let spec = header.strip_prefix("bytes=")?;
+    let (start, end) = spec.split_once('-')?;
+    let start: usize = start.parse().ok()?;
+    let end: usize = if end.is_empty() {
+        len.checked_sub(1)?
+    } else {
+        end.parse().ok()?
+    };
+    let end = end.min(len.checked_sub(1)?);
+    (start <= end).then_some((start, end + 1))
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_and_base64() {
+        assert_eq!(parse_range("bytes=2-4", 10), Some((2, 5)));
+        assert_eq!(parse_range("bytes=8-", 10), Some((8, 10)));
+        assert_eq!(parse_range("bytes=5-100", 10), Some((5, 10)));
+        assert_eq!(parse_range("bytes=11-12", 10), None);
+        assert_eq!(base64_encode(b"user:pw"), "dXNlcjpwdw==");
+        assert_eq!(base64_encode(b"abc"), "YWJj");
+    }
+
+    #[test]
+    fn only_repository_paths_resolve() {
+        let root = Path::new("/r");
+        assert_eq!(resolve(root, "/config"), Some((root.join("config"), false)));
+        assert_eq!(resolve(root, "/data/"), Some((root.join("data"), true)));
+        assert_eq!(
+            resolve(root, "/data/ab12"),
+            Some((root.join("data/ab12"), false))
+        );
+        assert_eq!(resolve(root, "/data/../x"), None);
+        assert_eq!(resolve(root, "/etc/passwd"), None);
+    }
+}
