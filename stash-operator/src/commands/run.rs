@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// through its clock endpoint); default: the system clock.
     #[arg(long)]
     pub testkit_clock: bool,
+    /// Also push session metrics to this Prometheus Pushgateway (http://host:port), as Stash.
+    #[arg(long, env = "STASH_PUSHGATEWAY_URL")]
+    pub pushgateway_url: Option<String>,
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "stash")]
     pub namespace: String,
@@ -110,7 +113,9 @@ async fn cluster(args: &RunArgs) -> Result<(), BoxError> {
     } else {
         (Arc::new(SystemClock), Duration::from_secs(300))
     };
-    let ctx = Arc::new(Context::new(client.clone(), settings, clock, max_requeue));
+    let mut context = Context::new(client.clone(), settings, clock, max_requeue);
+    context.pushgateway_url = args.pushgateway_url.clone().filter(|u| !u.is_empty());
+    let ctx = Arc::new(context);
     let ready = Arc::new(Readiness::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http = tokio::spawn(operator::http::serve(

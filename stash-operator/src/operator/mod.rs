@@ -8,6 +8,7 @@ pub mod gather;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod pushgateway;
 
 use apply::ApplyError;
 use clock::SharedClock;
@@ -39,6 +40,8 @@ pub struct Context {
     pub metrics: metrics::Metrics,
     /// Longest wait before a requeue (short under a virtual clock, where time jumps).
     pub max_requeue: Duration,
+    /// Pushgateway base URL, when metrics are also pushed (Stash's behaviour).
+    pub pushgateway_url: Option<String>,
 }
 
 impl Context {
@@ -60,6 +63,7 @@ impl Context {
             clock,
             metrics: metrics::Metrics::default(),
             max_requeue,
+            pushgateway_url: None,
         }
     }
 
@@ -205,6 +209,12 @@ async fn reconcile_backup_session(
     apply::execute(&ctx, &session, &plan).await?;
     ctx.metrics
         .observe_backup_session(&session, plan.status.as_ref());
+    push_session_metrics(
+        &ctx,
+        &session,
+        inputs.invoker.as_ref(),
+        plan.status.as_ref(),
+    );
     Ok(ctx.action(&plan))
 }
 
@@ -267,6 +277,67 @@ async fn reconcile_repository(
     Ok(Action::requeue(
         Duration::from_secs(300).min(ctx.max_requeue.max(Duration::from_secs(30))),
     ))
+}
+
+/// Pushes a session's metrics when it has just become final and a Pushgateway is configured.
+fn push_session_metrics(
+    ctx: &Context,
+    session: &BackupSession,
+    invoker: Option<&BackupConfiguration>,
+    planned: Option<&serde_json::Value>,
+) {
+    let (Some(url), Some(status)) = (ctx.pushgateway_url.clone(), planned) else {
+        return;
+    };
+    let phase = status
+        .get("phase")
+        .and_then(|p| p.as_str())
+        .unwrap_or_default();
+    let was = session
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
+    if phase == was || !matches!(phase, "Succeeded" | "Failed") {
+        return;
+    }
+    let ns = session.namespace().unwrap_or_default();
+    let invoker_name = session
+        .spec
+        .invoker
+        .as_ref()
+        .map(|i| i.name.clone())
+        .unwrap_or_default();
+    let metrics = pushgateway::BackupSessionMetrics {
+        invoker_kind: "BackupConfiguration".into(),
+        invoker_name: invoker_name.clone(),
+        namespace: ns.clone(),
+        repository: invoker
+            .and_then(|bc| bc.spec.repository.as_ref())
+            .map(|r| r.name.clone())
+            .unwrap_or_default(),
+        success: phase == "Succeeded",
+        duration_seconds: status
+            .get("sessionDuration")
+            .and_then(|d| d.as_str())
+            .and_then(|d| stash_core::duration::parse_go_duration_millis(d).ok())
+            .map(|ms| ms as f64 / 1000.0)
+            .unwrap_or(0.0),
+        targets: status
+            .get("targets")
+            .and_then(|t| t.as_array())
+            .map(|t| t.len() as u64)
+            .unwrap_or(0),
+        now: ctx.clock.now().as_second(),
+    };
+    let job = pushgateway::job_name("BackupConfiguration", &ns, &invoker_name);
+    tokio::spawn(async move {
+        if let Err(e) =
+            pushgateway::push(&url, &job, &pushgateway::backup_session_text(&metrics)).await
+        {
+            tracing::warn!(job = %job, error = %e, "pushing metrics failed");
+        }
+    });
 }
 
 fn error_policy<K>(
