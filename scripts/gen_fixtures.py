@@ -1,0 +1,147 @@
+# Writes fixtures/<case>/objects.yaml, one folder per planner case (python3 + PyYAML).
+# Edit the cases here, run it, then review the snapshot changes: INSTA_UPDATE=always cargo test -p stash-core --test fixtures
+import copy, os, yaml, shutil, zlib
+root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
+NS = "demo"
+T0 = "2026-11-27T14:50:00Z"
+
+def secret(name, keys, ns=NS):
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns},
+            "type": "Opaque", "stringData": {k: f"<{k.lower()}>" for k in keys}}
+
+s3_secret = secret("s3-secret", ["RESTIC_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
+def repo(backend, name="s3-repo", secret_name="s3-secret", ns=NS, extra=None):
+    b = {"storageSecretName": secret_name} if secret_name else {}
+    b.update(backend)
+    r = {"apiVersion": "stash.appscode.com/v1alpha1", "kind": "Repository",
+         "metadata": {"name": name, "namespace": ns}, "spec": {"backend": b}}
+    if extra: r["spec"].update(extra)
+    return r
+S3 = {"s3": {"endpoint": "http://minio.demo.svc:9000", "bucket": "stash-backup", "prefix": "/demo/mysql", "region": "us-east-1"}}
+appbinding = {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding",
+    "metadata": {"name": "sample-mysql", "namespace": NS, "labels": {"app.kubernetes.io/instance": "sample-mysql", "app.kubernetes.io/managed-by": "kubedb.com", "app.kubernetes.io/name": "mysqls.kubedb.com"}},
+    "spec": {"type": "kubedb.com/mysql", "version": "8.0.21",
+        "appRef": {"apiGroup": "kubedb.com", "kind": "MySQL", "name": "sample-mysql", "namespace": NS},
+        "clientConfig": {"service": {"name": "sample-mysql", "path": "/", "port": 3306, "scheme": "mysql"}, "url": "tcp(sample-mysql.demo.svc:3306)/"},
+        "secret": {"name": "sample-mysql-auth"},
+        "parameters": {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "StashAddon",
+            "stash": {"addon": {"backupTask": {"name": "mysql-backup-8.0.21", "params": [{"name": "args", "value": "--all-databases --set-gtid-purged=OFF"}]},
+                                "restoreTask": {"name": "mysql-restore-8.0.21"}}}}}}
+db_secret = secret("sample-mysql-auth", ["username", "password"])
+def bc(**over):
+    spec = {"schedule": "*/5 * * * *",
+            "task": {"name": "mysql-backup-8.0.21"},
+            "repository": {"name": "s3-repo"},
+            "target": {"ref": {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": "sample-mysql"}},
+            "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True}}
+    meta = {"name": "sample-mysql-backup", "namespace": NS, "uid": "0b1c0c5e-0000-4000-8000-000000000001", "generation": 1, "creationTimestamp": "2026-11-27T10:00:00Z"}
+    m = over.pop("metadata", {})
+    meta.update(m)
+    for k, v in over.items():
+        if v is None: spec.pop(k, None)
+        else: spec[k] = v
+    return {"apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupConfiguration", "metadata": meta, "spec": spec}
+def session(name="sample-mysql-backup-1795791000", created=T0, status=None, bc_name="sample-mysql-backup", retry_left=None):
+    s = {"apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupSession",
+         "metadata": {"name": name, "namespace": NS, "uid": f"5e551011-0000-4000-8000-{zlib.crc32(name.encode()):012d}", "creationTimestamp": created,
+                      "labels": {"stash.appscode.com/invoker-type": "BackupConfiguration", "stash.appscode.com/invoker-name": bc_name}},
+         "spec": {"invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": bc_name}}}
+    if retry_left is not None: s["spec"]["retryLeft"] = retry_left
+    if status: s["status"] = status
+    return s
+def running_status(**extra):
+    st = {"phase": "Running", "targets": [{"ref": {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": "sample-mysql", "namespace": NS},
+        "totalHosts": 1, "phase": "Running", "preBackupActions": ["InitializeBackendRepository"],
+        "postBackupActions": ["ApplyRetentionPolicy", "VerifyRepositoryIntegrity", "SendRepositoryMetrics"],
+        "conditions": [{"type": "BackupExecutorEnsured", "status": "True", "reason": "SuccessfullyEnsuredBackupExecutor", "message": "Backup job stash-backup-sample-mysql-backup-1795791000-0 has been ensured successfully.", "lastTransitionTime": T0}]}]}
+    st.update(extra)
+    return st
+def restore(name="sample-mysql-restore", target=None, **spec_over):
+    spec = {"task": {"name": "mysql-restore-8.0.21"}, "repository": {"name": "s3-repo"},
+            "target": {"ref": {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": "sample-mysql"}}}
+    if target: spec["target"].update(target)
+    spec.update(spec_over)
+    return {"apiVersion": "stash.appscode.com/v1beta1", "kind": "RestoreSession",
+            "metadata": {"name": name, "namespace": NS, "uid": "7e570e00-0000-4000-8000-000000000001", "generation": 1, "creationTimestamp": T0}, "spec": spec}
+
+base = lambda: [s3_secret, repo(S3), appbinding, db_secret]
+cases = {}
+def case(name, objs, readme):
+    cases[name] = (objs, readme)
+
+case("bc-s3", base() + [bc()], "S3 backend, the documented Stash example: Ready, CronJob, RBAC.")
+case("bc-gcs", [secret("gcs-secret", ["RESTIC_PASSWORD", "GOOGLE_PROJECT_ID", "GOOGLE_SERVICE_ACCOUNT_JSON_KEY"]), repo({"gcs": {"bucket": "stash-testing", "prefix": "/demo/mysql", "maxConnections": 4}}, name="s3-repo", secret_name="gcs-secret"), appbinding, db_secret, bc(), session()], "GCS backend; the session's Job carries provider gcs and MAX_CONNECTIONS.")
+case("bc-azure", [secret("azure-secret", ["RESTIC_PASSWORD", "AZURE_ACCOUNT_NAME", "AZURE_ACCOUNT_KEY"]), repo({"azure": {"container": "stash", "prefix": "/demo"}}, secret_name="azure-secret"), appbinding, db_secret, bc(), session()], "Azure backend.")
+case("bc-b2", [secret("b2-secret", ["RESTIC_PASSWORD", "B2_ACCOUNT_ID", "B2_ACCOUNT_KEY"]), repo({"b2": {"bucket": "stash-b2", "prefix": "/demo"}}, secret_name="b2-secret"), appbinding, db_secret, bc(), session()], "B2 backend with its required keys.")
+case("bc-swift", [secret("swift-secret", ["RESTIC_PASSWORD", "OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD"]), repo({"swift": {"container": "stash", "prefix": "/demo"}}, secret_name="swift-secret"), appbinding, db_secret, bc(), session()], "Swift backend.")
+case("bc-rest", [secret("rest-secret", ["RESTIC_PASSWORD", "REST_SERVER_USERNAME", "REST_SERVER_PASSWORD"]), repo({"rest": {"url": "https://rest.demo.svc:8000/demo/mysql"}}, secret_name="rest-secret"), appbinding, db_secret, bc(), session()], "REST server backend: bucket is the URL host, prefix its path.")
+case("bc-local", [secret("local-secret", ["RESTIC_PASSWORD"]), repo({"local": {"mountPath": "/safe/data", "persistentVolumeClaim": {"claimName": "repo-pvc"}}}, secret_name="local-secret"), appbinding, db_secret, bc(), session()], "Local backend on a PVC.")
+case("bc-paused", base() + [bc(paused=True)], "Paused: the CronJob is suspended, RBAC stays for manual sessions.")
+case("bc-retention-all-fields", base() + [bc(retentionPolicy={"name": "everything", "keepLast": 2, "keepHourly": 24, "keepDaily": 7, "keepWeekly": 4, "keepMonthly": 12, "keepYearly": 3, "keepTags": ["release", "weekly,verified"], "prune": True, "dryRun": True}), session()], "Every retention field reaches the Job's RETENTION_* arguments.")
+case("bc-task-params-override", base() + [bc(task={"name": "mysql-backup-8.0.21", "params": [{"name": "args", "value": "--databases shop --single-transaction"}, {"name": "waitTimeout", "value": "60"}, {"name": "multiDumpArgs", "value": ""}, {"name": "HOSTNAME", "value": "primary"}]}), session()], "Invoker params beat the AppBinding addon's and the Functions' defaults; an empty value beats a default.")
+case("bc-task-from-appbinding", base() + [bc(task=None), session()], "No spec.task: the Task and its params come from the AppBinding's StashAddon parameters.")
+case("bc-hooks", base() + [bc(hooks={"preBackup": {"exec": {"command": ["sh", "-c", "mysql -e 'FLUSH TABLES'"]}, "containerName": "mysql"},
+                                       "postBackup": {"httpPost": {"host": "hooks.demo.svc", "path": "/done", "port": 8080, "scheme": "HTTP", "body": "{{ .Status.Phase }}"}, "executionPolicy": "OnFailure"}},
+                                runtimeSettings={"pod": {"nodeSelector": {"disk": "ssd"}, "securityContext": {"runAsUser": 65534}, "podAnnotations": {"team": "db"}},
+                                                 "container": {"resources": {"requests": {"cpu": "250m", "memory": "128Mi"}}, "nice": {"adjustment": 5}, "ionice": {"class": 2, "classData": 4}, "env": [{"name": "TZ", "value": "UTC"}]}},
+                                tempDir={"medium": "Memory", "sizeLimit": "1Gi", "disableCaching": True}), session()], "Hooks become pre-task-hook/post-task-hook containers; runtime settings, nice/ionice env and tempDir reach the pod.")
+case("bc-missing-repository", [s3_secret, appbinding, db_secret, bc()], "Repository missing: RepositoryFound False, NotReady, no CronJob, requeue in 5 s.")
+case("bc-missing-secret", [repo(S3), appbinding, db_secret, bc()], "Storage Secret missing: BackendSecretFound False, NotReady.")
+case("bc-secret-missing-key", [secret("b2-secret", ["RESTIC_PASSWORD"]), repo({"b2": {"bucket": "stash-b2"}}, secret_name="b2-secret"), appbinding, db_secret, bc()], "B2 Secret without B2_ACCOUNT_ID/B2_ACCOUNT_KEY: the condition names the keys.")
+case("bc-missing-appbinding", [s3_secret, repo(S3), bc()], "AppBinding missing: BackupTargetFound False, no CronJob.")
+case("bc-missing-task", base() + [bc(task={"name": "mysql-backup-9.9.9"})], "Unknown Task: ValidationPassed False naming spec.task.name; phase Invalid.")
+case("bc-invalid-cron", base() + [bc(schedule="*/5 * * *")], "Four-field schedule: Invalid, the message names spec.schedule.")
+case("bc-invalid-fields", base() + [bc(retentionPolicy={"name": "", "keepLast": -1}, timeOut="soon", backupHistoryLimit=-2, driver="VolumeSnapshotter")], "Several bad fields: each is named in ValidationPassed.")
+case("bc-no-backend", [s3_secret, repo({}), appbinding, db_secret, bc()], "A Repository without a backend: Invalid, naming spec.backend.")
+longname = "a-very-long-backup-configuration-name-for-the-production-mysql-cluster-in-eu-west"
+case("bc-long-names", base() + [bc(metadata={"name": longname}), session(name=longname[:52] + "-1795791000", bc_name=longname)], "Names past 52/63 characters are bounded with a hash suffix.")
+case("bc-usage-policy-denied", [secret("s3-secret", ["RESTIC_PASSWORD"], ns="backup"), repo(S3, ns="backup"), appbinding, db_secret, bc(repository={"name": "s3-repo", "namespace": "backup"})], "A Repository in another namespace without usagePolicy: Invalid.")
+case("bc-usage-policy-selector", [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "labels": {"stash/backup": "allowed"}}},
+    secret("s3-secret", ["RESTIC_PASSWORD"], ns="backup"), repo(S3, ns="backup", extra={"usagePolicy": {"allowedNamespaces": {"from": "Selector", "selector": {"matchLabels": {"stash/backup": "allowed"}}}}}), appbinding, db_secret, bc(repository={"name": "s3-repo", "namespace": "backup"})], "Cross-namespace Repository allowed by a namespace selector: Ready.")
+deleting = bc(metadata={"deletionTimestamp": "2026-11-27T14:59:00Z", "finalizers": ["stash.appscode.com"]})
+cj_child = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "stash-trigger-sample-mysql-backup", "namespace": NS, "labels": {"stash.appscode.com/invoker-type": "BackupConfiguration", "stash.appscode.com/invoker-name": "sample-mysql-backup"}}, "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}}}
+case("bc-deleting", base() + [deleting, cj_child], "Deletion: children found by label are deleted and the finalizer removed.")
+custom_fn = {"apiVersion": "stash.appscode.com/v1beta1", "kind": "Function", "metadata": {"name": "custom-backup"},
+    "spec": {"image": "example.com/custom:1", "args": ["backup", "--target=${TARGET_NAME}", "--token=${API_TOKEN}"]}}
+custom_task = {"apiVersion": "stash.appscode.com/v1beta1", "kind": "Task", "metadata": {"name": "custom-backup"},
+    "spec": {"steps": [{"name": "custom-backup"}, {"name": "update-status", "params": [{"name": "outputDir", "value": "/stash-tmp/output"}]}]}}
+case("session-unresolved-variable", base() + [custom_fn, custom_task, bc(task={"name": "custom-backup"}), session()], "A Function variable with no value and no default: BackupExecutorEnsured False naming it, the session Failed; nothing panics.")
+case("session-start", base() + [bc(), session()], "A new session of a Ready BackupConfiguration: the backup Job, phase Running.")
+older_running = session(name="sample-mysql-backup-1795790700", created="2026-11-27T14:45:00Z", status=running_status())
+older_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-backup-sample-mysql-backup-1795790700-0", "namespace": NS}, "spec": {"template": {"spec": {"containers": []}}}, "status": {"active": 1}}
+case("session-skipped-another-running", base() + [bc(), older_running, older_job, session()], "Another session of the same configuration is Running: Skipped.")
+case("session-skipped-not-ready", [s3_secret, appbinding, db_secret, bc(), session()], "The configuration is not Ready (no Repository): Skipped.")
+failed_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-backup-sample-mysql-backup-1795791000-0", "namespace": NS},
+    "spec": {"template": {"spec": {"containers": []}}},
+    "status": {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}}
+failed_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stash-backup-sample-mysql-backup-1795791000-0-x7k2p", "namespace": NS, "labels": {"job-name": "stash-backup-sample-mysql-backup-1795791000-0"}},
+    "status": {"phase": "Failed", "initContainerStatuses": [{"name": "mysql-backup-8-0-21-0", "image": "x", "imageID": "", "ready": False, "restartCount": 0, "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}}
+case("session-job-failed", base() + [bc(), session(status=running_status()), failed_job, failed_pod], "The backup pod was OOM-killed: the session ends Failed with the container and exit code.")
+case("session-job-deleted", base() + [bc(), session(status=running_status())], "The backup Job vanished: Failed with a reason instead of Running forever.")
+case("session-timeout", base() + [bc(timeOut="10m"), session(created="2026-11-27T14:30:00Z", status=running_status()), dict(failed_job, status={"active": 1})], "Past the deadline: DeadlineExceeded, Failed, and the Job is deleted.")
+succ = running_status()
+succ["targets"][0]["stats"] = [{"hostname": "host-0", "phase": "Succeeded", "duration": "5.123s", "snapshots": [{"name": "b30beb44", "path": "dumpfile.sql", "totalSize": "3.408 MiB", "uploaded": "1.101 MiB", "processingTime": "0:02", "fileStats": {"totalFiles": 1, "newFiles": 1, "modifiedFiles": 0, "unmodifiedFiles": 0}}]}]
+succ["conditions"] = [{"type": "RetentionPolicyApplied", "status": "True", "reason": "SuccessfullyAppliedRetentionPolicy", "message": "Successfully applied retention policy.", "lastTransitionTime": T0}]
+old = lambda n, t, p: session(name=n, created=t, status={"phase": p})
+case("session-succeeded-history", base() + [bc(backupHistoryLimit=2), session(status=succ),
+    old("sample-mysql-backup-1795790400", "2026-11-27T14:40:00Z", "Succeeded"), old("sample-mysql-backup-1795790100", "2026-11-27T14:35:00Z", "Failed"),
+    old("sample-mysql-backup-1795789800", "2026-11-27T14:30:00Z", "Skipped"), old("sample-mysql-backup-1795789500", "2026-11-27T14:25:00Z", "Succeeded")],
+    "Results reported: Succeeded; finished sessions beyond backupHistoryLimit 2 are deleted.")
+failed_stats = running_status()
+failed_stats["targets"][0]["stats"] = [{"hostname": "host-0", "phase": "Failed", "duration": "1.2s", "error": "mariadb-dump exited with status 2: Access denied for user 'backup'"}]
+case("session-retry", base() + [bc(retryConfig={"maxRetry": 2, "delay": "5m"}), session(status=failed_stats, retry_left=2)], "A failed session with retries left: Failed now, a retry scheduled after the delay.")
+case("restore-latest", base() + [restore()], "Restore of the latest snapshot: the Job stash-restore-<rs>-0 and its RBAC.")
+case("restore-snapshot-id", base() + [restore(target={"rules": [{"snapshots": ["4bc21d6f"]}]})], "Restore of an explicit snapshot id.")
+case("restore-alias-sourcehost", base() + [restore(target={"alias": "replica-1", "rules": [{"targetHosts": ["replica-1"], "sourceHost": "host-0", "snapshots": ["latest"]}, {"snapshots": ["deadbeef"]}]})], "Alias with a rule naming it: HOSTNAME replica-1, SOURCE_HOSTNAME host-0.")
+case("restore-invalid-rules", base() + [restore(target={"rules": [{"snapshots": ["latest"]}, {"paths": ["/x"]}]})], "Two rules without targetHosts: Invalid, naming spec.target.rules.")
+case("restore-missing-repository", [s3_secret, appbinding, db_secret, restore()], "Repository missing: Pending, requeue.")
+
+if os.path.isdir(root):
+    shutil.rmtree(root)
+for name, (objs, readme) in cases.items():
+    d = os.path.join(root, name)
+    os.makedirs(d)
+    with open(os.path.join(d, "objects.yaml"), "w") as f:
+        f.write(f"# {readme}\n")
+        yaml.safe_dump_all(objs, f, sort_keys=False, default_flow_style=False)
+print(len(cases), "cases")
