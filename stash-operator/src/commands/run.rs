@@ -244,8 +244,16 @@ impl Embedded {
         Ok(n)
     }
 
-    /// Server-side applies one object of any served kind.
+    /// Server-side applies one object of any served kind, creating its namespace first if the
+    /// set does not (fixture sets rarely carry Namespace objects).
     pub async fn apply(&self, value: &Value) -> Result<(), BoxError> {
+        if let Some(ns) = value.pointer("/metadata/namespace").and_then(Value::as_str) {
+            let namespace = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+            if api.get_opt(ns).await?.is_none() {
+                apply_any(&self.client, &namespace).await?;
+            }
+        }
         apply_any(&self.client, value).await
     }
 
