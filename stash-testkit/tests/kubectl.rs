@@ -507,3 +507,42 @@ spec:
         "--timeout=30s",
     ]);
 }
+
+#[test]
+fn typed_generators_create_namespaces_configmaps_and_secrets() {
+    if skip_without_kubectl() {
+        return;
+    }
+    // kubectl's generators send protobuf; the fake decodes these three kinds.
+    let s = serve(&[]);
+    s.ok(&["create", "namespace", "demo"]);
+    s.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "demo",
+        "--from-literal=a=b",
+        "--from-literal=c=d",
+    ]);
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "-n",
+        "demo",
+        "--from-literal=password=s3cret",
+    ]);
+    let cm = s.json(&["get", "configmap", "cfg", "-n", "demo"]);
+    assert_eq!(cm["data"], serde_json::json!({"a": "b", "c": "d"}));
+    let secret = s.json(&["get", "secret", "creds", "-n", "demo"]);
+    assert_eq!(secret["data"]["password"], "czNjcmV0");
+    assert_eq!(secret["type"], "Opaque");
+    let other = s.kubectl(&["create", "serviceaccount", "robot", "-n", "demo"]);
+    assert!(
+        !other.status.success(),
+        "other generator kinds are still unsupported"
+    );
+    assert!(String::from_utf8_lossy(&other.stderr).contains("unknown format"));
+}

@@ -237,7 +237,9 @@ pub(super) fn prepare_create(
         }
         ("", "secrets") => {
             encode_string_data(obj);
-            set_default(obj, "type", json!("Opaque"));
+            if obj["type"].as_str().is_none_or(str::is_empty) {
+                obj["type"] = json!("Opaque");
+            }
         }
         ("", "pods") => {
             let mut causes = Vec::new();

@@ -5,6 +5,7 @@ mod control;
 pub mod discovery;
 mod logs;
 pub mod path;
+pub mod protobuf;
 pub mod table;
 pub mod watch;
 
@@ -104,19 +105,29 @@ async fn handle(State(state): State<Arc<HttpState>>, req: Request) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if !bytes.is_empty() && (content_type.contains("protobuf") || content_type.contains("cbor")) {
-        return error_response(&ApiError::unsupported_media_type(
-            content_type,
-            &[
-                "application/json",
-                "application/yaml",
-                "application/json-patch+json",
-                "application/merge-patch+json",
-                "application/apply-patch+yaml",
-                "application/strategic-merge-patch+json",
-            ],
-        ));
-    }
+    let protobuf = content_type.contains("protobuf");
+    let decoded = if protobuf && parts.method == Method::POST {
+        protobuf::decode(&bytes)
+    } else {
+        None
+    };
+    let bytes = match decoded {
+        Some(json) => bytes::Bytes::from(json.to_string()),
+        None if !bytes.is_empty() && (protobuf || content_type.contains("cbor")) => {
+            return error_response(&ApiError::unsupported_media_type(
+                content_type,
+                &[
+                    "application/json",
+                    "application/yaml",
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                    "application/apply-patch+yaml",
+                    "application/strategic-merge-patch+json",
+                ],
+            ))
+        }
+        None => bytes,
+    };
     let query = query_map(parts.uri.query());
     let path = parts.uri.path().to_string();
     match route(&state, &parts.method, &path, &query, &parts.headers, &bytes).await {
