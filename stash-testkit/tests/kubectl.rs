@@ -539,7 +539,20 @@ fn typed_generators_create_namespaces_configmaps_and_secrets() {
     let secret = s.json(&["get", "secret", "creds", "-n", "demo"]);
     assert_eq!(secret["data"]["password"], "czNjcmV0");
     assert_eq!(secret["type"], "Opaque");
-    let other = s.kubectl(&["create", "serviceaccount", "robot", "-n", "demo"]);
+    s.ok(&["create", "serviceaccount", "robot", "-n", "demo"]);
+    assert_eq!(
+        s.json(&["get", "serviceaccount", "robot", "-n", "demo"])["metadata"]["name"],
+        "robot"
+    );
+    let other = s.kubectl(&[
+        "create",
+        "role",
+        "reader",
+        "-n",
+        "demo",
+        "--verb=get",
+        "--resource=pods",
+    ]);
     assert!(
         !other.status.success(),
         "other generator kinds are still unsupported"

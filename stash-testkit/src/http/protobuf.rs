@@ -1,5 +1,5 @@
 //! Just enough of the Kubernetes protobuf encoding to accept what kubectl's typed
-//! generators send (`kubectl create namespace|configmap|secret`): newer kubectl versions
+//! generators send (`kubectl create namespace|configmap|secret|serviceaccount`): newer kubectl versions
 //! POST these as `application/vnd.kubernetes.protobuf`. The body is turned into the same
 //! JSON a client would have sent; other kinds stay unsupported (415).
 
@@ -158,7 +158,8 @@ fn decode_object(api_version: &str, kind: &str, raw: &[u8]) -> Option<Value> {
     Some(obj)
 }
 
-/// Decodes a `k8s\0`-framed protobuf body of a Namespace, ConfigMap or Secret into JSON.
+/// Decodes a `k8s\0`-framed protobuf body of a Namespace, ConfigMap, Secret or
+/// ServiceAccount into JSON.
 pub fn decode(body: &[u8]) -> Option<Value> {
     let unknown = body.strip_prefix(b"k8s\0")?;
     let mut api_version = String::new();
@@ -180,7 +181,9 @@ pub fn decode(body: &[u8]) -> Option<Value> {
         }
     }
     match (api_version.as_str(), kind.as_str()) {
-        ("v1", "Namespace" | "ConfigMap" | "Secret") => decode_object(&api_version, &kind, raw),
+        ("v1", "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount") => {
+            decode_object(&api_version, &kind, raw)
+        }
         _ => None,
     }
 }
