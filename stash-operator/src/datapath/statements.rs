@@ -370,6 +370,93 @@ mod tests {
         assert_eq!(got[1].0, "SELECT 2");
     }
 
+    /// `mysqldump`'s escaping of a string value.
+    fn escape(value: &[u8]) -> Vec<u8> {
+        let mut out = vec![b'\''];
+        for &b in value {
+            match b {
+                0 => out.extend_from_slice(b"\\0"),
+                b'\'' => out.extend_from_slice(b"\\'"),
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                26 => out.extend_from_slice(b"\\Z"),
+                other => out.push(other),
+            }
+        }
+        out.push(b'\'');
+        out
+    }
+
+    fn insert(rows: &[Vec<u8>]) -> Vec<u8> {
+        let mut sql = b"INSERT INTO `t` VALUES ".to_vec();
+        for (i, value) in rows.iter().enumerate() {
+            if i > 0 {
+                sql.push(b',');
+            }
+            sql.extend_from_slice(format!("({i},").as_bytes());
+            sql.extend_from_slice(&escape(value));
+            sql.push(b')');
+        }
+        sql
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escaped_values_decode_to_themselves(value in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let literal = escape(&value);
+            let (decoded, end) = decode_single_quoted(&literal, 0);
+            proptest::prop_assert_eq!(decoded, value);
+            proptest::prop_assert_eq!(end, literal.len());
+        }
+
+        #[test]
+        fn dumps_split_back_into_their_statements(
+            tables in proptest::collection::vec(
+                proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..24), 1..6),
+                1..6,
+            ),
+            with_trigger in proptest::bool::ANY,
+        ) {
+            let mut dump = b"-- MySQL dump\n/*!40101 SET NAMES utf8mb4 */;\n".to_vec();
+            let mut want: Vec<(Vec<u8>, bool)> = vec![(b"/*!40101 SET NAMES utf8mb4 */".to_vec(), false)];
+            for rows in &tables {
+                let stmt = insert(rows);
+                dump.extend_from_slice(b"--\n-- Dumping data\n--\n\n");
+                dump.extend_from_slice(&stmt);
+                dump.extend_from_slice(b";\n");
+                want.push((stmt, false));
+                if with_trigger {
+                    let body = b"CREATE TRIGGER x BEFORE INSERT ON t FOR EACH ROW BEGIN\nSET NEW.v = ';';\nSET NEW.w = 1;\nEND".to_vec();
+                    dump.extend_from_slice(b"DELIMITER ;;\n");
+                    dump.extend_from_slice(&body);
+                    dump.extend_from_slice(b" ;;\nDELIMITER ;\n");
+                    want.push((body, true));
+                }
+            }
+            dump.extend_from_slice(b"-- Dump completed on 2026-01-01\n");
+            let got: Vec<(Vec<u8>, bool)> = StatementReader::new(&dump[..])
+                .map(|s| s.map(|s| (s.sql, s.compound)))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            proptest::prop_assert_eq!(&got, &want);
+            for (sql, _) in &got {
+                // Every statement can be sent as text; binary literals turn into hex.
+                let text = as_text(sql);
+                proptest::prop_assert!(text.is_ok());
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            for stmt in StatementReader::new(&data[..]) {
+                let stmt = stmt.unwrap();
+                let _ = as_text(&stmt.sql);
+            }
+        }
+    }
+
     #[test]
     fn binary_literals_become_hex() {
         let sql = b"INSERT INTO t VALUES (1,'a\\0\xff\\'\xfe','ok')";
