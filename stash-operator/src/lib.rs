@@ -3,6 +3,6 @@
 
 pub mod cli;
 pub mod commands;
-pub mod operator;
 pub mod datapath;
 pub mod jobs;
+pub mod operator;
