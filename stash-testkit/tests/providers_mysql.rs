@@ -59,3 +59,15 @@ fn two_servers_run_side_by_side_on_different_ports() {
     a.execute("CREATE DATABASE only_a").expect("create");
     assert!(b.execute("USE only_a").is_err());
 }
+
+#[test]
+fn cli_entry_point_prints_parameters_and_cleans_up_on_quit() {
+    let mut out = Vec::new();
+    stash_testkit::providers::mysql::run_cli(&b"quit\n"[..], &mut out).expect("mysql cli");
+    let params: serde_json::Value = serde_json::from_slice(&out).expect("one JSON line");
+    assert_eq!(params["host"], "127.0.0.1");
+    assert!(params["port"].as_u64().is_some_and(|p| p > 0));
+    assert_eq!(params["user"], "stash");
+    let socket = params["socket"].as_str().unwrap();
+    assert!(!std::path::Path::new(socket).exists(), "removed after quit");
+}

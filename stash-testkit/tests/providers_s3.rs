@@ -80,3 +80,22 @@ fn bucket_names_are_checked() {
     assert!(s3.create_bucket("../escape").is_err());
     assert!(s3.create_bucket("").is_err());
 }
+
+#[test]
+fn cli_entry_points_print_parameters_and_stop_on_quit() {
+    let mut out = Vec::new();
+    stash_testkit::providers::s3::run_cli(&b"quit\n"[..], &mut out).expect("s3 cli");
+    let params: serde_json::Value = serde_json::from_slice(&out).expect("one JSON line");
+    let root = params["root"].as_str().unwrap().to_owned();
+    assert!(params["endpoint"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://127.0.0.1:"));
+    assert!(!std::path::Path::new(&root).exists(), "removed after quit");
+
+    let mut out = Vec::new();
+    stash_testkit::providers::rest::run_cli(&b""[..], &mut out).expect("rest cli");
+    let params: serde_json::Value = serde_json::from_slice(&out).expect("one JSON line");
+    assert!(!params["password"].as_str().unwrap().is_empty());
+    assert!(!std::path::Path::new(params["root"].as_str().unwrap()).exists());
+}

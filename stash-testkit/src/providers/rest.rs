@@ -4,6 +4,7 @@
 //! Enough of the protocol for restic's `rest:` backend: create, config, list (v1 and v2),
 //! head, get with `Range`, save and delete. One repository at the server's root path.
 
+use std::io::{BufRead, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,6 +99,28 @@ impl RestServer {
     pub fn root(&self) -> &Path {
         self.root.path()
     }
+}
+
+/// Entry point for `stash-testkit rest`: starts a server, prints its URL and credentials as one
+/// JSON line on `out`, and keeps it running until `input` reaches end of file or a line `quit`;
+/// then stops it and removes its files.
+pub fn run_cli(input: impl BufRead, mut out: impl Write) -> Result<(), RestServerError> {
+    let server = RestServer::start()?;
+    let params = serde_json::json!({
+        "url": server.url(),
+        "username": server.username(),
+        "password": server.password(),
+        "root": server.root(),
+    });
+    writeln!(out, "{params}")?;
+    out.flush()?;
+    for line in input.lines() {
+        if line?.trim() == "quit" {
+            break;
+        }
+    }
+    drop(server);
+    Ok(())
 }
 
 impl Drop for RestServer {
