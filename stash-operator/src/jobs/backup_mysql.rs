@@ -100,6 +100,8 @@ pub struct BackupReport {
     pub summary: SnapshotSummary,
     /// True when this run created the repository.
     pub initialized: bool,
+    /// True when the repository was locked and stale locks were removed before the retry.
+    pub stale_locks_removed: bool,
     /// Wall time of the streaming part.
     pub stream_time: Duration,
 }
@@ -150,19 +152,29 @@ pub fn run_backup(
     let started = Instant::now();
     // No separate existence probe: restic opens the repository before it reads any input, so
     // a missing one costs only the dump's first read, which is thrown away with its process.
-    let (summary, initialized) =
+    let mut initialized = false;
+    let mut tried_init = false;
+    let mut stale_locks_removed = false;
+    // At most one retry per cause: a missing repository is created, a lock is retried once
+    // after removing locks restic can prove stale (older than its limit, or from a dead process
+    // of this host); a live lock makes the backup fail.
+    let summary = loop {
         match engine.backup_stream(&mut source(), &options.hostname, DUMP_FILENAME) {
-            Err(EngineError::RepositoryMissing(_)) => {
-                let initialized = engine.init_if_missing()?;
-                let summary =
-                    engine.backup_stream(&mut source(), &options.hostname, DUMP_FILENAME)?;
-                (summary, initialized)
+            Err(EngineError::RepositoryMissing(_)) if !tried_init => {
+                tried_init = true;
+                initialized = engine.init_if_missing()?;
             }
-            other => (other?, false),
-        };
+            Err(EngineError::Locked(_)) if !stale_locks_removed => {
+                engine.unlock_stale()?;
+                stale_locks_removed = true;
+            }
+            other => break other?,
+        }
+    };
     Ok(BackupReport {
         summary,
         initialized,
+        stale_locks_removed,
         stream_time: started.elapsed(),
     })
 }
