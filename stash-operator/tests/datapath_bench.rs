@@ -21,7 +21,12 @@ use stash_testkit::providers::MysqlServer;
 
 const TABLES: u32 = 8;
 const DUMP_ARGS: &str = "--single-transaction --databases shop";
-const SERVER_ARGS: &[&str] = &["--innodb-buffer-pool-size=512M", "--max-allowed-packet=64M"];
+const SERVER_ARGS: &[&str] = &[
+    "--innodb-buffer-pool-size=512M",
+    "--max-allowed-packet=64M",
+    // MariaDB's default, over the testkit's small test setting.
+    "--innodb-log-file-size=96M",
+];
 
 fn env_u32(name: &str, default: u32) -> u32 {
     std::env::var(name)
