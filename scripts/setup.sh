@@ -4,7 +4,8 @@
 # kubernetes-client package would collide with it, so it is never installed here).
 set -euo pipefail
 
-packages=(mariadb-server mariadb-client restic)
+# openssl: the TLS data-path test makes its certificates; time: the benchmark's peak RSS.
+packages=(mariadb-server mariadb-client restic openssl time)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
