@@ -406,24 +406,25 @@ impl World {
             .unwrap_or_else(|| "default".into());
         let name = repo.metadata.name.clone().unwrap_or_default();
         let uses = |inv_ns: &str, r: Option<&crate::api::ObjectRef>| {
-            r.is_some_and(|r| {
-                r.name == name
-                    && r.namespace
-                        .clone()
-                        .filter(|n| !n.is_empty())
-                        .unwrap_or_else(|| inv_ns.to_string())
-                        == ns
-            })
+            plan::repository::references_repository(inv_ns, r, &ns, &name)
         };
         let mut references = Vec::new();
         for ((inv_ns, inv), bc) in &self.backup_configurations {
             if uses(inv_ns, bc.spec.repository.as_ref()) {
-                references.push(reference("BackupConfiguration", inv_ns, inv));
+                references.push(plan::repository::invoker_reference(
+                    "BackupConfiguration",
+                    inv_ns,
+                    inv,
+                ));
             }
         }
         for ((inv_ns, inv), rs) in &self.restore_sessions {
             if uses(inv_ns, rs.spec.repository.as_ref()) {
-                references.push(reference("RestoreSession", inv_ns, inv));
+                references.push(plan::repository::invoker_reference(
+                    "RestoreSession",
+                    inv_ns,
+                    inv,
+                ));
             }
         }
         plan::repository::RepositoryInputs {
@@ -446,15 +447,6 @@ impl World {
             })
             .cloned()
             .collect()
-    }
-}
-
-fn reference(kind: &str, ns: &str, name: &str) -> crate::api::TypedObjectReference {
-    crate::api::TypedObjectReference {
-        api_group: Some("stash.appscode.com".into()),
-        kind: Some(kind.into()),
-        namespace: Some(ns.into()),
-        name: name.into(),
     }
 }
 

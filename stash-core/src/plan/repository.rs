@@ -83,6 +83,34 @@ pub fn may_start(job: RepositoryJob, running: &[RepositoryJob]) -> Result<(), St
     }
 }
 
+/// Whether an invoker in `invoker_ns` whose spec references `r` uses the Repository
+/// `repo_ns/repo_name` (an empty namespace in the reference means the invoker's).
+pub fn references_repository(
+    invoker_ns: &str,
+    r: Option<&crate::api::ObjectRef>,
+    repo_ns: &str,
+    repo_name: &str,
+) -> bool {
+    r.is_some_and(|r| {
+        r.name == repo_name
+            && r.namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(invoker_ns)
+                == repo_ns
+    })
+}
+
+/// The `status.references` entry of an invoker.
+pub fn invoker_reference(kind: &str, namespace: &str, name: &str) -> TypedObjectReference {
+    TypedObjectReference {
+        api_group: Some("stash.appscode.com".into()),
+        kind: Some(kind.into()),
+        namespace: Some(namespace.into()),
+        name: name.into(),
+    }
+}
+
 /// Inputs of a Repository reconcile.
 #[derive(Debug, Clone, Default)]
 pub struct RepositoryInputs {

@@ -130,35 +130,8 @@ impl SnapshotStats {
     }
 }
 
-/// Stash's `formatBytes`.
-pub fn format_bytes(bytes: u64) -> String {
-    const KIB: u64 = 1 << 10;
-    const MIB: u64 = 1 << 20;
-    const GIB: u64 = 1 << 30;
-    const TIB: u64 = 1 << 40;
-    let f = bytes as f64;
-    if bytes > TIB {
-        format!("{:.3} TiB", f / TIB as f64)
-    } else if bytes > GIB {
-        format!("{:.3} GiB", f / GIB as f64)
-    } else if bytes > MIB {
-        format!("{:.3} MiB", f / MIB as f64)
-    } else if bytes > KIB {
-        format!("{:.3} KiB", f / KIB as f64)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
-/// Stash's `formatSeconds`: `h:mm:ss` from an hour on, else `m:ss`.
-pub fn format_seconds(secs: u64) -> String {
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    if h > 0 {
-        format!("{h}:{m:02}:{s:02}")
-    } else {
-        format!("{m}:{s:02}")
-    }
-}
+/// Stash's `formatBytes` and `formatSeconds` (one implementation, in stash-core).
+pub use stash_core::duration::{format_bytes, format_processing_time as format_seconds};
 
 /// Go's `time.Duration.String()` for non-negative durations.
 pub fn go_duration(d: Duration) -> String {

@@ -230,31 +230,20 @@ pub async fn repository_references(
 ) -> ReadResult<Vec<TypedObjectReference>> {
     let ns = repo.namespace().unwrap_or_default();
     let name = repo.name_any();
-    let uses = |inv_ns: &str, r: Option<&ObjectRef>| {
-        r.is_some_and(|r| {
-            r.name == name
-                && r.namespace
-                    .clone()
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| inv_ns.to_string())
-                    == ns
-        })
-    };
+    use stash_core::plan::repository::{invoker_reference, references_repository};
     let mut refs = Vec::new();
-    let reference = |kind: &str, o_ns: String, o_name: String| TypedObjectReference {
-        api_group: Some("stash.appscode.com".into()),
-        kind: Some(kind.into()),
-        namespace: Some(o_ns),
-        name: o_name,
-    };
     for bc in Api::<BackupConfiguration>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?
         .items
     {
         let bc_ns = bc.namespace().unwrap_or_default();
-        if uses(&bc_ns, bc.spec.repository.as_ref()) {
-            refs.push(reference("BackupConfiguration", bc_ns, bc.name_any()));
+        if references_repository(&bc_ns, bc.spec.repository.as_ref(), &ns, &name) {
+            refs.push(invoker_reference(
+                "BackupConfiguration",
+                &bc_ns,
+                &bc.name_any(),
+            ));
         }
     }
     for rs in Api::<RestoreSession>::all(ctx.client.clone())
@@ -263,8 +252,8 @@ pub async fn repository_references(
         .items
     {
         let rs_ns = rs.namespace().unwrap_or_default();
-        if uses(&rs_ns, rs.spec.repository.as_ref()) {
-            refs.push(reference("RestoreSession", rs_ns, rs.name_any()));
+        if references_repository(&rs_ns, rs.spec.repository.as_ref(), &ns, &name) {
+            refs.push(invoker_reference("RestoreSession", &rs_ns, &rs.name_any()));
         }
     }
     Ok(refs)
