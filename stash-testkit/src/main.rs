@@ -33,17 +33,58 @@ enum Command {
         #[arg(long = "exec", value_name = "IMAGE=COMMAND")]
         exec: Vec<String>,
     },
+    /// Start a private MariaDB; print its connection parameters as one JSON line; stop it at
+    /// end of input or on a line `quit`.
+    Mysql,
+    /// Start the embedded S3 server; print endpoint and keys as JSON; stop as `mysql` does.
+    S3,
+    /// Start the restic REST server; print URL and credentials as JSON; stop as `mysql` does.
+    Rest,
+}
+
+/// Runs a provider's command-line entry point off the async runtime (they block on stdin).
+async fn provider<E: std::fmt::Display + Send + 'static>(
+    name: &'static str,
+    run: fn(std::io::StdinLock<'static>, std::io::Stdout) -> Result<(), E>,
+) -> std::process::ExitCode {
+    let result =
+        tokio::task::spawn_blocking(move || run(std::io::stdin().lock(), std::io::stdout())).await;
+    match result {
+        Ok(Ok(())) => std::process::ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("stash-testkit {name}: {e}");
+            std::process::ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("stash-testkit {name}: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let Command::Serve {
-        port,
-        kubeconfig,
-        controllers,
-        exec,
-    } = cli.command;
+    let (port, kubeconfig, controllers, exec) = match cli.command {
+        Command::Serve {
+            port,
+            kubeconfig,
+            controllers,
+            exec,
+        } => (port, kubeconfig, controllers, exec),
+        Command::Mysql => {
+            return provider("mysql", |i, o| {
+                stash_testkit::providers::mysql::run_cli(i, o)
+            })
+            .await
+        }
+        Command::S3 => {
+            return provider("s3", |i, o| stash_testkit::providers::s3::run_cli(i, o)).await
+        }
+        Command::Rest => {
+            return provider("rest", |i, o| stash_testkit::providers::rest::run_cli(i, o)).await
+        }
+    };
     let mut builder = FakeApiServer::builder()
         .tcp(port)
         .kubeconfig_path(&kubeconfig);
