@@ -72,18 +72,9 @@ async fn main() -> std::process::ExitCode {
             controllers,
             exec,
         } => (port, kubeconfig, controllers, exec),
-        Command::Mysql => {
-            return provider("mysql", |i, o| {
-                stash_testkit::providers::mysql::run_cli(i, o)
-            })
-            .await
-        }
-        Command::S3 => {
-            return provider("s3", |i, o| stash_testkit::providers::s3::run_cli(i, o)).await
-        }
-        Command::Rest => {
-            return provider("rest", |i, o| stash_testkit::providers::rest::run_cli(i, o)).await
-        }
+        Command::Mysql => return provider("mysql", stash_testkit::providers::mysql::run_cli).await,
+        Command::S3 => return provider("s3", stash_testkit::providers::s3::run_cli).await,
+        Command::Rest => return provider("rest", stash_testkit::providers::rest::run_cli).await,
     };
     let mut builder = FakeApiServer::builder()
         .tcp(port)
