@@ -82,21 +82,12 @@ pub struct BackupConfigurationInputs {
 /// Plans one reconcile of a BackupConfiguration.
 pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
     let bc = &inputs.bc;
-    let name = bc.metadata.name.clone().unwrap_or_default();
-    let namespace = bc
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let mut plan = Plan {
-        object: Some(ObjectKey {
-            api_version: "stash.appscode.com/v1beta1".into(),
-            kind: "BackupConfiguration".into(),
-            namespace: Some(namespace.clone()),
-            name: name.clone(),
-        }),
-        ..Default::default()
-    };
+    let (name, namespace, now, mut plan) = super::begin(
+        "stash.appscode.com/v1beta1",
+        "BackupConfiguration",
+        &bc.metadata,
+        &inputs.now,
+    );
     let has_finalizer = bc
         .metadata
         .finalizers
@@ -118,10 +109,6 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
         plan.finalizer = FinalizerAction::Add;
     }
 
-    let now = inputs
-        .now
-        .clone()
-        .unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
     let generation = bc.metadata.generation;
     let old_status = bc.status.clone().unwrap_or_default();
     let mut conds = old_status.conditions.clone().unwrap_or_default();
@@ -873,25 +860,8 @@ pub(crate) fn service_account_role_binding(
             ..Default::default()
         }]),
     };
-    vec![
-        with_type(&sa, "v1", "ServiceAccount"),
-        with_type(&role, "rbac.authorization.k8s.io/v1", "Role"),
-        with_type(&binding, "rbac.authorization.k8s.io/v1", "RoleBinding"),
-    ]
-}
-
-/// Serializes a k8s-openapi object with its apiVersion and kind.
-pub(crate) fn with_type<T: serde::Serialize>(
-    object: &T,
-    api_version: &str,
-    kind: &str,
-) -> serde_json::Value {
-    let mut v = to_value(object);
-    if let Some(map) = v.as_object_mut() {
-        map.insert("apiVersion".into(), api_version.into());
-        map.insert("kind".into(), kind.into());
-    }
-    v
+    // k8s-openapi serializes apiVersion and kind with every resource.
+    vec![to_value(&sa), to_value(&role), to_value(&binding)]
 }
 
 /// The key of an object to apply.

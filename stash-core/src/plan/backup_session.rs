@@ -89,25 +89,12 @@ const FINAL: [&str; 4] = ["Succeeded", "Failed", "Skipped", "Unknown"];
 /// Plans one reconcile of a BackupSession.
 pub fn plan(inputs: &BackupSessionInputs) -> Plan {
     let s = &inputs.session;
-    let name = s.metadata.name.clone().unwrap_or_default();
-    let namespace = s
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let now = inputs
-        .now
-        .clone()
-        .unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
-    let mut plan = Plan {
-        object: Some(ObjectKey {
-            api_version: "stash.appscode.com/v1beta1".into(),
-            kind: "BackupSession".into(),
-            namespace: Some(namespace.clone()),
-            name: name.clone(),
-        }),
-        ..Default::default()
-    };
+    let (name, namespace, now, mut plan) = super::begin(
+        "stash.appscode.com/v1beta1",
+        "BackupSession",
+        &s.metadata,
+        &inputs.now,
+    );
     if s.metadata.deletion_timestamp.is_some() {
         return plan;
     }
@@ -200,7 +187,8 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
             return plan;
         }
         // Start: build and apply the Job.
-        let bc = invoker.expect("skip checks return when the invoker is missing");
+        // The skip checks above return whenever the invoker is missing.
+        let Some(bc) = invoker else { return plan };
         let target_ref = resolved_target_ref(bc, &namespace);
         let mut target = BackupTargetStatus {
             r#ref: target_ref.clone(),

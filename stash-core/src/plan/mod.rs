@@ -120,6 +120,31 @@ fn is_keep(a: &FinalizerAction) -> bool {
     *a == FinalizerAction::Keep
 }
 
+/// The start of every planner: the object's name and namespace (`default` when unset), `now`
+/// (the epoch when the caller gave none), and an empty plan naming the object.
+pub(crate) fn begin(
+    api_version: &str,
+    kind: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    now: &Option<Time>,
+) -> (String, String, Time, Plan) {
+    let name = meta.name.clone().unwrap_or_default();
+    let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
+    let now = now
+        .clone()
+        .unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+    let plan = Plan {
+        object: Some(ObjectKey {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: Some(namespace.clone()),
+            name: name.clone(),
+        }),
+        ..Default::default()
+    };
+    (name, namespace, now, plan)
+}
+
 /// Seconds since the epoch of a timestamp.
 pub fn unix(t: &Time) -> i64 {
     t.0.as_second()

@@ -116,25 +116,12 @@ pub fn select_rule(rules: &[RestoreRule], host: &str) -> Result<Selection, Strin
 /// Plans one reconcile of a RestoreSession.
 pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
     let rs = &inputs.session;
-    let name = rs.metadata.name.clone().unwrap_or_default();
-    let namespace = rs
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let now = inputs
-        .now
-        .clone()
-        .unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
-    let mut plan = Plan {
-        object: Some(ObjectKey {
-            api_version: "stash.appscode.com/v1beta1".into(),
-            kind: "RestoreSession".into(),
-            namespace: Some(namespace.clone()),
-            name: name.clone(),
-        }),
-        ..Default::default()
-    };
+    let (name, namespace, now, mut plan) = super::begin(
+        "stash.appscode.com/v1beta1",
+        "RestoreSession",
+        &rs.metadata,
+        &inputs.now,
+    );
     let has_finalizer = rs
         .metadata
         .finalizers
