@@ -30,69 +30,30 @@ struct Schemas {
     defs_root: Value,
 }
 
+/// A `$ref` to `T`'s schema, registering its definitions with `generator`.
+fn schema_of<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> Value {
+    generator.subschema_for::<T>().to_value()
+}
+
 /// Built-in kinds a Stash user's manifests commonly hold, besides Stash's own.
-fn builtin_kinds(
-    generator: &mut schemars::SchemaGenerator,
-) -> Vec<(&'static str, &'static str, Value)> {
+fn builtin_kinds(g: &mut schemars::SchemaGenerator) -> Vec<(&'static str, &'static str, Value)> {
     vec![
-        (
-            "v1",
-            "Secret",
-            generator.subschema_for::<Secret>().to_value(),
-        ),
-        (
-            "v1",
-            "Namespace",
-            generator.subschema_for::<Namespace>().to_value(),
-        ),
-        ("v1", "Pod", generator.subschema_for::<Pod>().to_value()),
-        (
-            "v1",
-            "ConfigMap",
-            generator.subschema_for::<ConfigMap>().to_value(),
-        ),
-        (
-            "v1",
-            "Service",
-            generator.subschema_for::<Service>().to_value(),
-        ),
-        (
-            "v1",
-            "Endpoints",
-            generator.subschema_for::<Endpoints>().to_value(),
-        ),
-        (
-            "v1",
-            "ServiceAccount",
-            generator.subschema_for::<ServiceAccount>().to_value(),
-        ),
+        ("v1", "Secret", schema_of::<Secret>(g)),
+        ("v1", "Namespace", schema_of::<Namespace>(g)),
+        ("v1", "Pod", schema_of::<Pod>(g)),
+        ("v1", "ConfigMap", schema_of::<ConfigMap>(g)),
+        ("v1", "Service", schema_of::<Service>(g)),
+        ("v1", "Endpoints", schema_of::<Endpoints>(g)),
+        ("v1", "ServiceAccount", schema_of::<ServiceAccount>(g)),
         (
             "v1",
             "PersistentVolumeClaim",
-            generator
-                .subschema_for::<PersistentVolumeClaim>()
-                .to_value(),
+            schema_of::<PersistentVolumeClaim>(g),
         ),
-        (
-            "batch/v1",
-            "Job",
-            generator.subschema_for::<Job>().to_value(),
-        ),
-        (
-            "batch/v1",
-            "CronJob",
-            generator.subschema_for::<CronJob>().to_value(),
-        ),
-        (
-            "apps/v1",
-            "Deployment",
-            generator.subschema_for::<Deployment>().to_value(),
-        ),
-        (
-            "apps/v1",
-            "StatefulSet",
-            generator.subschema_for::<StatefulSet>().to_value(),
-        ),
+        ("batch/v1", "Job", schema_of::<Job>(g)),
+        ("batch/v1", "CronJob", schema_of::<CronJob>(g)),
+        ("apps/v1", "Deployment", schema_of::<Deployment>(g)),
+        ("apps/v1", "StatefulSet", schema_of::<StatefulSet>(g)),
     ]
 }
 
@@ -100,7 +61,7 @@ fn schemas() -> &'static Schemas {
     static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
     SCHEMAS.get_or_init(|| {
         let mut generator = schemars::SchemaGenerator::default();
-        let object_meta = generator.subschema_for::<ObjectMeta>().to_value();
+        let object_meta = schema_of::<ObjectMeta>(&mut generator);
         let mut kinds = BTreeMap::new();
         for (api_version, kind, schema) in builtin_kinds(&mut generator) {
             kinds.insert((api_version.to_string(), kind.to_string()), schema);

@@ -83,6 +83,15 @@ fn plan_of<'a>(plans: &'a [Plan], kind: &str) -> &'a Plan {
         .expect("plan present")
 }
 
+/// The names of the objects the (last) session's plan deletes.
+fn deleted_by_session(plans: &[Plan]) -> Vec<String> {
+    plan_of(plans, "BackupSession")
+        .delete
+        .iter()
+        .map(|k| k.name.clone())
+        .collect()
+}
+
 fn status_field(plan: &Plan, pointer: &str) -> String {
     plan.status
         .as_ref()
@@ -219,14 +228,8 @@ fn decisions_read_like_the_spec() {
             .contains("OOMKilled")
     );
     // History: beyond the limit of 2, finished sessions go; the Skipped one and the oldest.
-    let hist = fixture("session-succeeded-history");
-    let deleted: Vec<&str> = plan_of(&hist, "BackupSession")
-        .delete
-        .iter()
-        .map(|k| k.name.as_str())
-        .collect();
     assert_eq!(
-        deleted,
+        deleted_by_session(&fixture("session-succeeded-history")),
         [
             "sample-mysql-backup-1795790100",
             "sample-mysql-backup-1795789800",
@@ -261,14 +264,8 @@ fn hand_written_sessions_count_by_spec_invoker() {
     );
     assert!(skipped.apply.is_empty(), "a skipped session starts no Job");
     // History cleanup deletes label-less finished sessions beyond the limit like any other.
-    let hist = fixture("session-manual-history");
-    let deleted: Vec<&str> = plan_of(&hist, "BackupSession")
-        .delete
-        .iter()
-        .map(|k| k.name.as_str())
-        .collect();
     assert_eq!(
-        deleted,
+        deleted_by_session(&fixture("session-manual-history")),
         [
             "manual-backup-b",
             "manual-backup-c",
