@@ -214,6 +214,15 @@ fn walk(defs_root: &Value, schema: &Value, value: &Value, path: &str, out: &mut 
             ));
         }
     }
+    if let (Some("date-time"), Some(text)) = (schema["format"].as_str(), value.as_str()) {
+        if text.parse::<k8s_openapi::jiff::Timestamp>().is_err() {
+            out.wrong_types.push(format!(
+                "{at}: expected a timestamp such as 2026-11-27T15:00:00Z, got {}{}",
+                yaml_type(value),
+                shown(value)
+            ));
+        }
+    }
     if value.is_u64() && !value.is_i64() && schema["type"] == "integer" {
         out.wrong_types.push(format!(
             "{at}: expected an integer up to {}, got {value}",
@@ -347,7 +356,13 @@ mod tests {
     fn metadata_and_builtin_kinds_are_checked_too() {
         let mut o = bc(json!({"schedule": "x"}));
         o["metadata"]["lables"] = json!({});
-        assert_eq!(check(&o).unwrap().unknown_fields, ["metadata.lables"]);
+        o["metadata"]["creationTimestamp"] = json!("yesterday");
+        let f = check(&o).unwrap();
+        assert_eq!(f.unknown_fields, ["metadata.lables"]);
+        assert_eq!(
+            f.wrong_types,
+            ["metadata.creationTimestamp: expected a timestamp such as 2026-11-27T15:00:00Z, got a string (\"yesterday\")"]
+        );
         let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
             "stringData": {"RESTIC_PASSWORD": "x"}, "strngData": {}});
         assert_eq!(check(&secret).unwrap().unknown_fields, ["strngData"]);
