@@ -3,6 +3,7 @@
 
 pub mod cron;
 mod cronjob;
+pub(crate) mod exec;
 mod gc;
 mod job;
 pub mod kubelet;
@@ -132,6 +133,20 @@ impl ControllerManager {
         let runner = cm.clone();
         tokio::spawn(async move { runner.run().await });
         cm
+    }
+
+    /// The running container `(namespace, pod, container)` when this controller-manager runs
+    /// the kubelet and the kubelet runs that container (for `pods/exec`).
+    pub(crate) fn container(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: &str,
+    ) -> Option<exec::ContainerHandle> {
+        if !self.inner.set.kubelet {
+            return None;
+        }
+        self.inner.kubelet.container(ns, pod, container)
     }
 
     /// Stops the controllers and kills the processes the kubelet is running.
