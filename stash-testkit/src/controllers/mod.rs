@@ -3,6 +3,7 @@
 
 pub mod cron;
 mod cronjob;
+pub mod endpoints;
 pub(crate) mod exec;
 mod gc;
 mod job;
@@ -31,6 +32,8 @@ pub struct ControllerSet {
     pub cronjob: bool,
     /// Kubelet running pods as local processes.
     pub kubelet: bool,
+    /// Endpoints and EndpointSlice controllers (Services with a selector).
+    pub endpoints: bool,
 }
 
 impl ControllerSet {
@@ -42,6 +45,7 @@ impl ControllerSet {
             job: true,
             cronjob: true,
             kubelet: true,
+            endpoints: true,
         }
     }
 }
@@ -221,6 +225,9 @@ impl ControllerManager {
         }
         if inner.set.kubelet {
             inner.kubelet.sync();
+        }
+        if inner.set.endpoints {
+            endpoints::sync(&inner.api);
         }
     }
 }
