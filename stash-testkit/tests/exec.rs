@@ -366,3 +366,54 @@ async fn kubectl_exec_streams_env_stdin_and_exit_codes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn v4_channel_framing_for_older_clients() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = FakeApiServer::builder()
+        .with_controllers()
+        .start()
+        .await
+        .unwrap();
+    let client = tcp_client(&server).await;
+    let base = tempfile::tempdir().unwrap();
+    running_pod(&client, "db", &base.path().join("data")).await;
+    let addr = server.addr().unwrap();
+    let url = format!(
+        "ws://{addr}/api/v1/namespaces/default/pods/db/exec?command=head&command=-n1&stdin=true&stdout=true&stderr=true"
+    );
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v4.channel.k8s.io".parse().unwrap(),
+    );
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "v4.channel.k8s.io"
+    );
+    ws.send(Message::binary(b"\x00first line\nsecond line\n".to_vec()))
+        .await
+        .unwrap();
+    let mut frames = Vec::new();
+    while let Some(Ok(msg)) = ws.next().await {
+        if let Message::Binary(data) = msg {
+            frames.push(data.to_vec());
+        }
+    }
+    assert_eq!(frames[0], vec![1u8], "an empty frame opens stdout");
+    let stdout: Vec<u8> = frames
+        .iter()
+        .filter(|f| f[0] == 1)
+        .flat_map(|f| f[1..].to_vec())
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&stdout), "first line\n");
+    let last = frames.last().unwrap();
+    assert_eq!(last[0], 3, "the status comes last, on channel 3");
+    let status: serde_json::Value = serde_json::from_slice(&last[1..]).unwrap();
+    assert_eq!(status, json!({"metadata": {}, "status": "Success"}));
+}
