@@ -170,6 +170,30 @@ async fn kube_exec_runs_in_the_pods_env_and_mounts_with_streams_and_exit_codes()
         eprintln!("no mount namespaces here (needs root and unshare); volume check skipped");
     }
 
+    // A command dies with its container.
+    let params = AttachParams::default();
+    let mut proc = pods.exec("db", vec!["sleep", "60"], &params).await.unwrap();
+    let status = proc.take_status().unwrap();
+    pods.delete("db", &Default::default()).await.unwrap();
+    let status = tokio::time::timeout(WAIT, status).await.unwrap().unwrap();
+    let cause = &status.details.unwrap().causes.unwrap()[0];
+    assert_eq!(
+        cause.message.as_deref(),
+        Some("137"),
+        "killed like the container"
+    );
+}
+
+#[tokio::test]
+async fn exec_of_a_missing_program_is_an_internal_error() {
+    let server = FakeApiServer::builder()
+        .with_controllers()
+        .start()
+        .await
+        .unwrap();
+    let client = tcp_client(&server).await;
+    let base = tempfile::tempdir().unwrap();
+    let pods = running_pod(&client, "db", &base.path().join("data")).await;
     let got = exec(&pods, "db", &["no-such-program"], None).await;
     let status = got.status.unwrap();
     assert_eq!(status.reason.as_deref(), Some("InternalError"));
