@@ -81,6 +81,12 @@ async fn running_pod(client: &Client, name: &str, mnt: &Path) -> Api<Pod> {
     pods
 }
 
+/// A script that prints `file` once the container has written it (it starts writing as the
+/// pod turns Running); without the pod's mounts it never appears.
+fn wait_and_cat(file: &str) -> String {
+    format!("for i in $(seq 100); do [ -f {file} ] && break; sleep 0.05; done; cat {file}")
+}
+
 struct Outcome {
     stdout: String,
     stderr: String,
@@ -160,7 +166,7 @@ async fn kube_exec_runs_in_the_pods_env_and_mounts_with_streams_and_exit_codes()
 
     if mount_namespaces_work() {
         let marker = mnt.join("marker").to_string_lossy().into_owned();
-        let got = exec(&pods, "db", &["cat", &marker], None).await;
+        let got = exec(&pods, "db", &["sh", "-c", &wait_and_cat(&marker)], None).await;
         assert_eq!(got.stdout, "from-the-container\n", "{}", got.stderr);
         assert!(
             !mnt.join("marker").exists(),
@@ -373,7 +379,12 @@ async fn kubectl_exec_streams_env_stdin_and_exit_codes() {
 
     if mount_namespaces_work() {
         let marker = mnt.join("marker").to_string_lossy().into_owned();
-        let out = kubectl(&["exec", "db", "-c", "main", "--", "cat", &marker], b"").await;
+        let script = wait_and_cat(&marker);
+        let out = kubectl(
+            &["exec", "db", "-c", "main", "--", "sh", "-c", &script],
+            b"",
+        )
+        .await;
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             "from-the-container\n",
