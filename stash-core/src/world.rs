@@ -159,6 +159,10 @@ impl World {
         if name.is_empty() {
             return Err(format!("{kind}: metadata.name is missing"));
         }
+        if let Err(why) = crate::names::check_subdomain(&name) {
+            // The API server refuses such an object before any controller sees it.
+            return Err(format!("{kind} {name:?}: metadata.name is invalid: {why}"));
+        }
         let ns = value
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)

@@ -36,7 +36,8 @@ fn fixture_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo_root().join("fixtures"))
         .expect("fixtures/ exists")
         .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.is_dir())
+        // fixtures/invalid holds the bad-input corpus (tests/invalid_inputs.rs).
+        .filter(|p| p.is_dir() && !p.ends_with("invalid"))
         .collect();
     dirs.sort();
     dirs

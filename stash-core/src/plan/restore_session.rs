@@ -63,6 +63,10 @@ pub struct Selection {
     pub source_host: String,
 }
 
+fn is_snapshot_ref(s: &str) -> bool {
+    s == "latest" || ((4..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Stash's `RestoreOptionsForHost`: the first rule listing `host` wins, else the rule with no
 /// target hosts; no rule means the latest snapshot. Source host defaults to `host`.
 pub fn select_rule(rules: &[RestoreRule], host: &str) -> Result<Selection, String> {
@@ -84,6 +88,14 @@ pub fn select_rule(rules: &[RestoreRule], host: &str) -> Result<Selection, Strin
         if r.snapshots.as_ref().is_some_and(|s| s.len() > 1) {
             return Err(format!(
                 "spec.target.rules[{i}].snapshots: a database restore takes one snapshot"
+            ));
+        }
+        // Passed verbatim to the repository as a snapshot id: restic takes `latest` or an id
+        // prefix, so anything else could only fail later, inside the Job.
+        if let Some(bad) = r.snapshots.iter().flatten().find(|s| !is_snapshot_ref(s)) {
+            return Err(format!(
+                "spec.target.rules[{i}].snapshots: {bad:?} is neither latest nor a snapshot id \
+                 (4 to 64 hexadecimal digits)"
             ));
         }
     }
@@ -183,6 +195,9 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
         .unwrap_or_else(|| namespace.clone());
     let mut errors = Vec::new();
     let mut missing = false;
+    if repo_name.is_empty() {
+        errors.push("spec.repository.name is required".to_owned());
+    }
     match &inputs.repository {
         Some(_) => conditions::set(
             &mut conds,
@@ -586,7 +601,7 @@ fn build_job(
     let task = inputs
         .tasks
         .get(&task_name)
-        .ok_or_else(|| format!("Task {task_name} not found"))?;
+        .ok_or_else(|| format!("spec.task.name: Task {task_name} not found"))?;
     let target_ref = rs
         .spec
         .target
