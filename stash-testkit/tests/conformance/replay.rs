@@ -423,7 +423,8 @@ fn walk(v: &mut Value, member: Option<&str>, keep_messages: bool) {
 
 fn normalize_metadata(meta: &mut Map<String, Value>) {
     if let Some(Value::String(rv)) = meta.get_mut("resourceVersion") {
-        if !rv.is_empty() && !(rv.starts_with("<rv:") && rv.ends_with('>')) {
+        let ordinal = rv.starts_with("<rv:") && rv.ends_with('>');
+        if !rv.is_empty() && !ordinal {
             *rv = "<rv>".into();
         }
     }
