@@ -413,6 +413,36 @@ mod tests {
     const S: MergeSchema<'static> = MergeSchema { custom: None };
 
     #[test]
+    fn an_update_owns_the_maps_and_lists_it_creates() {
+        let scope = WriteScope {
+            subresource: "",
+            status_split: false,
+        };
+        let now = "2026-01-01T00:00:00Z";
+        let mut created = json!({"metadata": {"name": "x", "labels": {"a": "1"},
+            "finalizers": ["f"]}, "spec": {"s": 1}, "data": {"k": "v"}});
+        record_update(None, &mut created, "m", "v1", scope, S, now);
+        // Typed built-ins always have spec: no "." for it; data, labels and finalizers are new.
+        assert_eq!(
+            created["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({"f:data": {".": {}, "f:k": {}}, "f:spec": {"f:s": {}},
+                "f:metadata": {"f:labels": {".": {}, "f:a": {}},
+                    "f:finalizers": {".": {}, "v:\"f\"": {}}}})
+        );
+        let mut updated = created.clone();
+        updated["data"]["k2"] = json!("w");
+        if let Some(m) = updated["metadata"].as_object_mut() {
+            m.remove("finalizers");
+        }
+        record_update(Some(&created), &mut updated, "m", "v1", scope, S, now);
+        assert_eq!(
+            updated["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({"f:data": {".": {}, "f:k": {}, "f:k2": {}}, "f:spec": {"f:s": {}},
+                "f:metadata": {"f:labels": {".": {}, "f:a": {}}}})
+        );
+    }
+
+    #[test]
     fn two_managers_conflict_and_force_transfers() {
         let a = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"k": "a", "only_a": "1"}});
         let live = apply(None, &a, req("a", false), S).unwrap();

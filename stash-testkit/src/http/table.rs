@@ -280,6 +280,48 @@ mod tests {
     }
 
     #[test]
+    fn crd_columns_are_as_declared_and_age_only_when_none_are() {
+        let crd = |columns: Value| {
+            json!({"spec": {"group": "example.com", "scope": "Namespaced",
+                "names": {"kind": "Thing", "plural": "things"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "additionalPrinterColumns": columns}]}})
+        };
+        let names = |t: &Value| -> Vec<String> {
+            t["columnDefinitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let obj = json!({"metadata": {"name": "a", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"n": 3}});
+        let with = crate::registry::crd_resources(&crd(json!([
+            {"name": "N", "type": "string", "jsonPath": ".spec.n"}])))
+        .remove(0);
+        let t = render(&with, std::slice::from_ref(&obj), None, now);
+        assert_eq!(names(&t), ["Name", "N"]);
+        assert_eq!(t["rows"][0]["cells"], json!(["a", "3"]));
+        let without = crate::registry::crd_resources(&crd(json!([]))).remove(0);
+        let t = render(&without, &[obj], None, now);
+        assert_eq!(names(&t), ["Name", "Age"]);
+        assert_eq!(t["rows"][0]["cells"], json!(["a", "60s"]));
+    }
+
+    #[test]
+    fn configmaps_print_their_data_count() {
+        let info = crate::registry::Registry::new()
+            .get("", "v1", "configmaps")
+            .unwrap();
+        let obj = json!({"metadata": {"name": "c", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "data": {"a": "1"}, "binaryData": {"b": ""}});
+        let t = render(&info, &[obj], None, "2026-01-01T00:00:05Z".parse().unwrap());
+        assert_eq!(t["rows"][0]["cells"], json!(["c", 2, "5s"]));
+    }
+
+    #[test]
     fn ages_read_like_kubectl() {
         assert_eq!(human_age(45), "45s");
         assert_eq!(human_age(200), "3m20s");
