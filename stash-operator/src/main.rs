@@ -22,6 +22,8 @@ enum Command {
     BackupMysql(Box<stash_operator::jobs::backup_mysql::BackupMysqlArgs>),
     /// Restore a MySQL database from the repository (run by restore Jobs).
     RestoreMysql(Box<stash_operator::jobs::restore_mysql::RestoreMysqlArgs>),
+    /// Delete a repository's files from its backend (run when a Repository with wipeOut goes).
+    WipeOutRepository(Box<stash_operator::jobs::wipe_out::WipeOutArgs>),
     /// Create a BackupSession for a BackupConfiguration (run by the trigger CronJob).
     CreateBackupsession(stash_operator::commands::create_backupsession::CreateBackupSessionArgs),
     /// Record a Job's results in the session and Repository status (last step of every Job).
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Command::Crds => stash_operator::cli::crds::run(),
         Command::BackupMysql(args) => stash_operator::jobs::backup_mysql::run(&args),
         Command::RestoreMysql(args) => stash_operator::jobs::restore_mysql::run(&args),
+        Command::WipeOutRepository(args) => stash_operator::jobs::wipe_out::run(&args),
         Command::CreateBackupsession(args) => {
             stash_operator::commands::create_backupsession::run(&args)
         }
