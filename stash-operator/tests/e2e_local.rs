@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::ResourceExt;
 use serde_json::{json, Value};
-use stash_core::api::{BackupSession, Repository, RestoreSession};
+use stash_core::api::{BackupConfiguration, BackupSession, Repository, RestoreSession};
 use stash_operator::commands::demo;
 use stash_operator::commands::run::Embedded;
 use stash_testkit::controllers::kubelet::claim_dir;
@@ -100,6 +100,15 @@ fn restic(repository: &str, env: &[(&str, &str)], args: &[&str]) -> std::process
         .expect("restic runs")
 }
 
+/// Removes a host directory the kubelet created as a mount point, even when the test fails.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn pvc(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": NS},
            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
@@ -123,7 +132,8 @@ async fn local_repository_on_a_claim_two_backups_interim_volumes_and_restore() {
     .await
     .expect("embedded environment starts");
     // The mount path exists nowhere on the host: only the mounted claim can hold the data.
-    let mount_path = format!("/stash-rs-e2e-{}/repository", std::process::id());
+    let mount_root = RemoveOnDrop(format!("/stash-rs-e2e-{}", std::process::id()).into());
+    let mount_path = format!("{}/repository", mount_root.0.display());
     let interim = json!({"metadata": {"name": "interim"},
                          "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}});
     let objects = vec![
@@ -157,6 +167,18 @@ async fn local_repository_on_a_claim_two_backups_interim_volumes_and_restore() {
         env.apply(o).await.expect("apply");
     }
 
+    let bcs = Api::<BackupConfiguration>::namespaced(env.client.clone(), NS);
+    wait_for(
+        &env,
+        Duration::ZERO,
+        Duration::from_secs(30),
+        "BackupConfiguration Ready",
+        || async {
+            let bc = bcs.get("local-backup").await.ok()?;
+            (bc.status?.phase.as_deref() == Some("Ready")).then_some(())
+        },
+    )
+    .await;
     // Without the claim the backup pod cannot be scheduled, as on a real cluster.
     let first_name = {
         env.server.advance(Duration::from_secs(300)).await;
@@ -216,7 +238,7 @@ async fn local_repository_on_a_claim_two_backups_interim_volumes_and_restore() {
     );
 
     // A second backup, by a second Job, into the same repository.
-    let second = next_backup(&env, &[first_name.clone()]).await;
+    let second = next_backup(&env, std::slice::from_ref(&first_name)).await;
     assert_ne!(second.name_any(), first_name);
     claims
         .get(&format!("interim-{}", second.name_any()))
@@ -312,11 +334,6 @@ async fn local_repository_on_a_claim_two_backups_interim_volumes_and_restore() {
     assert!(!a.is_empty());
     assert_eq!(a, b);
     env.stop().await;
-    let _ = std::fs::remove_dir_all(
-        Path::new(&mount_path)
-            .parent()
-            .unwrap_or(Path::new(&mount_path)),
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
