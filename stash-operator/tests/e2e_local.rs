@@ -1,5 +1,6 @@
 //! End to end on the testkit: a local-backend Repository on a PersistentVolumeClaim written by
-//! two backup Jobs and read by a restore Job, each session with its own interim volume; and
+//! two backup Jobs and read by a restore Job through a hostPath volume, each session with its
+//! own interim volume; and
 //! `spec.wipeOut` deleting an S3 repository (and being refused for a local one).
 //!
 //! The data is checked where the volume really is (the claim's host directory, or the S3
@@ -291,10 +292,17 @@ async fn local_repository_on_a_claim_two_backups_interim_volumes_and_restore() {
         .expect("status");
     assert_eq!(status.snapshot_count, Some(2));
 
-    // The restore Job mounts the same claim.
+    // The restore reads the same files through a hostPath volume (the claim's directory on
+    // the node), at another mount path.
+    env.apply(&json!({"apiVersion": "stash.appscode.com/v1alpha1", "kind": "Repository",
+                      "metadata": {"name": "node-repo", "namespace": NS},
+                      "spec": {"backend": {"storageSecretName": "local-secret",
+                               "local": {"mountPath": format!("{mount_path}-node"), "hostPath": {"path": repo, "type": "Directory"}}}}}))
+        .await
+        .expect("hostPath repository");
     env.apply(&json!({"apiVersion": "stash.appscode.com/v1beta1", "kind": "RestoreSession",
                       "metadata": {"name": "local-restore", "namespace": NS},
-                      "spec": {"task": {"name": "mysql-restore-8.0.21"}, "repository": {"name": "local-repo"},
+                      "spec": {"task": {"name": "mysql-restore-8.0.21"}, "repository": {"name": "node-repo"},
                                "interimVolumeTemplate": {"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
                                "target": {"ref": {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": "restored-mysql"},
                                           "rules": [{"snapshots": ["latest"]}]}}}))
