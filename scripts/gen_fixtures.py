@@ -77,6 +77,28 @@ case("bc-b2", [secret("b2-secret", ["RESTIC_PASSWORD", "B2_ACCOUNT_ID", "B2_ACCO
 case("bc-swift", [secret("swift-secret", ["RESTIC_PASSWORD", "OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD"]), repo({"swift": {"container": "stash", "prefix": "/demo"}}, secret_name="swift-secret"), appbinding, db_secret, bc(), session()], "Swift backend.")
 case("bc-rest", [secret("rest-secret", ["RESTIC_PASSWORD", "REST_SERVER_USERNAME", "REST_SERVER_PASSWORD"]), repo({"rest": {"url": "https://rest.demo.svc:8000/demo/mysql"}}, secret_name="rest-secret"), appbinding, db_secret, bc(), session()], "REST server backend: bucket is the URL host, prefix its path.")
 case("bc-local", [secret("local-secret", ["RESTIC_PASSWORD"]), repo({"local": {"mountPath": "/safe/data", "persistentVolumeClaim": {"claimName": "repo-pvc"}}}, secret_name="local-secret"), appbinding, db_secret, bc(), session()], "Local backend on a PVC.")
+local_secret = secret("local-secret", ["RESTIC_PASSWORD"])
+case("bc-local-nfs", [local_secret, repo({"local": {"mountPath": "/safe/data", "subPath": "demo/mysql", "nfs": {"server": "nfs.demo.svc", "path": "/exports/stash"}}}, secret_name="local-secret"), appbinding, db_secret, bc(), session()], "Local backend on NFS with a subPath: the volume reaches every container of the Job as written.")
+case("bc-local-hostpath", [local_secret, repo({"local": {"mountPath": "/safe/data", "hostPath": {"path": "/var/lib/stash-repo", "type": "DirectoryOrCreate"}}}, secret_name="local-secret"), appbinding, db_secret, bc(hooks={"preBackup": {"exec": {"command": ["true"]}, "containerName": "mysql"}}), session()], "Local backend on a hostPath; the hook container mounts it too.")
+case("bc-local-no-mountpath", [local_secret, repo({"local": {"persistentVolumeClaim": {"claimName": "repo-pvc"}}}, secret_name="local-secret"), appbinding, db_secret, bc()], "Local backend without mountPath: Invalid, naming spec.backend.local.mountPath.")
+case("bc-local-no-volume", [local_secret, repo({"local": {"mountPath": "/safe/data"}}, secret_name="local-secret"), appbinding, db_secret, bc()], "Local backend without a volume source: Invalid, naming spec.backend.local.")
+interim = {"metadata": {"name": "interim", "labels": {"team": "db"}}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard", "resources": {"requests": {"storage": "1Gi"}}}}
+case("bc-interim-volume", base() + [bc(interimVolumeTemplate=interim), session()], "interimVolumeTemplate: one PVC per session, owned by the session, mounted at /stash-interim-volume.")
+case("bc-interim-volume-invalid", base() + [bc(interimVolumeTemplate={"spec": {"resources": {"requests": {"storage": "1Gi"}}}}), session()], "interimVolumeTemplate without accessModes: Invalid, naming spec.interimVolumeTemplate.spec.accessModes; the session is skipped.")
+deleting_meta = {"uid": "4e90517e-0000-4000-8000-000000000001", "deletionTimestamp": "2026-11-27T14:59:00Z", "finalizers": ["stash"]}
+def deleting_repo(backend, secret_name, **extra):
+    r = repo(backend, secret_name=secret_name, extra=dict(wipeOut=True, **extra))
+    r["metadata"].update(deleting_meta)
+    return r
+wipe_job = lambda status: {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-wipeout-s3-repo", "namespace": NS, "labels": {"job-name": "stash-wipeout-s3-repo"}},
+    "spec": {"template": {"spec": {"containers": []}}}, "status": status}
+wipe_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stash-wipeout-s3-repo-q8z4x", "namespace": NS, "labels": {"job-name": "stash-wipeout-s3-repo"}},
+    "status": {"phase": "Failed", "containerStatuses": [{"name": "wipe-out", "image": "x", "imageID": "", "ready": False, "restartCount": 0, "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}}
+case("repo-wipe-out-start", [s3_secret, deleting_repo(S3, "s3-secret")], "A Repository with wipeOut: true is deleted: a Job (with read access to the storage Secret only) deletes its data; the finalizer stays.")
+case("repo-wipe-out-done", [s3_secret, deleting_repo(S3, "s3-secret"), wipe_job({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]})], "The wipe-out Job completed: the finalizer goes.")
+case("repo-wipe-out-failed", [s3_secret, deleting_repo(S3, "s3-secret"), wipe_job({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}), wipe_pod], "The wipe-out Job failed: the finalizer stays, a condition and an event say why and how to go on.")
+case("repo-wipe-out-local-refused", [local_secret, deleting_repo({"local": {"mountPath": "/safe/data", "persistentVolumeClaim": {"claimName": "repo-pvc"}}}, "local-secret")], "wipeOut on a local backend is refused as by Stash: the data stays and the finalizer goes, with a warning event.")
+case("repo-wipe-out-local-invalid", [local_secret, repo({"local": {"mountPath": "/safe/data", "hostPath": {"path": "/srv/stash"}}}, secret_name="local-secret", extra={"wipeOut": True})], "wipeOut on a local backend: ValidationPassed False naming spec.wipeOut.")
 case("bc-paused", base() + [bc(paused=True)], "Paused: the CronJob is suspended, RBAC stays for manual sessions.")
 case("bc-retention-all-fields", base() + [bc(retentionPolicy={"name": "everything", "keepLast": 2, "keepHourly": 24, "keepDaily": 7, "keepWeekly": 4, "keepMonthly": 12, "keepYearly": 3, "keepTags": ["release", "weekly,verified"], "prune": True, "dryRun": True}), session()], "Every retention field reaches the Job's RETENTION_* arguments.")
 case("bc-task-params-override", base() + [bc(task={"name": "mysql-backup-8.0.21", "params": [{"name": "args", "value": "--databases shop --single-transaction"}, {"name": "waitTimeout", "value": "60"}, {"name": "multiDumpArgs", "value": ""}, {"name": "HOSTNAME", "value": "primary"}]}), session()], "Invoker params beat the AppBinding addon's and the Functions' defaults; an empty value beats a default.")
@@ -154,6 +176,7 @@ case("restore-latest", base() + [restore()], "Restore of the latest snapshot: th
 case("restore-snapshot-id", base() + [restore(target={"rules": [{"snapshots": ["4bc21d6f"]}]})], "Restore of an explicit snapshot id.")
 case("restore-alias-sourcehost", base() + [restore(target={"alias": "replica-1", "rules": [{"targetHosts": ["replica-1"], "sourceHost": "host-0", "snapshots": ["latest"]}, {"snapshots": ["deadbeef"]}]})], "Alias with a rule naming it: HOSTNAME replica-1, SOURCE_HOSTNAME host-0.")
 case("restore-invalid-rules", base() + [restore(target={"rules": [{"snapshots": ["latest"]}, {"paths": ["/x"]}]})], "Two rules without targetHosts: Invalid, naming spec.target.rules.")
+case("restore-local", [local_secret, repo({"local": {"mountPath": "/safe/data", "persistentVolumeClaim": {"claimName": "repo-pvc"}}}, secret_name="local-secret"), appbinding, db_secret, restore(interimVolumeTemplate=interim)], "Restore from a local backend on a PVC, with an interim volume: both mounted in the restore Job.")
 case("restore-missing-repository", [s3_secret, appbinding, db_secret, restore()], "Repository missing: Pending, requeue.")
 
 if os.path.isdir(root):

@@ -254,7 +254,9 @@ impl World {
             ));
         }
         for repo in self.repositories.values() {
-            plans.push(plan::repository::plan(&self.repository_inputs(repo)));
+            plans.push(plan::repository::plan(
+                &self.repository_inputs(repo, settings, now),
+            ));
         }
         plans
     }
@@ -422,7 +424,12 @@ impl World {
     }
 
     /// Inputs of the Repository planner for `repo`: the invokers in the set that use it.
-    pub fn repository_inputs(&self, repo: &Repository) -> plan::repository::RepositoryInputs {
+    pub fn repository_inputs(
+        &self,
+        repo: &Repository,
+        settings: &Settings,
+        now: &Time,
+    ) -> plan::repository::RepositoryInputs {
         let ns = repo
             .metadata
             .namespace
@@ -451,9 +458,14 @@ impl World {
                 ));
             }
         }
+        let job_name = plan::wipe_out::wipe_out_job_name(&name);
         plan::repository::RepositoryInputs {
             repository: repo.clone(),
             references,
+            wipe_out_job: self.jobs.get(&(ns.clone(), job_name.clone())).cloned(),
+            wipe_out_pods: self.pods_of(&ns, &job_name),
+            settings: settings.clone(),
+            now: Some(now.clone()),
         }
     }
 

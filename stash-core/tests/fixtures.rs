@@ -332,3 +332,114 @@ fn forbidden_secret_read_names_the_missing_binding() {
     assert_eq!(plan.requeue_after_seconds, Some(30));
     assert!(!plan.apply.iter().any(|o| o["kind"] == "CronJob"));
 }
+
+/// Every container of a local-backend Job (backup steps, update-status, hooks; restore too)
+/// mounts the Repository's volume at its mountPath, and the volume source is the one written.
+#[test]
+fn local_backend_volume_reaches_every_container() {
+    let fixture = |n: &str| plan_fixture(&repo_root().join("fixtures").join(n));
+    for (name, kind, source_kind, sub_path) in [
+        ("bc-local", "BackupSession", "persistentVolumeClaim", None),
+        ("bc-local-nfs", "BackupSession", "nfs", Some("demo/mysql")),
+        ("bc-local-hostpath", "BackupSession", "hostPath", None),
+        (
+            "restore-local",
+            "RestoreSession",
+            "persistentVolumeClaim",
+            None,
+        ),
+    ] {
+        let plans = fixture(name);
+        let job = plan_of(&plans, kind)
+            .apply
+            .iter()
+            .find(|o| o["kind"] == "Job")
+            .unwrap_or_else(|| panic!("{name}: no Job"));
+        let pod = &job["spec"]["template"]["spec"];
+        let volume = pod["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"] == "stash-local")
+            .unwrap_or_else(|| panic!("{name}: no stash-local volume"));
+        assert!(volume[source_kind].is_object(), "{name}: {volume}");
+        let containers: Vec<&serde_json::Value> = pod["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(pod["containers"].as_array().into_iter().flatten())
+            .collect();
+        assert!(containers.len() >= 2, "{name}");
+        for c in containers {
+            let mount = c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| m["name"] == "stash-local")
+                .unwrap_or_else(|| panic!("{name}: {} does not mount the repository", c["name"]));
+            assert_eq!(mount["mountPath"], "/safe/data", "{name}");
+            assert_eq!(mount["subPath"].as_str(), sub_path, "{name}");
+        }
+    }
+}
+
+/// An interimVolumeTemplate gives each session its own claim, owned by the session and mounted
+/// at /stash-interim-volume; wipeOut runs a Job before the Repository's finalizer goes.
+#[test]
+fn interim_volumes_and_wipe_out() {
+    let fixture = |n: &str| plan_fixture(&repo_root().join("fixtures").join(n));
+    let plans = fixture("bc-interim-volume");
+    let plan = plan_of(&plans, "BackupSession");
+    let claim = plan
+        .apply
+        .iter()
+        .find(|o| o["kind"] == "PersistentVolumeClaim")
+        .expect("claim");
+    assert_eq!(
+        claim["metadata"]["name"],
+        "interim-sample-mysql-backup-1795791000"
+    );
+    assert_eq!(
+        claim["metadata"]["ownerReferences"][0]["kind"],
+        "BackupSession"
+    );
+    assert_eq!(claim["spec"]["storageClassName"], "standard");
+    let job = plan.apply.iter().find(|o| o["kind"] == "Job").expect("job");
+    let pod = &job["spec"]["template"]["spec"];
+    assert!(pod["volumes"].as_array().expect("volumes").iter().any(|v| {
+        v["name"] == "stash-interim-volume"
+            && v["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    }));
+    assert!(serde_json::to_string(job)
+        .expect("json")
+        .contains("/stash-interim-volume"));
+    let invalid = fixture("bc-interim-volume-invalid");
+    assert!(
+        serde_json::to_string(&plan_of(&invalid, "BackupConfiguration").status)
+            .expect("json")
+            .contains("spec.interimVolumeTemplate.spec.accessModes")
+    );
+
+    use stash_core::plan::FinalizerAction;
+    for (name, finalizer, job) in [
+        ("repo-wipe-out-start", FinalizerAction::Keep, true),
+        ("repo-wipe-out-done", FinalizerAction::Remove, false),
+        ("repo-wipe-out-failed", FinalizerAction::Keep, false),
+        (
+            "repo-wipe-out-local-refused",
+            FinalizerAction::Remove,
+            false,
+        ),
+    ] {
+        let plans = fixture(name);
+        let p = plan_of(&plans, "Repository");
+        assert_eq!(p.finalizer, finalizer, "{name}");
+        assert_eq!(p.apply.iter().any(|o| o["kind"] == "Job"), job, "{name}");
+    }
+    let refused = fixture("repo-wipe-out-local-invalid");
+    assert!(
+        serde_json::to_string(&plan_of(&refused, "Repository").status)
+            .expect("json")
+            .contains("spec.wipeOut is not supported for the local backend")
+    );
+}

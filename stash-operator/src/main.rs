@@ -24,6 +24,8 @@ enum Command {
     BackupMysql(Box<stash_operator::jobs::backup_mysql::BackupMysqlArgs>),
     /// Restore a MySQL database from the repository (run by restore Jobs).
     RestoreMysql(Box<stash_operator::jobs::restore_mysql::RestoreMysqlArgs>),
+    /// Delete a repository's files from its backend (run when a Repository with wipeOut goes).
+    WipeOutRepository(Box<stash_operator::jobs::wipe_out::WipeOutArgs>),
     /// Create a BackupSession for a BackupConfiguration (run by the trigger CronJob).
     CreateBackupsession(stash_operator::commands::create_backupsession::CreateBackupSessionArgs),
     /// Record a Job's results in the session and Repository status (last step of every Job).
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Trigger(args) => stash_operator::cli::trigger::run(&args),
         Command::BackupMysql(args) => stash_operator::jobs::backup_mysql::run(&args),
         Command::RestoreMysql(args) => stash_operator::jobs::restore_mysql::run(&args),
+        Command::WipeOutRepository(args) => stash_operator::jobs::wipe_out::run(&args),
         Command::CreateBackupsession(args) => {
             stash_operator::commands::create_backupsession::run(&args)
         }

@@ -570,6 +570,13 @@ fn validate_spec(inputs: &BackupConfigurationInputs) -> Vec<String> {
             }
         }
     }
+    if let Some(e) = spec
+        .interim_volume_template
+        .as_ref()
+        .and_then(super::job::interim_template_error)
+    {
+        errors.push(e);
+    }
     if let Some(policy) = spec
         .hooks
         .as_ref()

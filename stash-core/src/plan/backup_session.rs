@@ -2,9 +2,9 @@
 //! reason (a failed, vanished or timed-out Job never leaves the session Running), history
 //! cleanup under `backupHistoryLimit`, and retries.
 
-use super::backend::{backend_info, repository_variables};
+use super::backend::{backend_info, local_volume, repository_variables};
 use super::backup_configuration::{key_of, task_name};
-use super::job::{build_pod_spec, HookContainers, PodInputs};
+use super::job::{build_pod_spec, interim_volume, HookContainers, PodInputs};
 use super::labels::{invoker_labels, INVOKER_NAME, INVOKER_TYPE};
 use super::{add_seconds, controller_ref, to_value, unix, EventSpec, ObjectKey, Plan, Settings};
 use crate::api::{
@@ -16,7 +16,7 @@ use crate::duration::{format_go_duration_secs, parse_go_duration_millis};
 use crate::names::{backup_job_name, backup_job_rbac_name, backup_session_name};
 use crate::resolve::Variables;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use std::collections::BTreeMap;
 
@@ -265,7 +265,10 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
         };
         let mut tconds = Vec::new();
         match build_job(inputs, bc, &name, &namespace, &job_name) {
-            Ok(job) => {
+            Ok((job, claim)) => {
+                if let Some(claim) = claim {
+                    plan.apply.push(to_value(&claim));
+                }
                 plan.apply.push(to_value(&job));
                 conditions::set(
                     &mut tconds,
@@ -757,7 +760,7 @@ pub fn job_failure(job: &Job, pods: &[Pod]) -> Option<String> {
     })
 }
 
-fn pod_failure(pod: &Pod) -> Option<String> {
+pub(crate) fn pod_failure(pod: &Pod) -> Option<String> {
     let status = pod.status.as_ref()?;
     let all = status
         .init_container_statuses
@@ -792,7 +795,7 @@ fn build_job(
     session: &str,
     namespace: &str,
     job_name: &str,
-) -> Result<Job, String> {
+) -> Result<(Job, Option<PersistentVolumeClaim>), String> {
     let repo = inputs.repository.as_ref().ok_or("Repository not found")?;
     let target = inputs
         .target
@@ -911,6 +914,31 @@ fn build_job(
             "--output-dir=/stash-tmp/output".into(),
         ]
     };
+    let mut labels = invoker_labels(
+        bc.metadata.labels.as_ref(),
+        "stash-backup",
+        "BackupConfiguration",
+        &bc_name,
+    );
+    labels.insert(
+        "stash.appscode.com/backup-session".into(),
+        crate::names::label_value(session),
+    );
+    let owner = controller_ref(
+        "stash.appscode.com/v1beta1",
+        "BackupSession",
+        session,
+        inputs.session.metadata.uid.as_deref(),
+    );
+    let mut volumes: Vec<_> = local_volume(&repo.spec.backend).into_iter().collect();
+    let claim = match &bc.spec.interim_volume_template {
+        Some(t) => {
+            let (claim, volume) = interim_volume(t, session, namespace, owner.clone(), &labels)?;
+            volumes.push(volume);
+            Some(claim)
+        }
+        None => None,
+    };
     let hooks = bc.spec.hooks.as_ref();
     let pod = build_pod_spec(&PodInputs {
         task,
@@ -930,17 +958,8 @@ fn build_job(
                 .map(|_| hook_args("postBackup")),
         },
         operator_image: &inputs.settings.image,
+        volumes,
     })?;
-    let mut labels = invoker_labels(
-        bc.metadata.labels.as_ref(),
-        "stash-backup",
-        "BackupConfiguration",
-        &bc_name,
-    );
-    labels.insert(
-        "stash.appscode.com/backup-session".into(),
-        crate::names::label_value(session),
-    );
     let pod_meta = bc
         .spec
         .runtime_settings
@@ -953,17 +972,12 @@ fn build_job(
             .unwrap_or_default(),
     );
     debug_assert!(labels.contains_key(INVOKER_TYPE) && labels.contains_key(INVOKER_NAME));
-    Ok(Job {
+    let job = Job {
         metadata: ObjectMeta {
             name: Some(job_name.into()),
             namespace: Some(namespace.into()),
             labels: Some(labels),
-            owner_references: Some(vec![controller_ref(
-                "stash.appscode.com/v1beta1",
-                "BackupSession",
-                session,
-                inputs.session.metadata.uid.as_deref(),
-            )]),
+            owner_references: Some(vec![owner]),
             ..Default::default()
         },
         spec: Some(JobSpec {
@@ -979,5 +993,6 @@ fn build_job(
             ..Default::default()
         }),
         status: None,
-    })
+    };
+    Ok((job, claim))
 }

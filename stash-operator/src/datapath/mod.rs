@@ -14,6 +14,7 @@ pub mod mysql_client;
 pub mod parallel_loader;
 pub mod restic_cli;
 pub mod statements;
+pub mod wipe_out;
 
 use std::io::Read;
 

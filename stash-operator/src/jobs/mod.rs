@@ -1,4 +1,5 @@
-//! Commands run inside backup and restore Jobs: `backup-mysql` and `restore-mysql`.
+//! Commands run inside backup and restore Jobs: `backup-mysql` and `restore-mysql`; and
+//! `wipe-out-repository`, run when a Repository with `spec.wipeOut` is deleted.
 //!
 //! Each has a core that takes resolved inputs (engine, database, options) and does the work,
 //! and a thin layer that reads the storage Secret and the AppBinding from the API and writes
@@ -10,6 +11,7 @@ pub mod flags;
 pub mod kube_read;
 pub mod output;
 pub mod restore_mysql;
+pub mod wipe_out;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -37,6 +39,9 @@ pub enum JobError {
     /// The restore failed.
     #[error(transparent)]
     Restore(#[from] restore_mysql::RestoreError),
+    /// Deleting the repository's files failed.
+    #[error(transparent)]
+    WipeOut(#[from] crate::datapath::wipe_out::WipeOutError),
     /// Local files (scratch directory) failed.
     #[error("scratch directory: {0}")]
     Io(#[from] std::io::Error),
@@ -51,6 +56,7 @@ impl JobError {
             JobError::AppBinding(e) => e.reason(),
             JobError::Backup(e) => e.reason(),
             JobError::Restore(e) => e.reason(),
+            JobError::WipeOut(e) => e.reason(),
             JobError::Io(_) => "ScratchDirUnwritable",
         }
     }

@@ -277,15 +277,34 @@ async fn reconcile_repository(
     let Some(repo) = unwrap_guard(&guard, "Repository") else {
         return Ok(Action::await_change());
     };
+    // The wipe-out Job only matters while the Repository is being deleted.
+    let (wipe_out_job, wipe_out_pods) = match &repo.metadata.deletion_timestamp {
+        Some(_) => {
+            gather::job_and_pods(
+                &ctx,
+                &repo.namespace().unwrap_or_default(),
+                &plan::wipe_out::wipe_out_job_name(&repo.name_any()),
+            )
+            .await?
+        }
+        None => (None, Vec::new()),
+    };
     let inputs = plan::repository::RepositoryInputs {
         references: gather::repository_references(&ctx, &repo).await?,
         repository: repo.clone(),
+        wipe_out_job,
+        wipe_out_pods,
+        settings: ctx.settings.clone(),
+        now: Some(ctx.now()),
     };
     let plan = plan::repository::plan(&inputs);
     apply::execute(&ctx, &repo, &plan).await?;
-    Ok(Action::requeue(
-        Duration::from_secs(300).min(ctx.max_requeue.max(Duration::from_secs(30))),
-    ))
+    Ok(match plan.requeue_after_seconds {
+        Some(_) => ctx.action(&plan),
+        None => Action::requeue(
+            Duration::from_secs(300).min(ctx.max_requeue.max(Duration::from_secs(30))),
+        ),
+    })
 }
 
 /// Pushes a session's metrics when it has just become final and a Pushgateway is configured.
@@ -408,6 +427,7 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         Api::<DeserializeGuard<Repository>>::all(client.clone()),
         wc(),
     )
+    .owns(Api::<Job>::all(client.clone()), wc())
     .with_config(config)
     .graceful_shutdown_on(stop())
     .run(reconcile_repository, error_policy, ctx.clone())
