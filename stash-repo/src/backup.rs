@@ -140,8 +140,8 @@ pub fn backup_stream(
     let mut source_error = None;
 
     std::thread::scope(|scope| {
-        let (chunk_tx, chunk_rx) = sync_channel::<(usize, Vec<u8>)>(workers * 2);
-        let (sealed_tx, sealed_rx) = sync_channel::<Sealed>(workers * 2);
+        let (chunk_tx, chunk_rx) = sync_channel::<(usize, Vec<u8>)>(workers);
+        let (sealed_tx, sealed_rx) = sync_channel::<Sealed>(workers);
         let (pack_tx, pack_rx) = sync_channel::<Finished>(1);
         let chunk_rx = Arc::new(Mutex::new(chunk_rx));
         let pack_rx = Arc::new(Mutex::new(pack_rx));
@@ -158,6 +158,8 @@ pub fn backup_stream(
                 }
             });
         }
+        // Only the workers hold the receiver now: if they all stop, sending fails, not blocks.
+        drop(chunk_rx);
         drop(sealed_tx);
         {
             let run = &run;
@@ -168,6 +170,7 @@ pub fn backup_stream(
             let run = &run;
             scope.spawn(move || uploader(repo, &pack_rx, run));
         }
+        drop(pack_rx);
 
         let mut seq = 0usize;
         loop {
@@ -294,7 +297,8 @@ fn pack_writer(
     packs: SyncSender<Finished>,
     run: &Run,
 ) {
-    let mut builder = PackBuilder::new();
+    let new_builder = || PackBuilder::with_capacity(options.pack_size);
+    let mut builder = new_builder();
     let send = |builder: PackBuilder| -> bool {
         match builder.finish(repo.key()) {
             Ok((data, id, blobs)) => packs
@@ -311,10 +315,14 @@ fn pack_writer(
         }
     };
     for blob in sealed {
-        builder.add(blob.id, BlobType::Data, &blob.data, blob.uncompressed);
-        if builder.len() >= options.pack_size && !send(std::mem::take(&mut builder)) {
+        // Close the pack before it would outgrow its buffer, so buffers never reallocate.
+        if !builder.is_empty()
+            && builder.len() + blob.data.len() > options.pack_size
+            && !send(std::mem::replace(&mut builder, new_builder()))
+        {
             return;
         }
+        builder.add(blob.id, BlobType::Data, &blob.data, blob.uncompressed);
     }
     if !builder.is_empty() && !run.failed() {
         send(builder);

@@ -64,6 +64,14 @@ impl PackBuilder {
         PackBuilder::default()
     }
 
+    /// An empty pack with room for `bytes` of blobs and its header.
+    pub fn with_capacity(bytes: usize) -> Self {
+        PackBuilder {
+            buf: Vec::with_capacity(bytes + 64 * 1024),
+            blobs: Vec::new(),
+        }
+    }
+
     /// Bytes of blobs so far.
     pub fn len(&self) -> usize {
         self.buf.len()
