@@ -45,7 +45,7 @@ impl Default for BackupOptions {
             tags: Vec::new(),
             workers: 2,
             uploaders: 2,
-            pack_size: 8 * 1024 * 1024,
+            pack_size: 4 * 1024 * 1024,
             compression: Some(ZSTD_LEVEL),
         }
     }
@@ -141,6 +141,10 @@ pub fn backup_stream(
 
     std::thread::scope(|scope| {
         let (chunk_tx, chunk_rx) = sync_channel::<(usize, Vec<u8>)>(workers);
+        // Buffers go round (chunker → worker → back) instead of being allocated per chunk and
+        // per pack: the allocator then has nothing to fragment, and memory stays flat.
+        let (spare_chunk_tx, spare_chunk_rx) = sync_channel::<Vec<u8>>(workers * 2 + 2);
+        let (spare_pack_tx, spare_pack_rx) = sync_channel::<Vec<u8>>(options.uploaders.max(1) + 2);
         let (sealed_tx, sealed_rx) = sync_channel::<Sealed>(workers);
         let (pack_tx, pack_rx) = sync_channel::<Finished>(1);
         let chunk_rx = Arc::new(Mutex::new(chunk_rx));
@@ -149,10 +153,11 @@ pub fn backup_stream(
         for _ in 0..workers {
             let chunk_rx = Arc::clone(&chunk_rx);
             let sealed_tx = sealed_tx.clone();
+            let spare = spare_chunk_tx.clone();
             let (run, claimed, content, new_blobs) = (&run, &claimed, &content, &new_blobs);
             scope.spawn(move || {
                 if let Err(e) = seal_worker(
-                    repo, options, &chunk_rx, &sealed_tx, claimed, content, new_blobs,
+                    repo, options, &chunk_rx, &sealed_tx, &spare, claimed, content, new_blobs,
                 ) {
                     run.fail(e);
                 }
@@ -163,28 +168,35 @@ pub fn backup_stream(
         drop(sealed_tx);
         {
             let run = &run;
-            scope.spawn(move || pack_writer(repo, options, sealed_rx, pack_tx, run));
+            scope
+                .spawn(move || pack_writer(repo, options, sealed_rx, pack_tx, &spare_pack_rx, run));
         }
         for _ in 0..options.uploaders.max(1) {
             let pack_rx = Arc::clone(&pack_rx);
             let run = &run;
-            scope.spawn(move || uploader(repo, &pack_rx, run));
+            let spare = spare_pack_tx.clone();
+            scope.spawn(move || uploader(repo, &pack_rx, &spare, run));
         }
         drop(pack_rx);
 
+        drop(spare_chunk_tx);
+        drop(spare_pack_tx);
         let mut seq = 0usize;
         loop {
             if run.failed() {
                 break;
             }
-            match chunker.next_chunk() {
-                Ok(Some(chunk)) => {
+            let mut chunk = spare_chunk_rx
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(2 * crate::chunker::MIN_SIZE));
+            match chunker.next_chunk_into(&mut chunk) {
+                Ok(true) => {
                     if chunk_tx.send((seq, chunk)).is_err() {
                         break;
                     }
                     seq += 1;
                 }
-                Ok(None) => break,
+                Ok(false) => break,
                 Err(e) => {
                     source_error = Some(e.to_string());
                     run.failed.store(true, Ordering::SeqCst);
@@ -243,11 +255,13 @@ fn poisoned<T>(_: T) -> RepoError {
     RepoError::Format("a backup thread panicked".to_owned())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn seal_worker(
     repo: &Repository,
     options: &BackupOptions,
     chunks: &Mutex<Receiver<(usize, Vec<u8>)>>,
     sealed: &SyncSender<Sealed>,
+    spare: &SyncSender<Vec<u8>>,
     claimed: &Mutex<HashSet<Id>>,
     content: &Mutex<Vec<Option<Id>>>,
     new_blobs: &AtomicU64,
@@ -273,10 +287,12 @@ fn seal_worker(
             list[seq] = Some(id);
         }
         if !claimed.lock().map_err(poisoned)?.insert(id) {
+            let _ = spare.try_send(chunk);
             continue;
         }
         new_blobs.fetch_add(1, Ordering::Relaxed);
         let (data, uncompressed) = seal_blob(repo.key(), &chunk, compressor.as_mut())?;
+        let _ = spare.try_send(chunk);
         if sealed
             .send(Sealed {
                 id,
@@ -295,9 +311,13 @@ fn pack_writer(
     options: &BackupOptions,
     sealed: Receiver<Sealed>,
     packs: SyncSender<Finished>,
+    spare: &Receiver<Vec<u8>>,
     run: &Run,
 ) {
-    let new_builder = || PackBuilder::with_capacity(options.pack_size);
+    let new_builder = || match spare.try_recv() {
+        Ok(buf) => PackBuilder::with_buffer(buf),
+        Err(_) => PackBuilder::with_capacity(options.pack_size),
+    };
     let mut builder = new_builder();
     let send = |builder: PackBuilder| -> bool {
         match builder.finish(repo.key()) {
@@ -329,7 +349,12 @@ fn pack_writer(
     }
 }
 
-fn uploader(repo: &Repository, packs: &Mutex<Receiver<Finished>>, run: &Run) {
+fn uploader(
+    repo: &Repository,
+    packs: &Mutex<Receiver<Finished>>,
+    spare: &SyncSender<Vec<u8>>,
+    run: &Run,
+) {
     loop {
         let next = match packs.lock() {
             Ok(rx) => rx.recv(),
@@ -354,6 +379,7 @@ fn uploader(repo: &Repository, packs: &Mutex<Receiver<Finished>>, run: &Run) {
             }
             Err(e) => run.fail(e),
         }
+        let _ = spare.try_send(pack.data);
     }
 }
 

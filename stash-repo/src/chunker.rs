@@ -171,7 +171,13 @@ impl<R: Read> Chunker<R> {
 
     /// The next chunk, `None` at the end. A read error of the source is returned as is.
     pub fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        let mut data: Vec<u8> = Vec::with_capacity(MIN_SIZE * 2);
+        let mut data = Vec::with_capacity(MIN_SIZE * 2);
+        Ok(self.next_chunk_into(&mut data)?.then_some(data))
+    }
+
+    /// Like [`Chunker::next_chunk`], into a buffer the caller reuses; false at the end.
+    pub fn next_chunk_into(&mut self, data: &mut Vec<u8>) -> std::io::Result<bool> {
+        data.clear();
         // restic's reset state: an empty window into which the byte 1 was slid.
         let mut window = [0u8; WINDOW];
         window[0] = 1;
@@ -181,11 +187,11 @@ impl<R: Read> Chunker<R> {
         loop {
             if self.pos == self.len {
                 if self.eof {
-                    return Ok((!data.is_empty()).then_some(data));
+                    return Ok(!data.is_empty());
                 }
                 self.fill()?;
                 if self.len == 0 {
-                    return Ok((!data.is_empty()).then_some(data));
+                    return Ok(!data.is_empty());
                 }
             }
             let avail = &self.buf[self.pos..self.len];
@@ -223,7 +229,7 @@ impl<R: Read> Chunker<R> {
                 Some(n) => {
                     data.extend_from_slice(&avail[..n]);
                     self.pos += n;
-                    return Ok(Some(data));
+                    return Ok(true);
                 }
                 None => {
                     data.extend_from_slice(avail);

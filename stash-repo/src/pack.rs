@@ -64,6 +64,15 @@ impl PackBuilder {
         PackBuilder::default()
     }
 
+    /// An empty pack reusing `buf` (a finished pack's buffer) for its bytes.
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        PackBuilder {
+            buf,
+            blobs: Vec::new(),
+        }
+    }
+
     /// An empty pack with room for `bytes` of blobs and its header.
     pub fn with_capacity(bytes: usize) -> Self {
         PackBuilder {
