@@ -1,7 +1,9 @@
-//! `stash run --demo`: a private MariaDB with sample data, the embedded S3 server, a Stash-shaped
-//! BackupConfiguration (every 5 minutes, keep the last 2), scheduled backups on the virtual
-//! clock, then a RestoreSession into a second MariaDB, and a table-by-table checksum comparison.
+//! `stash run --demo`: a private MariaDB with sample data, the embedded S3
+//! server, a Stash-shaped BackupConfiguration (every 5 minutes, keep the last 2), scheduled
+//! backups on the virtual clock, then a RestoreSession into a second MariaDB, and a
+//! table-by-table checksum comparison.
 
+use super::database_pod::DatabasePod;
 use super::run::{report_progress, Embedded};
 use serde_json::{json, Value};
 use stash_testkit::providers::mysql::MysqlServer;
@@ -15,17 +17,18 @@ const NS: &str = "demo";
 /// Real seconds the demo may take before it gives up.
 const DEMO_LIMIT: Duration = Duration::from_secs(240);
 
-/// Seeds the sample database `shop` (2 tables, a few thousand rows).
+/// The sample database `shop` (2 tables, a few thousand rows), one statement per line (the
+/// form `mariadbd --init-file` reads).
+pub const SEED_SQL: &str = "CREATE DATABASE shop;
+USE shop;
+CREATE TABLE shop.customers (id INT PRIMARY KEY, name VARCHAR(64), email VARCHAR(128), note TEXT);
+CREATE TABLE shop.orders (id BIGINT PRIMARY KEY, customer INT, amount DECIMAL(10,2), placed DATETIME, memo TEXT);
+INSERT INTO shop.customers SELECT seq, CONCAT('customer ', seq), CONCAT('c', seq, '@example.com'), CONCAT('line one\\nline two; it''s \"quoted\" ', seq) FROM seq_1_to_500;
+INSERT INTO shop.orders SELECT seq, 1 + seq % 500, (seq * 37 % 100000) / 100, TIMESTAMP('2026-01-01') + INTERVAL seq MINUTE, IF(seq % 7 = 0, NULL, REPEAT('x', seq % 50)) FROM seq_1_to_5000;";
+
+/// Seeds the sample database `shop` into a server.
 pub fn seed(db: &MysqlServer) -> Result<(), BoxError> {
-    db.execute(
-        "CREATE DATABASE shop; USE shop; \
-         CREATE TABLE shop.customers (id INT PRIMARY KEY, name VARCHAR(64), email VARCHAR(128), note TEXT); \
-         CREATE TABLE shop.orders (id BIGINT PRIMARY KEY, customer INT, amount DECIMAL(10,2), placed DATETIME, memo TEXT); \
-         INSERT INTO shop.customers SELECT seq, CONCAT('customer ', seq), CONCAT('c', seq, '@example.com'), \
-           CONCAT('line one\\nline two; it''s \"quoted\" ', seq) FROM seq_1_to_500; \
-         INSERT INTO shop.orders SELECT seq, 1 + seq % 500, (seq * 37 % 100000) / 100, \
-           TIMESTAMP('2026-01-01') + INTERVAL seq MINUTE, IF(seq % 7 = 0, NULL, REPEAT('x', seq % 50)) FROM seq_1_to_5000;",
-    )?;
+    db.execute(SEED_SQL)?;
     Ok(())
 }
 
@@ -51,6 +54,28 @@ fn appbinding(name: &str, db: &MysqlServer) -> Value {
 
 /// The objects of the demo, pointing at the given servers.
 pub fn objects(source: &MysqlServer, target: &MysqlServer, s3: &S3Server) -> Vec<Value> {
+    let mut objects = storage_objects(s3);
+    objects.push(secret(
+        "source-mysql-auth",
+        &[("username", source.user()), ("password", source.password())],
+    ));
+    objects.push(appbinding("source-mysql", source));
+    objects.extend(restore_target_objects(target));
+    objects.push(backup_configuration());
+    objects
+}
+
+/// The objects of the demo with the source database running as a pod behind a Service (its
+/// AppBinding names the Service), as on a cluster.
+pub fn objects_with_pod(source: &DatabasePod, target: &MysqlServer, s3: &S3Server) -> Vec<Value> {
+    let mut objects = storage_objects(s3);
+    objects.extend(source.objects(SEED_SQL));
+    objects.extend(restore_target_objects(target));
+    objects.push(backup_configuration());
+    objects
+}
+
+fn storage_objects(s3: &S3Server) -> Vec<Value> {
     vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
         secret(
@@ -66,29 +91,32 @@ pub fn objects(source: &MysqlServer, target: &MysqlServer, s3: &S3Server) -> Vec
             "metadata": {"name": "s3-repo", "namespace": NS},
             "spec": {"backend": {"storageSecretName": "s3-secret", "s3": {"endpoint": s3.endpoint(), "bucket": "stash-demo", "prefix": "/demo/mysql", "region": "us-east-1"}}}
         }),
-        secret(
-            "source-mysql-auth",
-            &[("username", source.user()), ("password", source.password())],
-        ),
-        appbinding("source-mysql", source),
+    ]
+}
+
+fn restore_target_objects(target: &MysqlServer) -> Vec<Value> {
+    vec![
         secret(
             "restored-mysql-auth",
             &[("username", target.user()), ("password", target.password())],
         ),
         appbinding("restored-mysql", target),
-        json!({
-            "apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupConfiguration",
-            "metadata": {"name": "sample-mysql-backup", "namespace": NS},
-            "spec": {
-                "schedule": "*/5 * * * *",
-                "task": {"name": "mysql-backup-8.0.21", "params": [{"name": "args", "value": "--databases shop --single-transaction"}]},
-                "repository": {"name": "s3-repo"},
-                "target": {"ref": {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": "source-mysql"}},
-                "retentionPolicy": {"name": "keep-last-2", "keepLast": 2, "prune": true},
-                "backupHistoryLimit": 2,
-            }
-        }),
     ]
+}
+
+fn backup_configuration() -> Value {
+    json!({
+        "apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupConfiguration",
+        "metadata": {"name": "sample-mysql-backup", "namespace": NS},
+        "spec": {
+            "schedule": "*/5 * * * *",
+            "task": {"name": "mysql-backup-8.0.21", "params": [{"name": "args", "value": "--databases shop --single-transaction"}]},
+            "repository": {"name": "s3-repo"},
+            "target": {"ref": {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": "source-mysql"}},
+            "retentionPolicy": {"name": "keep-last-2", "keepLast": 2, "prune": true},
+            "backupHistoryLimit": 2,
+        }
+    })
 }
 
 /// The RestoreSession of the demo.

@@ -10,6 +10,7 @@ pub mod flags;
 pub mod kube_read;
 pub mod output;
 pub mod restore_mysql;
+pub mod service_address;
 
 use std::path::Path;
 use std::process::ExitCode;
