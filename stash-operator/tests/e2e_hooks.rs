@@ -302,10 +302,13 @@ async fn pre_backup_exec_hook_writes_a_row_the_backup_contains() {
         env.apply(&o).await.expect("apply");
     }
     let ready = source.clone();
-    tokio::task::spawn_blocking(move || ready.wait_ready(Duration::from_secs(90)))
+    let served = tokio::task::spawn_blocking(move || ready.wait_ready(Duration::from_secs(60)))
         .await
-        .expect("join")
-        .expect("the database pod serves");
+        .expect("join");
+    if let Err(e) = served {
+        dump_state(&env).await;
+        panic!("the database pod does not serve: {e}");
+    }
     let insert = format!(
         "{ROOT_CLIENT} -e \"CREATE TABLE shop.hook_marker (note VARCHAR(128)); INSERT INTO shop.hook_marker VALUES ('written by {{{{ .Name }}}} in {{{{ .Target.Name }}}}')\""
     );

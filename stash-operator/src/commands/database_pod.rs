@@ -16,19 +16,22 @@ const SCRIPT: &str = r#"set -e
 db="$HOME/mariadb"
 mkdir -p "$db/data" "$db/tmp"
 mariadb-install-db --no-defaults --datadir="$db/data" --tmpdir="$db/tmp" --innodb-log-file-size=8M \
-  --auth-root-authentication-method=normal --skip-test-db --user=root >"$db/install.log" 2>&1
+  --auth-root-authentication-method=normal --skip-test-db --user=root >"$db/install.log" 2>&1 \
+  || { cat "$db/install.log" >&2; exit 1; }
 {
   printf "CREATE USER '%s'@'%%' IDENTIFIED BY '%s';\n" "$MARIADB_USER" "$MARIADB_PASSWORD"
   printf "GRANT ALL PRIVILEGES ON *.* TO '%s'@'%%' WITH GRANT OPTION;\n" "$MARIADB_USER"
   printf '%s\n' "$MARIADB_INIT_SQL"
 } >"$db/init.sql"
-exec /usr/sbin/mariadbd --no-defaults --datadir="$db/data" --socket="$db/sock" --tmpdir="$db/tmp" \
+exec /usr/sbin/mariadbd --no-defaults --datadir="$db/data" --socket="/tmp/mariadb-$MARIADB_PORT.sock" --tmpdir="$db/tmp" \
   --port="$MARIADB_PORT" --bind-address=127.0.0.1 --user=root --skip-log-bin --skip-name-resolve \
-  --innodb-log-file-size=8M --init-file="$db/init.sql" --log-error="$db/err.log"
+  --innodb-log-file-size=8M --init-file="$db/init.sql"
 "#;
 
-/// The root client inside the database pod (for exec hooks): `$HOME` is the pod's.
-pub const ROOT_CLIENT: &str = r#"mariadb --no-defaults -uroot --socket="$HOME/mariadb/sock""#;
+/// The root client inside the database pod (for exec hooks, whose environment is the pod's).
+/// The socket is short-named: a unix socket path may not exceed 107 bytes.
+pub const ROOT_CLIENT: &str =
+    r#"mariadb --no-defaults -uroot --socket="/tmp/mariadb-$MARIADB_PORT.sock""#;
 
 /// A MariaDB pod, its Service, Secret and AppBinding.
 #[derive(Clone)]

@@ -1,4 +1,4 @@
-//! `stash run --demo`: a private MariaDB with sample data, the embedded S3
+//! `stash run --demo`: MariaDB with sample data in a pod behind a Service, the embedded S3
 //! server, a Stash-shaped BackupConfiguration (every 5 minutes, keep the last 2), scheduled
 //! backups on the virtual clock, then a RestoreSession into a second MariaDB, and a
 //! table-by-table checksum comparison.
@@ -170,25 +170,26 @@ async fn drive(
 /// Runs the demo to the end.
 pub async fn run(env: &Embedded, speed: u64) -> Result<(), BoxError> {
     let started = Instant::now();
-    println!("starting MariaDB (source and restore target) and the S3 server ...");
-    let (source, target, s3) = tokio::task::spawn_blocking(|| -> Result<_, String> {
-        let source = MysqlServer::start().map_err(|e| e.to_string())?;
-        seed(&source).map_err(|e| e.to_string())?;
+    println!("starting the restore target MariaDB and the S3 server ...");
+    let (target, s3) = tokio::task::spawn_blocking(|| -> Result<_, String> {
         let target = MysqlServer::start().map_err(|e| e.to_string())?;
         let s3 = S3Server::start().map_err(|e| e.to_string())?;
         s3.create_bucket("stash-demo").map_err(|e| e.to_string())?;
-        Ok((source, target, s3))
+        Ok((target, s3))
     })
     .await??;
+    let source = DatabasePod::new("source-mysql", NS)?;
+    for o in objects_with_pod(&source, &target, &s3) {
+        env.apply(&o).await?;
+    }
+    let ready = source.clone();
+    tokio::task::spawn_blocking(move || ready.wait_ready(Duration::from_secs(90))).await??;
     println!(
-        "source MariaDB on port {}, restore target on port {}, S3 at {}",
-        source.port(),
+        "source MariaDB in pod demo/source-mysql-0 behind Service demo/source-mysql (port {}), restore target on port {}, S3 at {}",
+        source.port,
         target.port(),
         s3.endpoint()
     );
-    for o in objects(&source, &target, &s3) {
-        env.apply(&o).await?;
-    }
     println!("applied Secret, Repository, AppBindings and BackupConfiguration demo/sample-mysql-backup (*/5 * * * *, keep last 2)");
     let mut seen = BTreeMap::new();
     let backup = drive(env, speed.max(2), &mut seen, "BackupSession", started).await?;
