@@ -81,6 +81,12 @@ async fn running_pod(client: &Client, name: &str, mnt: &Path) -> Api<Pod> {
     pods
 }
 
+/// A script that prints `file` once the container has written it (it starts writing as the
+/// pod turns Running); without the pod's mounts it never appears.
+fn wait_and_cat(file: &str) -> String {
+    format!("for i in $(seq 100); do [ -f {file} ] && break; sleep 0.05; done; cat {file}")
+}
+
 struct Outcome {
     stdout: String,
     stderr: String,
@@ -160,7 +166,7 @@ async fn kube_exec_runs_in_the_pods_env_and_mounts_with_streams_and_exit_codes()
 
     if mount_namespaces_work() {
         let marker = mnt.join("marker").to_string_lossy().into_owned();
-        let got = exec(&pods, "db", &["cat", &marker], None).await;
+        let got = exec(&pods, "db", &["sh", "-c", &wait_and_cat(&marker)], None).await;
         assert_eq!(got.stdout, "from-the-container\n", "{}", got.stderr);
         assert!(
             !mnt.join("marker").exists(),
@@ -170,6 +176,30 @@ async fn kube_exec_runs_in_the_pods_env_and_mounts_with_streams_and_exit_codes()
         eprintln!("no mount namespaces here (needs root and unshare); volume check skipped");
     }
 
+    // A command dies with its container.
+    let params = AttachParams::default();
+    let mut proc = pods.exec("db", vec!["sleep", "60"], &params).await.unwrap();
+    let status = proc.take_status().unwrap();
+    pods.delete("db", &Default::default()).await.unwrap();
+    let status = tokio::time::timeout(WAIT, status).await.unwrap().unwrap();
+    let cause = &status.details.unwrap().causes.unwrap()[0];
+    assert_eq!(
+        cause.message.as_deref(),
+        Some("137"),
+        "killed like the container"
+    );
+}
+
+#[tokio::test]
+async fn exec_of_a_missing_program_is_an_internal_error() {
+    let server = FakeApiServer::builder()
+        .with_controllers()
+        .start()
+        .await
+        .unwrap();
+    let client = tcp_client(&server).await;
+    let base = tempfile::tempdir().unwrap();
+    let pods = running_pod(&client, "db", &base.path().join("data")).await;
     let got = exec(&pods, "db", &["no-such-program"], None).await;
     let status = got.status.unwrap();
     assert_eq!(status.reason.as_deref(), Some("InternalError"));
@@ -349,7 +379,12 @@ async fn kubectl_exec_streams_env_stdin_and_exit_codes() {
 
     if mount_namespaces_work() {
         let marker = mnt.join("marker").to_string_lossy().into_owned();
-        let out = kubectl(&["exec", "db", "-c", "main", "--", "cat", &marker], b"").await;
+        let script = wait_and_cat(&marker);
+        let out = kubectl(
+            &["exec", "db", "-c", "main", "--", "sh", "-c", &script],
+            b"",
+        )
+        .await;
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             "from-the-container\n",
@@ -365,4 +400,55 @@ async fn kubectl_exec_streams_env_stdin_and_exit_codes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn v4_channel_framing_for_older_clients() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = FakeApiServer::builder()
+        .with_controllers()
+        .start()
+        .await
+        .unwrap();
+    let client = tcp_client(&server).await;
+    let base = tempfile::tempdir().unwrap();
+    running_pod(&client, "db", &base.path().join("data")).await;
+    let addr = server.addr().unwrap();
+    let url = format!(
+        "ws://{addr}/api/v1/namespaces/default/pods/db/exec?command=head&command=-n1&stdin=true&stdout=true&stderr=true"
+    );
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v4.channel.k8s.io".parse().unwrap(),
+    );
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "v4.channel.k8s.io"
+    );
+    ws.send(Message::binary(b"\x00first line\nsecond line\n".to_vec()))
+        .await
+        .unwrap();
+    let mut frames = Vec::new();
+    while let Some(Ok(msg)) = ws.next().await {
+        if let Message::Binary(data) = msg {
+            frames.push(data.to_vec());
+        }
+    }
+    assert_eq!(frames[0], vec![1u8], "an empty frame opens stdout");
+    let stdout: Vec<u8> = frames
+        .iter()
+        .filter(|f| f[0] == 1)
+        .flat_map(|f| f[1..].to_vec())
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&stdout), "first line\n");
+    let last = frames.last().unwrap();
+    assert_eq!(last[0], 3, "the status comes last, on channel 3");
+    let status: serde_json::Value = serde_json::from_slice(&last[1..]).unwrap();
+    assert_eq!(status, json!({"metadata": {}, "status": "Success"}));
 }

@@ -196,10 +196,35 @@ async fn readiness_and_termination_show_in_endpoints_and_slices() {
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
     let endpoints: Api<Endpoints> = Api::default_namespaced(client.clone());
     let services: Api<Service> = Api::default_namespaced(client.clone());
-    services
+    let created = services
         .create(&PostParams::default(), &service("db", json!({"app": "db"})))
         .await
         .unwrap();
+    // An update that leaves the allocated cluster IP out keeps it.
+    let mut again = service("db", json!({"app": "db"}));
+    again.metadata.resource_version = created.metadata.resource_version.clone();
+    let replaced = services
+        .replace("db", &PostParams::default(), &again)
+        .await
+        .unwrap();
+    assert_eq!(
+        replaced.spec.unwrap().cluster_ip,
+        created.spec.unwrap().cluster_ip
+    );
+    let portless: Service = serde_json::from_value(
+        json!({"metadata": {"name": "bad"}, "spec": {"selector": {"app": "db"}}}),
+    )
+    .unwrap();
+    match services.create(&PostParams::default(), &portless).await {
+        Err(kube::Error::Api(s)) => assert_eq!(
+            (s.code, s.message.as_str()),
+            (
+                422,
+                "Service \"bad\" is invalid: spec.ports: Required value"
+            )
+        ),
+        other => panic!("a Service without ports is invalid: {other:?}"),
+    }
     for (name, ip, ready) in [
         ("ready", "10.0.0.1", "True"),
         ("starting", "10.0.0.2", "False"),

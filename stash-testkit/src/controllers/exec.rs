@@ -89,6 +89,13 @@ impl ContainerHandle {
             .all(|m| points.contains(&m.trim_end_matches('/')))
     }
 
+    /// Whether the container's process still runs. Commands started in a container die with
+    /// it, as they share its PID namespace on a real node.
+    pub fn alive(&self) -> bool {
+        self.pid
+            .is_none_or(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    }
+
     /// The command that runs `argv` in the container: its environment, working directory and
     /// mount namespace.
     pub fn command(&self, argv: &[String]) -> Result<tokio::process::Command, ExecError> {

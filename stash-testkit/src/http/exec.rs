@@ -431,6 +431,7 @@ where
     let mut outputs_done = false;
     let mut reading = true;
     let mut orphaned_at: Option<tokio::time::Instant> = None;
+    let mut container_check = tokio::time::interval(Duration::from_millis(200));
     while exit.is_none() || !outputs_done {
         let orphan_deadline = orphaned_at.unwrap_or_else(tokio::time::Instant::now) + ORPHAN_GRACE;
         tokio::select! {
@@ -462,6 +463,11 @@ where
                 Some(Ok(_)) => {}
             },
             status = child.wait(), if exit.is_none() => exit = Some(exit_code(status)),
+            _ = container_check.tick(), if exit.is_none() => {
+                if !handle.alive() {
+                    let _ = child.start_kill();
+                }
+            }
             _ = tokio::time::sleep_until(orphan_deadline), if orphaned_at.is_some() && exit.is_none() => {
                 let _ = child.start_kill();
                 orphaned_at = None;
