@@ -344,5 +344,50 @@ async fn pre_backup_exec_hook_writes_a_row_the_backup_contains() {
         "no marker table in the dump"
     );
     assert!(text.contains(&marker), "no marker row in the dump");
+
+    // A restore with a postRestore hook: the hook reports the restore's outcome, and the
+    // RestoreSession finishes only after its condition is there.
+    let listener = Listener::start().await;
+    let mut restore = demo::restore_session();
+    restore["spec"]["hooks"] = json!({"postRestore": {"httpPost": {
+        "host": "127.0.0.1", "port": listener.port, "path": "/restored",
+        "form": [{"key": "phase", "values": ["{{ .Status.Phase }}"]}, {"key": "note", "values": ["a b"]}],
+    }, "executionPolicy": "OnSuccess"}});
+    env.apply(&restore).await.expect("restore session");
+    let api = Api::<stash_core::api::RestoreSession>::namespaced(env.client.clone(), NS);
+    let restored = wait_for(
+        &env,
+        Duration::from_secs(10),
+        Duration::from_secs(120),
+        "restore finished",
+        || async {
+            let r = api.get("sample-mysql-restore").await.ok()?;
+            let p = r.status.as_ref()?.phase.clone()?;
+            matches!(p.as_str(), "Succeeded" | "Failed").then_some(r)
+        },
+    )
+    .await;
+    let st = restored.status.clone().unwrap_or_default();
+    assert_eq!(st.phase.as_deref(), Some("Succeeded"), "{st:?}");
+    let cond = st
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PostRestoreHookExecutionSucceeded")
+        .expect("postRestore condition");
+    assert_eq!(cond.status, "True", "{cond:?}");
+    let got = listener.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    // The form wins over the body and is urlencoded; templates render only in the body.
+    assert_eq!(got[0].content_type, "application/x-www-form-urlencoded");
+    assert_eq!(got[0].body, "note=a+b&phase=%7B%7B+.Status.Phase+%7D%7D");
+    let rows = tokio::task::spawn_blocking(move || target.checksums())
+        .await
+        .expect("join")
+        .expect("checksums");
+    assert!(
+        rows.iter().any(|(t, _)| t == "shop.hook_marker"),
+        "{rows:?}"
+    );
     env.stop().await;
 }
