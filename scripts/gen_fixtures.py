@@ -179,6 +179,51 @@ case("restore-invalid-rules", base() + [restore(target={"rules": [{"snapshots": 
 case("restore-local", [local_secret, repo({"local": {"mountPath": "/safe/data", "persistentVolumeClaim": {"claimName": "repo-pvc"}}}, secret_name="local-secret"), appbinding, db_secret, restore(interimVolumeTemplate=interim)], "Restore from a local backend on a PVC, with an interim volume: both mounted in the restore Job.")
 case("restore-missing-repository", [s3_secret, appbinding, db_secret, restore()], "Repository missing: Pending, requeue.")
 
+
+# Hooks (stash.md §9): run-hook writes the hook conditions; the planner ends or waits on them.
+pre_hook = {"exec": {"command": ["sh", "-c", "exit 3"]}, "containerName": "mysql"}
+post_hook = {"httpPost": {"host": "hooks.demo.svc", "path": "/done", "port": 8080, "scheme": "HTTP", "body": "{{ .Status.Phase }}"}, "executionPolicy": "OnSuccess"}
+def hook_cond(t, ok, msg):
+    kind = t[0].upper() + t[1:]
+    return {"type": f"{kind}HookExecutionSucceeded", "status": "True" if ok else "False",
+            "reason": ("SuccessfullyExecuted" if ok else "FailedToExecute") + f"{kind}Hook", "message": msg, "lastTransitionTime": T0}
+pre_failed = running_status()
+pre_failed["targets"][0]["conditions"].append(hook_cond("preBackup", False, "Failed to execute preBackup hook. Reason: command terminated with non-zero exit code: 3"))
+pre_failed["targets"][0]["stats"] = [{"hostname": "host-0", "phase": "Failed", "error": "command terminated with non-zero exit code: 3"}]
+hook_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stash-backup-sample-mysql-backup-1795791000-0-h00k5", "namespace": NS, "labels": {"job-name": "stash-backup-sample-mysql-backup-1795791000-0"}},
+    "status": {"phase": "Failed", "initContainerStatuses": [{"name": "pre-task-hook", "image": "x", "imageID": "", "ready": False, "restartCount": 0, "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}}
+case("session-prehook-failed", base() + [bc(hooks={"preBackup": pre_hook}), session(status=pre_failed), failed_job, hook_pod], "The preBackup hook failed: the target and session are Failed with the hook's reason; no backup ran.")
+active_job = dict(failed_job, status={"active": 1})
+awaiting = copy.deepcopy(succ)
+case("session-posthook-pending", base() + [bc(hooks={"postBackup": post_hook}), session(status=awaiting), active_job], "The backup reported but the postBackup hook has not: the session stays Running.")
+post_failed = copy.deepcopy(succ)
+post_failed["targets"][0]["conditions"].append(hook_cond("postBackup", False, "Failed to execute postBackup hook. Reason: HTTP probe failed with statuscode: 500"))
+case("session-posthook-failed", base() + [bc(hooks={"postBackup": post_hook}), session(status=post_failed), active_job], "The postBackup hook failed after a good backup: the session is Failed.")
+post_skipped = copy.deepcopy(succ)
+post_skipped["targets"][0]["conditions"].append(hook_cond("postBackup", True, "Skipping executing postBackup. Reason: executionPolicy is \"OnFailure\" but phase is \"Succeeded\"."))
+case("session-posthook-skipped", base() + [bc(hooks={"postBackup": dict(post_hook, executionPolicy="OnFailure")}), session(status=post_skipped), active_job], "The postBackup hook was skipped by its policy (True condition): the session Succeeds.")
+complete_job = dict(failed_job, status={"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]})
+case("session-posthook-missing", base() + [bc(hooks={"postBackup": post_hook}), session(status=copy.deepcopy(succ)), complete_job], "The Job completed without the postBackup hook's result: Failed, naming the hook.")
+def restore_running(conds=(), stats=None):
+    st = {"phase": "Running", "totalHosts": 1, "conditions": [
+        {"type": "RepositoryFound", "status": "True", "reason": "RepositoryAvailable", "message": "Repository demo/s3-repo exist.", "lastTransitionTime": T0, "observedGeneration": 1},
+        {"type": "BackendSecretFound", "status": "True", "reason": "BackendSecretAvailable", "message": "Backend Secret demo/s3-secret exist.", "lastTransitionTime": T0, "observedGeneration": 1},
+        {"type": "RestoreTargetFound", "status": "True", "reason": "TargetAvailable", "message": "Restore target AppBinding demo/sample-mysql found.", "lastTransitionTime": T0, "observedGeneration": 1},
+        {"type": "ValidationPassed", "status": "True", "reason": "ResourceValidationPassed", "message": "Successfully validated.", "lastTransitionTime": T0, "observedGeneration": 1},
+        {"type": "RestoreExecutorEnsured", "status": "True", "reason": "SuccessfullyEnsuredRestoreExecutor", "message": "Restorer job/init-container has been ensured successfully for AppBinding demo/sample-mysql.", "lastTransitionTime": T0, "observedGeneration": 1}] + list(conds)}
+    if stats: st["stats"] = stats
+    return st
+restore_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-restore-sample-mysql-restore-0", "namespace": NS}, "spec": {"template": {"spec": {"containers": []}}}, "status": {"active": 1}}
+def restore_with(status, **spec):
+    r = restore(**spec)
+    r["metadata"]["finalizers"] = ["stash.appscode.com"]
+    r["status"] = status
+    return r
+case("restore-prehook-failed", base() + [restore_with(restore_running([hook_cond("preRestore", False, "Failed to execute preRestore hook. Reason: no pod found for AppBinding demo/sample-mysql")]), hooks={"preRestore": pre_hook}), dict(restore_job, status={"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]})], "The preRestore hook failed: Failed with the hook's reason as the host error.")
+restored = [{"hostname": "host-0", "phase": "Succeeded", "duration": "3.2s"}]
+case("restore-posthook-pending", base() + [restore_with(restore_running(stats=restored), hooks={"postRestore": post_hook}), restore_job], "The restore reported but the postRestore hook has not: Running.")
+case("restore-posthook-failed", base() + [restore_with(restore_running([hook_cond("postRestore", False, "Failed to execute postRestore hook. Reason: connection refused")], stats=restored), hooks={"postRestore": post_hook}), restore_job], "The postRestore hook failed: the restore is Failed.")
+
 if os.path.isdir(root):
     shutil.rmtree(root)
 for name, (objs, readme) in cases.items():

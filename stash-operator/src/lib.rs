@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod commands;
 pub mod datapath;
+pub mod hooks;
 pub mod jobs;
 pub mod operator;

@@ -30,6 +30,8 @@ enum Command {
     CreateBackupsession(stash_operator::commands::create_backupsession::CreateBackupSessionArgs),
     /// Record a Job's results in the session and Repository status (last step of every Job).
     UpdateStatus(Box<stash_operator::commands::update_status::UpdateStatusArgs>),
+    /// Run a backup or restore hook and record its condition (the hook containers of Jobs).
+    RunHook(Box<stash_operator::commands::run_hook::RunHookArgs>),
     /// Run the operator (against the current cluster, or --embedded / --demo).
     Run(Box<stash_operator::commands::run::RunArgs>),
 }
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
             stash_operator::commands::create_backupsession::run(&args)
         }
         Command::UpdateStatus(args) => stash_operator::commands::update_status::run(&args),
+        Command::RunHook(args) => stash_operator::commands::run_hook::run(&args),
         Command::Run(args) => stash_operator::commands::run::run(&args),
     }
 }

@@ -577,14 +577,9 @@ fn validate_spec(inputs: &BackupConfigurationInputs) -> Vec<String> {
     {
         errors.push(e);
     }
-    if let Some(policy) = spec
-        .hooks
-        .as_ref()
-        .and_then(|h| h.post_backup.as_ref())
-        .and_then(|h| h.execution_policy.as_deref())
-    {
-        if !["Always", "OnSuccess", "OnFailure", "OnFinalRetryFailure"].contains(&policy) {
-            errors.push(format!("spec.hooks.postBackup.executionPolicy {policy:?} is not one of Always, OnSuccess, OnFailure, OnFinalRetryFailure"));
+    if let Some(policy) = spec.hooks.as_ref().and_then(|h| h.post_backup.as_ref()) {
+        if let Err(e) = crate::hooks::ExecutionPolicy::parse(policy.execution_policy.as_deref()) {
+            errors.push(format!("spec.hooks.postBackup.{e}"));
         }
     }
     errors
@@ -825,10 +820,21 @@ fn backup_job_rules(secrets: &[String]) -> Vec<PolicyRule> {
         rule(&[""], &["events"], &["create", "patch"], &[]),
         rule(&["events.k8s.io"], &["events"], &["create", "patch"], &[]),
     ];
+    rules.extend(target_pod_rules());
     if !secrets.is_empty() {
         rules.push(rule(&[""], &["secrets"], &["get"], secrets));
     }
     rules
+}
+
+/// Reaching the database behind the AppBinding's Service (its Endpoints or EndpointSlices)
+/// and running exec hooks in its pod, as Stash's job roles allow.
+pub(crate) fn target_pod_rules() -> Vec<PolicyRule> {
+    vec![
+        rule(&[""], &["services", "endpoints", "pods"], &["get"], &[]),
+        rule(&["discovery.k8s.io"], &["endpointslices"], &["list"], &[]),
+        rule(&[""], &["pods/exec"], &["create", "get"], &[]),
+    ]
 }
 
 /// What the trigger pod needs: read its BackupConfiguration, create sessions.

@@ -13,6 +13,7 @@ use crate::api::{
 };
 use crate::conditions::{self, NewCondition};
 use crate::duration::{format_go_duration_secs, parse_go_duration_millis};
+use crate::hooks::{self, HookType};
 use crate::names::{backup_job_name, backup_job_rbac_name, backup_session_name};
 use crate::resolve::Variables;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
@@ -306,6 +307,9 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
     }
 
     // Follow the Job.
+    let post_hook = invoker
+        .and_then(|bc| bc.spec.hooks.as_ref())
+        .is_some_and(|h| h.post_backup.is_some());
     for target in targets.iter_mut() {
         if target
             .phase
@@ -319,8 +323,33 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
             BACKUP_EXECUTOR_ENSURED,
         );
         let host = invoker_host(invoker);
+        let tconds = target.conditions.clone().unwrap_or_default();
+        // A failed preBackup hook ends the target: the Job stopped before any backup ran.
+        if let Some(c) =
+            hooks::recorded(&tconds, HookType::PreBackup).filter(|c| c.status == conditions::FALSE)
+        {
+            let reason = c.message.clone().unwrap_or_default();
+            if !target
+                .stats
+                .iter()
+                .flatten()
+                .any(|h| h.phase.as_deref() == Some("Failed"))
+            {
+                upsert_failed_host(target, &host, &reason);
+            }
+            target.phase = Some("Failed".into());
+            events.push(event(
+                "Warning",
+                "Host Backup Failed",
+                format!("backup failed for host {host:?}. Reason: {reason}"),
+            ));
+            continue;
+        }
+        // With a postBackup hook the result is final only once the hook has reported.
+        let awaiting_post_hook =
+            post_hook && hooks::recorded(&tconds, HookType::PostBackup).is_none();
         let reported = reported_phase(target);
-        if let Some(p) = reported {
+        if let Some(p) = reported.filter(|_| !awaiting_post_hook) {
             target.phase = Some(p.into());
             continue;
         }
@@ -339,6 +368,20 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
             None => Some(format!("backup Job {job_name} no longer exists")),
             Some(job) => job_failure(job, &inputs.pods),
         };
+        if let (Some(reason), Some(_)) = (&failure, reported) {
+            // The backup reported but the Job ended without the postBackup hook's result.
+            let why = match &inputs.job {
+                Some(job) if job_complete(job) => {
+                    format!("backup Job {job_name} completed without recording the hook's result")
+                }
+                _ => format!("the hook did not report: {reason}"),
+            };
+            let mut tc = tconds.clone();
+            conditions::set(&mut tc, HookType::PostBackup.failed(&why), None, &now);
+            target.conditions = Some(tc);
+            target.phase = Some("Failed".into());
+            continue;
+        }
         if let Some(reason) = failure {
             upsert_failed_host(target, &host, &reason);
             target.phase = Some("Failed".into());
@@ -724,6 +767,13 @@ fn upsert_failed_host(t: &mut BackupTargetStatus, host: &str, reason: &str) {
     }
 }
 
+fn job_complete(job: &Job) -> bool {
+    job.status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .any(|c| c.type_ == "Complete" && c.status == "True")
+}
+
 /// Why a Job has failed, if it has: Failed condition, failed pods, or completion without
 /// results (the status updater runs last; a complete Job with no stats lost them).
 pub fn job_failure(job: &Job, pods: &[Pod]) -> Option<String> {
@@ -733,11 +783,7 @@ pub fn job_failure(job: &Job, pods: &[Pod]) -> Option<String> {
         .iter()
         .flatten()
         .find(|c| c.type_ == "Failed" && c.status == "True");
-    let complete = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == "Complete" && c.status == "True");
+    let complete = job_complete(job);
     if failed_cond.is_none() && status.failed.unwrap_or(0) == 0 {
         if complete {
             return Some("backup Job completed without reporting results".into());

@@ -132,17 +132,12 @@ pub fn build_pod_spec(inputs: &PodInputs<'_>) -> Result<PodSpec, String> {
         image: Some(inputs.operator_image.to_string()),
         image_pull_policy: Some(inputs.image_pull_policy.to_string()),
         args: Some(args.to_vec()),
-        env: Some(vec![EnvVar {
-            name: "POD_NAME".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+        // POD_NAMESPACE too: `run-hook` finds its session there (Stash reads the service
+        // account's namespace file, which a pod without a token mount lacks).
+        env: Some(vec![
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+        ]),
         volume_mounts: Some(all_mounts.clone()),
         ..Default::default()
     };
@@ -204,6 +199,20 @@ fn substitute_strings(
         _ => {}
     }
     Ok(())
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn union_mounts(containers: &[Container]) -> Vec<VolumeMount> {

@@ -16,6 +16,7 @@ use crate::api::{
 };
 use crate::conditions::{self, NewCondition};
 use crate::duration::{format_go_duration_secs, parse_go_duration_millis};
+use crate::hooks::{self, HookType};
 use crate::names::{restore_job_name, restore_job_rbac_name};
 use crate::resolve::Variables;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
@@ -368,6 +369,16 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
     {
         errors.push(e);
     }
+    if let Some(post) = rs.spec.hooks.as_ref().and_then(|h| h.post_restore.as_ref()) {
+        match hooks::ExecutionPolicy::parse(post.execution_policy.as_deref()) {
+            Err(e) => errors.push(format!("spec.hooks.postRestore.{e}")),
+            Ok(hooks::ExecutionPolicy::OnFinalRetryFailure) => errors.push(
+                "spec.hooks.postRestore.executionPolicy OnFinalRetryFailure applies to backups only"
+                    .into(),
+            ),
+            Ok(_) => {}
+        }
+    }
     let mut events = Vec::new();
     if !errors.is_empty() {
         let msg = errors.join("; ");
@@ -476,9 +487,56 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
         .collect();
     let total = st.total_hosts.unwrap_or(0).max(0) as usize;
     let mut final_phase = None;
+    let post_hook = rs
+        .spec
+        .hooks
+        .as_ref()
+        .is_some_and(|h| h.post_restore.is_some());
+    let pre_hook_failed = hooks::recorded(&conds, HookType::PreRestore)
+        .filter(|c| c.status == conditions::FALSE)
+        .and_then(|c| c.message.clone());
+    let post_hook_result = hooks::recorded(&conds, HookType::PostRestore).map(|c| c.status.clone());
+    let all_reported = total > 0 && reported.len() >= total;
     if st.phase.as_deref() == Some("Failed") {
         final_phase = Some("Failed");
-    } else if total > 0 && reported.len() >= total {
+    } else if let Some(reason) = pre_hook_failed {
+        // The Job stopped before the restore ran; the hook's reason is the host's error.
+        if reported.is_empty() {
+            let mut stats = stats.clone();
+            stats.push(HostRestoreStats {
+                hostname: Some(host.clone()),
+                phase: Some("Failed".into()),
+                error: Some(reason),
+                ..Default::default()
+            });
+            st.stats = Some(stats);
+        }
+        final_phase = Some("Failed");
+    } else if all_reported && post_hook_result.as_deref() == Some(conditions::FALSE) {
+        final_phase = Some("Failed");
+    } else if all_reported && post_hook && post_hook_result.is_none() && !deadline_passed {
+        // Wait for the postRestore hook, unless the Job ended without it.
+        let ended = match &inputs.job {
+            _ if just_applied || !ensured => None,
+            None => Some(format!("restore Job {job_name} no longer exists")),
+            Some(job) => {
+                job_failure(job, &inputs.pods).map(|f| f.replace("backup Job", "restore Job"))
+            }
+        };
+        if let Some(reason) = ended {
+            let reason = reason.replace(
+                "completed without reporting results",
+                "completed without recording the hook's result",
+            );
+            conditions::set(
+                &mut conds,
+                HookType::PostRestore.failed(&format!("the hook did not report: {reason}")),
+                generation,
+                &now,
+            );
+            final_phase = Some("Failed");
+        }
+    } else if all_reported {
         final_phase = Some(
             if reported
                 .iter()
@@ -779,6 +837,7 @@ fn build_job(
             ..Default::default()
         },
     ];
+    rules.extend(super::backup_configuration::target_pod_rules());
     if !secrets.is_empty() {
         rules.push(PolicyRule {
             api_groups: s(&[""]),

@@ -1,7 +1,9 @@
-//! `stash run --demo`: a private MariaDB with sample data, the embedded S3 server, a Stash-shaped
-//! BackupConfiguration (every 5 minutes, keep the last 2), scheduled backups on the virtual
-//! clock, then a RestoreSession into a second MariaDB, and a table-by-table checksum comparison.
+//! `stash run --demo`: MariaDB with sample data in a pod behind a Service, the embedded S3
+//! server, a Stash-shaped BackupConfiguration (every 5 minutes, keep the last 2), scheduled
+//! backups on the virtual clock, then a RestoreSession into a second MariaDB, and a
+//! table-by-table checksum comparison.
 
+use super::database_pod::DatabasePod;
 use super::run::{report_progress, Embedded};
 use serde_json::{json, Value};
 use stash_testkit::providers::mysql::MysqlServer;
@@ -15,17 +17,18 @@ const NS: &str = "demo";
 /// Real seconds the demo may take before it gives up.
 const DEMO_LIMIT: Duration = Duration::from_secs(240);
 
-/// Seeds the sample database `shop` (2 tables, a few thousand rows).
+/// The sample database `shop` (2 tables, a few thousand rows), one statement per line (the
+/// form `mariadbd --init-file` reads).
+pub const SEED_SQL: &str = "CREATE DATABASE shop;
+USE shop;
+CREATE TABLE shop.customers (id INT PRIMARY KEY, name VARCHAR(64), email VARCHAR(128), note TEXT);
+CREATE TABLE shop.orders (id BIGINT PRIMARY KEY, customer INT, amount DECIMAL(10,2), placed DATETIME, memo TEXT);
+INSERT INTO shop.customers SELECT seq, CONCAT('customer ', seq), CONCAT('c', seq, '@example.com'), CONCAT('line one\\nline two; it''s \"quoted\" ', seq) FROM seq_1_to_500;
+INSERT INTO shop.orders SELECT seq, 1 + seq % 500, (seq * 37 % 100000) / 100, TIMESTAMP('2026-01-01') + INTERVAL seq MINUTE, IF(seq % 7 = 0, NULL, REPEAT('x', seq % 50)) FROM seq_1_to_5000;";
+
+/// Seeds the sample database `shop` into a server.
 pub fn seed(db: &MysqlServer) -> Result<(), BoxError> {
-    db.execute(
-        "CREATE DATABASE shop; USE shop; \
-         CREATE TABLE shop.customers (id INT PRIMARY KEY, name VARCHAR(64), email VARCHAR(128), note TEXT); \
-         CREATE TABLE shop.orders (id BIGINT PRIMARY KEY, customer INT, amount DECIMAL(10,2), placed DATETIME, memo TEXT); \
-         INSERT INTO shop.customers SELECT seq, CONCAT('customer ', seq), CONCAT('c', seq, '@example.com'), \
-           CONCAT('line one\\nline two; it''s \"quoted\" ', seq) FROM seq_1_to_500; \
-         INSERT INTO shop.orders SELECT seq, 1 + seq % 500, (seq * 37 % 100000) / 100, \
-           TIMESTAMP('2026-01-01') + INTERVAL seq MINUTE, IF(seq % 7 = 0, NULL, REPEAT('x', seq % 50)) FROM seq_1_to_5000;",
-    )?;
+    db.execute(SEED_SQL)?;
     Ok(())
 }
 
@@ -53,6 +56,28 @@ pub fn appbinding(name: &str, db: &MysqlServer) -> Value {
 
 /// The objects of the demo, pointing at the given servers.
 pub fn objects(source: &MysqlServer, target: &MysqlServer, s3: &S3Server) -> Vec<Value> {
+    let mut objects = storage_objects(s3);
+    objects.push(secret(
+        "source-mysql-auth",
+        &[("username", source.user()), ("password", source.password())],
+    ));
+    objects.push(appbinding("source-mysql", source));
+    objects.extend(restore_target_objects(target));
+    objects.push(backup_configuration());
+    objects
+}
+
+/// The objects of the demo with the source database running as a pod behind a Service (its
+/// AppBinding names the Service), as on a cluster.
+pub fn objects_with_pod(source: &DatabasePod, target: &MysqlServer, s3: &S3Server) -> Vec<Value> {
+    let mut objects = storage_objects(s3);
+    objects.extend(source.objects(SEED_SQL));
+    objects.extend(restore_target_objects(target));
+    objects.push(backup_configuration());
+    objects
+}
+
+fn storage_objects(s3: &S3Server) -> Vec<Value> {
     vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
         secret(
@@ -68,29 +93,32 @@ pub fn objects(source: &MysqlServer, target: &MysqlServer, s3: &S3Server) -> Vec
             "metadata": {"name": "s3-repo", "namespace": NS},
             "spec": {"backend": {"storageSecretName": "s3-secret", "s3": {"endpoint": s3.endpoint(), "bucket": "stash-demo", "prefix": "/demo/mysql", "region": "us-east-1"}}}
         }),
-        secret(
-            "source-mysql-auth",
-            &[("username", source.user()), ("password", source.password())],
-        ),
-        appbinding("source-mysql", source),
+    ]
+}
+
+fn restore_target_objects(target: &MysqlServer) -> Vec<Value> {
+    vec![
         secret(
             "restored-mysql-auth",
             &[("username", target.user()), ("password", target.password())],
         ),
         appbinding("restored-mysql", target),
-        json!({
-            "apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupConfiguration",
-            "metadata": {"name": "sample-mysql-backup", "namespace": NS},
-            "spec": {
-                "schedule": "*/5 * * * *",
-                "task": {"name": "mysql-backup-8.0.21", "params": [{"name": "args", "value": "--databases shop --single-transaction"}]},
-                "repository": {"name": "s3-repo"},
-                "target": {"ref": {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": "source-mysql"}},
-                "retentionPolicy": {"name": "keep-last-2", "keepLast": 2, "prune": true},
-                "backupHistoryLimit": 2,
-            }
-        }),
     ]
+}
+
+fn backup_configuration() -> Value {
+    json!({
+        "apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupConfiguration",
+        "metadata": {"name": "sample-mysql-backup", "namespace": NS},
+        "spec": {
+            "schedule": "*/5 * * * *",
+            "task": {"name": "mysql-backup-8.0.21", "params": [{"name": "args", "value": "--databases shop --single-transaction"}]},
+            "repository": {"name": "s3-repo"},
+            "target": {"ref": {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": "source-mysql"}},
+            "retentionPolicy": {"name": "keep-last-2", "keepLast": 2, "prune": true},
+            "backupHistoryLimit": 2,
+        }
+    })
 }
 
 /// The RestoreSession of the demo.
@@ -144,25 +172,26 @@ async fn drive(
 /// Runs the demo to the end.
 pub async fn run(env: &Embedded, speed: u64) -> Result<(), BoxError> {
     let started = Instant::now();
-    println!("starting MariaDB (source and restore target) and the S3 server ...");
-    let (source, target, s3) = tokio::task::spawn_blocking(|| -> Result<_, String> {
-        let source = MysqlServer::start().map_err(|e| e.to_string())?;
-        seed(&source).map_err(|e| e.to_string())?;
+    println!("starting the restore target MariaDB and the S3 server ...");
+    let (target, s3) = tokio::task::spawn_blocking(|| -> Result<_, String> {
         let target = MysqlServer::start().map_err(|e| e.to_string())?;
         let s3 = S3Server::start().map_err(|e| e.to_string())?;
         s3.create_bucket("stash-demo").map_err(|e| e.to_string())?;
-        Ok((source, target, s3))
+        Ok((target, s3))
     })
     .await??;
+    let source = DatabasePod::new("source-mysql", NS)?;
+    for o in objects_with_pod(&source, &target, &s3) {
+        env.apply(&o).await?;
+    }
+    let ready = source.clone();
+    tokio::task::spawn_blocking(move || ready.wait_ready(Duration::from_secs(90))).await??;
     println!(
-        "source MariaDB on port {}, restore target on port {}, S3 at {}",
-        source.port(),
+        "source MariaDB in pod demo/source-mysql-0 behind Service demo/source-mysql (port {}), restore target on port {}, S3 at {}",
+        source.port,
         target.port(),
         s3.endpoint()
     );
-    for o in objects(&source, &target, &s3) {
-        env.apply(&o).await?;
-    }
     println!("applied Secret, Repository, AppBindings and BackupConfiguration demo/sample-mysql-backup (*/5 * * * *, keep last 2)");
     let mut seen = BTreeMap::new();
     let backup = drive(env, speed.max(2), &mut seen, "BackupSession", started).await?;

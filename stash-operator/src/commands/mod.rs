@@ -1,9 +1,13 @@
-//! Commands the operator's own pods run: `create-backupsession` (the trigger CronJob) and
-//! `update-status` (the last step of every backup and restore Job), plus `run`.
+//! Commands the operator's own pods run: `create-backupsession` (the trigger CronJob),
+//! `update-status` (the last step of every backup and restore Job) and `run-hook` (the hook
+//! containers of hooked Jobs), plus `run`.
 
 pub mod create_backupsession;
+pub mod database_pod;
 pub mod demo;
 pub mod run;
+pub mod run_hook;
+pub mod session_status;
 pub mod update_status;
 
 /// Runs `work` on a small runtime; the job commands are short-lived.

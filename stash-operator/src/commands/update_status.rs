@@ -7,12 +7,12 @@
 use crate::datapath::{RepositoryEngine, RetentionPolicy as EngineRetention};
 use crate::jobs::flags::RepositoryFlags;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde::Deserialize;
 use stash_core::api::{
     BackupConfiguration, BackupSession, Condition, HostBackupStats, HostRestoreStats, Repository,
-    RestoreSession, RetentionPolicy, TargetRef,
+    RetentionPolicy, TargetRef,
 };
 use stash_core::conditions::{self, NewCondition};
 use stash_core::plan::backup_session::condition::{
@@ -474,48 +474,23 @@ async fn write_backup_status(
     stats: &[HostBackupStats],
     conds: &[Condition],
 ) -> Result<(), UpdateError> {
-    let api = Api::<BackupSession>::namespaced(client.clone(), ns);
-    for attempt in 0.. {
-        let mut session = api.get(name).await?;
-        let mut status = session.status.clone().unwrap_or_default();
-        let mut targets = status.targets.clone().unwrap_or_default();
-        let same = |t: &TargetRef| t.kind == target.kind && t.name == target.name;
-        let idx = match targets.iter().position(|t| same(&t.r#ref)) {
-            Some(i) => i,
-            None if targets.len() == 1 => 0,
-            None => {
-                targets.push(stash_core::api::BackupTargetStatus {
-                    r#ref: target.clone(),
-                    total_hosts: Some(1),
-                    ..Default::default()
-                });
-                targets.len() - 1
-            }
-        };
-        let host_stats = targets[idx].stats.get_or_insert_with(Vec::new);
+    super::session_status::modify_backup_session(client, ns, name, |status| {
+        let entry = super::session_status::target_entry(status, target);
+        let host_stats = entry.stats.get_or_insert_with(Vec::new);
         for s in stats {
             match host_stats.iter_mut().find(|h| h.hostname == s.hostname) {
                 Some(h) => *h = s.clone(),
                 None => host_stats.push(s.clone()),
             }
         }
-        status.targets = Some(targets);
         let mut session_conds = status.conditions.clone().unwrap_or_default();
         for c in conds {
             session_conds.retain(|x| x.type_ != c.type_);
             session_conds.push(c.clone());
         }
         status.conditions = (!session_conds.is_empty()).then_some(session_conds);
-        session.status = Some(status);
-        match api
-            .replace_status(name, &PostParams::default(), &session)
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 10 => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    })
+    .await?;
     Ok(())
 }
 
@@ -566,10 +541,7 @@ fn update_restore(args: &UpdateStatusArgs) -> Result<String, UpdateError> {
         let client = kube::Client::try_default()
             .await
             .map_err(|e| UpdateError::Other(format!("no Kubernetes client: {e}")))?;
-        let api = Api::<RestoreSession>::namespaced(client.clone(), &ns);
-        for attempt in 0.. {
-            let mut rs = api.get(&name).await?;
-            let mut status = rs.status.clone().unwrap_or_default();
+        super::session_status::modify_restore_session(&client, &ns, &name, |status| {
             let list = status.stats.get_or_insert_with(Vec::new);
             for s in &stats {
                 match list.iter_mut().find(|h| h.hostname == s.hostname) {
@@ -577,13 +549,8 @@ fn update_restore(args: &UpdateStatusArgs) -> Result<String, UpdateError> {
                     None => list.push(s.clone()),
                 }
             }
-            rs.status = Some(status);
-            match api.replace_status(&name, &PostParams::default(), &rs).await {
-                Ok(_) => break,
-                Err(kube::Error::Api(s)) if s.code == 409 && attempt < 10 => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        })
+        .await?;
         Ok(())
     })?;
     Ok(format!(

@@ -83,5 +83,23 @@ pub async fn read_db_target(
         others.insert(other, data);
     }
     let credentials = apply_secret_transforms(credentials, &spec.secret_transforms, &others)?;
-    Ok(resolve_db_target(&spec, namespace, &credentials, scratch)?)
+    let mut target = resolve_db_target(&spec, namespace, &credentials, scratch)?;
+    // `<svc>.<ns>.svc` resolves only through cluster DNS; without it, go where the Service
+    // routes: a ready endpoint of its Endpoints.
+    if let Some(svc) = &spec.client_config.service {
+        if !super::service_address::resolves(&target.host, target.port).await {
+            let svc_ns = if svc.namespace.is_empty() {
+                namespace
+            } else {
+                &svc.namespace
+            };
+            if let Some((host, port)) =
+                super::service_address::ready_endpoint(client, svc_ns, &svc.name, svc.port).await?
+            {
+                target.host = host;
+                target.port = port;
+            }
+        }
+    }
+    Ok(target)
 }

@@ -12,6 +12,7 @@ pub mod kube_read;
 pub mod output;
 pub mod restore_mysql;
 pub mod wipe_out;
+pub mod service_address;
 
 use std::path::Path;
 use std::process::ExitCode;
