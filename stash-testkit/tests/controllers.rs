@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::Client;
 use serde_json::json;
+use stash_testkit::controllers::kubelet::sandbox::Isolation;
 use stash_testkit::FakeApiServer;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -453,6 +454,78 @@ async fn pods_see_their_own_volumes_at_their_mount_paths() {
     );
 }
 
+/// Like a container's own root filesystem: what a container writes outside its volumes is
+/// gone when it ends and never reaches the host; emptyDir and hostPath writes stay.
+#[tokio::test]
+async fn writes_outside_volumes_vanish_with_the_container() {
+    if Isolation::probe() != Isolation::CopyOnWriteRoot {
+        eprintln!("no copy-on-write roots here (needs root, unshare and overlayfs); skipping");
+        return;
+    }
+    let (server, client) = setup().await;
+    let base = tempfile::tempdir().unwrap();
+    let outside = base.path().join("outside");
+    let host = base.path().join("host");
+    let (outside, host) = (outside.display().to_string(), host.display().to_string());
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "writer"},
+        "spec": {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "scratch", "emptyDir": {}}, {"name": "host", "hostPath": {"path": host}}],
+            "initContainers": [{
+                "name": "init", "image": "busybox",
+                "command": ["sh", "-c", format!("mkdir -p {outside} && echo init > {outside}/x && echo shared > /scratch/seen")],
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]
+            }],
+            "containers": [{
+                "name": "main", "image": "busybox",
+                "command": ["sh", "-c", format!(
+                    "test ! -e {outside}/x && echo fresh; mkdir -p {outside} && echo main > {outside}/x && cat {outside}/x \
+                     && echo tmp > /tmp/x-$HOSTNAME && cat /scratch/seen && echo kept > /host/kept")],
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}, {"name": "host", "mountPath": "/host"}]
+            }]
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let done = eventually("the pod to finish", || {
+        let pods = pods.clone();
+        async move {
+            pods.get("writer").await.ok().filter(|p| {
+                matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+            })
+        }
+    })
+    .await;
+    let logs = server
+        .pod_logs("default", "writer", "main")
+        .unwrap_or_default();
+    assert_eq!(
+        done.status.unwrap().phase.as_deref(),
+        Some("Succeeded"),
+        "{logs} {:?}",
+        server.pod_logs("default", "writer", "init")
+    );
+    assert_eq!(
+        logs, "fresh\nmain\nshared\n",
+        "each container has its own root; the emptyDir is shared"
+    );
+    assert!(
+        !std::path::Path::new(&outside).exists(),
+        "writes outside volumes do not reach the host"
+    );
+    assert!(!std::path::Path::new("/tmp/x-writer").exists());
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(&host).join("kept")).unwrap(),
+        "kept\n",
+        "hostPath writes persist"
+    );
+}
+
 #[tokio::test]
 async fn pods_reach_the_server_through_their_kubeconfig() {
     let kubectl = std::process::Command::new("kubectl")
@@ -506,11 +579,16 @@ async fn dropping_the_server_kills_running_pods() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    // The pid reaches the host through a hostPath volume, as it would from a container.
+    let shared = dir.path().display().to_string();
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "sleeper"},
-        "spec": {"restartPolicy": "Never", "containers": [{
+        "spec": {"restartPolicy": "Never",
+            "volumes": [{"name": "shared", "hostPath": {"path": shared}}],
+            "containers": [{
             "name": "main", "image": "busybox",
-            "command": ["sh", "-c", format!("echo $$ > {}; exec sleep 60", pid_file.display())]
+            "command": ["sh", "-c", format!("echo $$ > {}; exec sleep 60", pid_file.display())],
+            "volumeMounts": [{"name": "shared", "mountPath": shared}]
         }]}
     }))
     .unwrap();

@@ -1,21 +1,34 @@
 //! A kubelet that runs pods' containers as local processes: init containers in order, then
 //! the main containers; env (including secret, configMap and field references), args with
-//! `$(VAR)` expansion, volumes, a `KUBECONFIG` for this server, captured logs, and exit codes
-//! reported as pod status. With root and `unshare` available, each pod runs in a private mount
-//! namespace where its volumes are bind-mounted at their `mountPath`.
+//! `$(VAR)` expansion, volumes, a `KUBECONFIG` for the API server, captured logs, and exit
+//! codes reported as pod status.
+//!
+//! It is a node agent that talks to its API server only through a `kube::Client`
+//! ([`node_api`]): in process the client speaks to the fake server's router, standalone
+//! (`stash-testkit kubelet`) to any API server. It registers a Node, binds pods that have no
+//! `nodeName` to itself (there is no scheduler), and runs them. With root, each container
+//! runs in a private mount namespace with a copy-on-write root and its volumes at their
+//! `mountPath` ([`sandbox`]).
+
+pub mod node_api;
+pub mod sandbox;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use crate::apiserver::{name_of, namespace_of, uid_of, Apiserver, DeleteOptions, WriteOptions};
+use crate::apiserver::{name_of, namespace_of, uid_of, PodLogs};
+use crate::clock::VirtualClock;
+use node_api::NodeApi;
+use sandbox::Isolation;
 
 /// Kubelet settings.
 #[derive(Debug, Clone, Default)]
@@ -31,15 +44,66 @@ pub struct KubeletConfig {
     pub node_name: String,
 }
 
-pub(super) struct Kubelet {
-    api: Apiserver,
+/// Where timestamps come from: the fake server's virtual clock, or the wall clock when the
+/// kubelet runs against a real server.
+#[derive(Debug, Clone)]
+pub enum NodeClock {
+    /// The fake server's clock.
+    Virtual(VirtualClock),
+    /// Real time, whole seconds.
+    Wall,
+}
+
+impl NodeClock {
+    fn now_string(&self) -> String {
+        match self {
+            Self::Virtual(c) => c.now_string(),
+            Self::Wall => crate::clock::format_time(jiff::Timestamp::now()),
+        }
+    }
+}
+
+/// Where container output goes: the fake server's log store (served as `pods/log`), or files
+/// `<dir>/<namespace>_<pod>_<container>.log` when the API server cannot hold logs.
+#[derive(Debug, Clone)]
+pub enum LogSink {
+    /// The fake server's pod logs.
+    Memory(PodLogs),
+    /// One file per container.
+    Files(PathBuf),
+}
+
+impl LogSink {
+    fn append(&self, key: &(String, String, String), text: &str) {
+        match self {
+            Self::Memory(logs) => lock(logs).entry(key.clone()).or_default().push_str(text),
+            Self::Files(dir) => {
+                use std::io::Write;
+                let path = dir.join(format!("{}_{}_{}.log", key.0, key.1, key.2));
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path);
+                if let Ok(mut f) = file {
+                    let _ = f.write_all(text.as_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// A kubelet for one node.
+pub struct Kubelet {
+    api: NodeApi,
+    clock: NodeClock,
+    logs: LogSink,
     config: KubeletConfig,
     node: String,
     root: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     running: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
     node_registered: AtomicBool,
-    mount_ns: bool,
+    isolation: Isolation,
 }
 
 const MANAGER: &str = "kubelet";
@@ -49,17 +113,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn mount_namespaces_available() -> bool {
-    std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c", "d=$(mktemp -d) && mount --bind \"$d\" \"$d\" && umount \"$d\"; r=$?; rmdir \"$d\"; exit $r"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 impl Kubelet {
-    pub(super) fn new(api: Apiserver, config: KubeletConfig) -> Self {
+    /// A kubelet that reaches its API server through `client`.
+    pub fn new(
+        client: kube::Client,
+        clock: NodeClock,
+        logs: LogSink,
+        config: KubeletConfig,
+    ) -> Self {
         let (root, tmp) = match &config.root {
             Some(r) => (r.clone(), None),
             None => match tempfile::Builder::new()
@@ -76,53 +137,61 @@ impl Kubelet {
             config.node_name.clone()
         };
         Self {
-            api,
+            api: NodeApi::new(client),
+            clock,
+            logs,
             config,
             node,
             root,
             _tmp: tmp,
             running: Arc::default(),
             node_registered: AtomicBool::new(false),
-            mount_ns: mount_namespaces_available(),
+            isolation: Isolation::probe(),
         }
     }
 
-    fn register_node(&self) {
-        if self.node_registered.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let Ok(nodes) = self.api.resource("", "v1", "nodes") else {
-            return;
-        };
-        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node}}});
-        let _ = self
-            .api
-            .create(&nodes, "", node, &WriteOptions::manager(MANAGER));
-        let now = self.api.clock.now_string();
-        let _ = self.api.modify(&nodes, "", &self.node, "status", MANAGER, |n| {
-            n["status"] = json!({
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
-                                "lastHeartbeatTime": now, "lastTransitionTime": now}],
-                "capacity": {"cpu": "2", "memory": "8Gi", "pods": "110"},
-                "allocatable": {"cpu": "2", "memory": "8Gi", "pods": "110"},
-                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": self.node}],
-            });
-            true
-        });
+    /// How this kubelet isolates containers on this host.
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
     }
 
-    pub(super) fn kill_all(&self) {
+    /// The node's name.
+    pub fn node_name(&self) -> &str {
+        &self.node
+    }
+
+    async fn register_node(&self) -> Result<(), kube::Error> {
+        if self.node_registered.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.api
+            .register_node(&self.node, &self.clock.now_string())
+            .await?;
+        self.node_registered.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Kills every container this kubelet runs.
+    pub fn kill_all(&self) {
         for kill in lock(&self.running).values() {
             let _ = kill.send(true);
         }
     }
 
-    pub(super) fn sync(&self) {
-        self.register_node();
-        let Ok(pods) = self.api.resource("", "v1", "pods") else {
-            return;
-        };
-        for pod in self.api.objects_of(&pods) {
+    /// Runs as a node agent until the process ends: one sync every `every`.
+    pub async fn run(&self, every: Duration) {
+        loop {
+            if let Err(e) = self.sync().await {
+                eprintln!("stash-testkit kubelet: {e}");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// One pass: registers the node, binds and starts new pods, kills deleted ones.
+    pub async fn sync(&self) -> Result<(), kube::Error> {
+        self.register_node().await?;
+        for pod in self.api.list_pods().await? {
             let uid = uid_of(&pod).to_string();
             let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
             if !node.is_empty() && node != self.node {
@@ -139,11 +208,7 @@ impl Kubelet {
                     None if pod["metadata"]["deletionGracePeriodSeconds"] != 0
                         || !node.is_empty() =>
                     {
-                        let opts = DeleteOptions {
-                            grace_period_seconds: Some(0),
-                            ..DeleteOptions::default()
-                        };
-                        let _ = self.api.delete(&pods, &ns, &name, &opts);
+                        self.api.delete_pod_now(&ns, &name, &uid).await?;
                     }
                     None => {}
                 }
@@ -154,42 +219,30 @@ impl Kubelet {
             {
                 continue;
             }
-            let now = self.api.clock.now_string();
-            let node_name = self.node.clone();
-            let bound = self.api.modify(&pods, &ns, &name, "", MANAGER, |p| {
-                if !p["spec"].is_object() {
-                    return false;
+            if node.is_empty() {
+                if !self.api.bind(&ns, &name, &self.node).await? {
+                    continue;
                 }
-                p["spec"]["nodeName"] = json!(node_name);
-                true
-            });
-            let Ok(Some(bound)) = bound else { continue };
-            let message = format!("Successfully assigned {ns}/{name} to {}", self.node);
-            super::record_event(
-                &self.api,
-                &bound,
-                "Normal",
-                "Scheduled",
-                &message,
-                "default-scheduler",
-            );
-            let _ = self.api.modify(&pods, &ns, &name, "status", MANAGER, |p| {
-                if !p["status"].is_object() {
-                    p["status"] = json!({});
-                }
-                p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}]);
-                true
-            });
+                let message = format!("Successfully assigned {ns}/{name} to {}", self.node);
+                let now = self.clock.now_string();
+                self.api
+                    .record_event(&pod, "Scheduled", &message, "default-scheduler", &now)
+                    .await;
+            }
+            let mut bound = pod;
+            bound["spec"]["nodeName"] = json!(self.node);
             let (kill_tx, kill_rx) = watch::channel(false);
             lock(&self.running).insert(uid.clone(), kill_tx);
             let run = PodRun {
                 api: self.api.clone(),
+                clock: self.clock.clone(),
+                logs: self.logs.clone(),
                 config: self.config.clone(),
                 pod: bound,
                 dir: self.root.join("pods").join(format!("{ns}_{name}_{uid}")),
                 claims: self.root.join("claims"),
                 kill: kill_rx,
-                mount_ns: self.mount_ns,
+                isolation: self.isolation,
             };
             let running = self.running.clone();
             tokio::spawn(async move {
@@ -197,17 +250,20 @@ impl Kubelet {
                 lock(&running).remove(&uid);
             });
         }
+        Ok(())
     }
 }
 
 struct PodRun {
-    api: Apiserver,
+    api: NodeApi,
+    clock: NodeClock,
+    logs: LogSink,
     config: KubeletConfig,
     pod: Value,
     dir: PathBuf,
     claims: PathBuf,
     kill: watch::Receiver<bool>,
-    mount_ns: bool,
+    isolation: Isolation,
 }
 
 struct Finished {
@@ -264,6 +320,11 @@ fn image_base(image: &str) -> &str {
 }
 
 impl PodRun {
+    /// An empty directory the container's namespace mounts its private root on.
+    fn sandbox(&self, container: &str) -> PathBuf {
+        self.dir.join("sandbox").join(container)
+    }
+
     fn ns(&self) -> &str {
         namespace_of(&self.pod)
     }
@@ -276,38 +337,34 @@ impl PodRun {
         name_of(&self.pod)
     }
 
-    fn log(&self, container: &str, text: &str) {
-        let mut logs = lock(&self.api.logs);
-        logs.entry((
+    fn log_key(&self, container: &str) -> (String, String, String) {
+        (
             self.ns().to_string(),
             self.name().to_string(),
             container.to_string(),
-        ))
-        .or_default()
-        .push_str(text);
+        )
     }
 
-    fn set_status(&self, f: impl FnOnce(&mut Value)) {
-        let Ok(pods) = self.api.resource("", "v1", "pods") else {
-            return;
-        };
-        let mut f = Some(f);
-        let _ = self
+    fn log(&self, container: &str, text: &str) {
+        self.logs.append(&self.log_key(container), text);
+    }
+
+    /// Merges `status` into the pod's status; the pod may be gone already.
+    async fn set_status(&self, status: Value) {
+        if let Err(e) = self
             .api
-            .modify(&pods, self.ns(), self.name(), "status", MANAGER, |p| {
-                if !p["status"].is_object() {
-                    p["status"] = json!({});
-                }
-                if let Some(f) = f.take() {
-                    f(&mut p["status"]);
-                }
-                true
-            });
+            .patch_pod_status(self.ns(), self.name(), &status)
+            .await
+        {
+            self.log(
+                MANAGER,
+                &format!("kubelet: cannot update pod status: {e}\n"),
+            );
+        }
     }
 
-    fn lookup(&self, plural: &str, name: &str) -> Option<Value> {
-        let info = self.api.resource("", "v1", plural).ok()?;
-        self.api.get(&info, self.ns(), name).ok()
+    async fn lookup(&self, plural: &str, name: &str) -> Option<Value> {
+        self.api.get(plural, self.ns(), name).await.ok().flatten()
     }
 
     fn data_of(&self, plural: &str, obj: &Value) -> Vec<(String, String)> {
@@ -356,7 +413,7 @@ impl PodRun {
         }
     }
 
-    fn env(&self, c: &Value) -> Result<Vec<(String, String)>, String> {
+    async fn env(&self, c: &Value) -> Result<Vec<(String, String)>, String> {
         let mut env: Vec<(String, String)> = vec![
             (
                 "PATH".into(),
@@ -377,7 +434,7 @@ impl PodRun {
                 let Some(name) = from[field]["name"].as_str() else {
                     continue;
                 };
-                match self.lookup(plural, name) {
+                match self.lookup(plural, name).await {
                     Some(obj) => env.extend(
                         self.data_of(plural, &obj)
                             .into_iter()
@@ -413,7 +470,7 @@ impl PodRun {
                     else {
                         continue;
                     };
-                    let value = self.lookup(plural, obj_name).and_then(|obj| {
+                    let value = self.lookup(plural, obj_name).await.and_then(|obj| {
                         self.data_of(plural, &obj)
                             .into_iter()
                             .find(|(k, _)| k == key)
@@ -478,7 +535,7 @@ impl PodRun {
     }
 
     /// Prepares volumes; returns name → host directory or file.
-    fn volumes(&self) -> Result<HashMap<String, PathBuf>, String> {
+    async fn volumes(&self) -> Result<HashMap<String, PathBuf>, String> {
         let mut out = HashMap::new();
         for v in self.pod["spec"]["volumes"].as_array().into_iter().flatten() {
             let Some(name) = v["name"].as_str() else {
@@ -498,7 +555,7 @@ impl PodRun {
                         continue;
                     };
                     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-                    match self.lookup(plural, obj_name) {
+                    match self.lookup(plural, obj_name).await {
                         Some(obj) => {
                             for (k, value) in self.data_of(plural, &obj) {
                                 std::fs::write(dir.join(k), value).map_err(|e| e.to_string())?;
@@ -517,17 +574,17 @@ impl PodRun {
     }
 
     async fn run_container(&mut self, c: &Value, volumes: &HashMap<String, PathBuf>) -> Finished {
-        let started = self.api.clock.now_string();
+        let started = self.clock.now_string();
         let cname = c["name"].as_str().unwrap_or_default().to_string();
         let fail = |this: &Self, msg: String| {
             this.log(&cname, &format!("{msg}\n"));
             Finished {
                 exit_code: 128,
                 started: started.clone(),
-                finished: this.api.clock.now_string(),
+                finished: this.clock.now_string(),
             }
         };
-        let env = match self.env(c) {
+        let env = match self.env(c).await {
             Ok(e) => e,
             Err(e) => return fail(self, e),
         };
@@ -550,49 +607,27 @@ impl PodRun {
                 ))
             })
             .collect();
-        let mut mount_env: Vec<(String, String)> = Vec::new();
-        let mut cmd = if self.mount_ns && !mounts.is_empty() {
-            let mut script = String::from("set -e\n");
-            for (i, (src, dst)) in mounts.iter().enumerate() {
-                script.push_str(&format!(
-                    "mkdir -p \"$M{i}\"\nmount --bind \"$S{i}\" \"$M{i}\"\n"
-                ));
-                mount_env.push((format!("S{i}"), src.to_string_lossy().into_owned()));
-                mount_env.push((format!("M{i}"), dst.clone()));
-            }
-            script.push_str("cd \"$TESTKIT_WORKDIR\"\nexec \"$@\"\n");
-            let mut cmd = tokio::process::Command::new("unshare");
-            cmd.args([
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "/bin/sh",
-                "-c",
-                &script,
-                "sh",
-            ]);
-            cmd.args(&argv);
-            cmd
-        } else {
-            // Without mount namespaces volumes are prepared but not visible at mountPath.
-            let mut cmd = tokio::process::Command::new(&argv[0]);
-            cmd.args(&argv[1..]);
-            cmd
-        };
-        if std::fs::create_dir_all(&workdir).is_err()
-            || std::fs::create_dir_all(self.dir.join("home")).is_err()
+        let host_dirs = [
+            self.dir.join("home"),
+            self.dir.join("work"),
+            self.sandbox(&cname),
+        ];
+        // Inside a sandbox the working directory is made in the container's own root.
+        let workdir_on_host = (self.isolation == Isolation::None).then_some(&workdir);
+        if host_dirs
+            .iter()
+            .chain(workdir_on_host)
+            .any(|d| std::fs::create_dir_all(d).is_err())
         {
             return fail(
                 self,
                 format!("cannot create working directory {}", workdir.display()),
             );
         }
-        cmd.env_clear()
-            .envs(env)
-            .envs(mount_env)
-            .env("TESTKIT_WORKDIR", &workdir)
-            .current_dir(&workdir);
+        let mut cmd = self
+            .isolation
+            .command(&argv, &workdir, &self.sandbox(&cname), &mounts);
+        cmd.env_clear().envs(env);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -601,12 +636,8 @@ impl PodRun {
             Ok(c) => c,
             Err(e) => return fail(self, format!("failed to start {:?}: {e}", argv[0])),
         };
-        let logs = self.api.logs.clone();
-        let key = (
-            self.ns().to_string(),
-            self.name().to_string(),
-            cname.clone(),
-        );
+        let logs = self.logs.clone();
+        let key = self.log_key(&cname);
         let pump = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
             let logs = logs.clone();
             let key = key.clone();
@@ -617,10 +648,7 @@ impl PodRun {
                     if n == 0 {
                         break;
                     }
-                    lock(&logs)
-                        .entry(key.clone())
-                        .or_default()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                    logs.append(&key, &String::from_utf8_lossy(&buf[..n]));
                 }
             })
         };
@@ -653,7 +681,7 @@ impl PodRun {
         Finished {
             exit_code: code,
             started,
-            finished: self.api.clock.now_string(),
+            finished: self.clock.now_string(),
         }
     }
 
@@ -664,19 +692,16 @@ impl PodRun {
             .as_str()
             .unwrap_or("Always")
             .to_string();
-        let volumes = match self.volumes() {
+        let volumes = match self.volumes().await {
             Ok(v) => v,
             Err(e) => {
-                self.set_status(|s| {
-                    s["phase"] = json!("Failed");
-                    s["reason"] = json!("VolumeError");
-                    s["message"] = json!(e);
-                });
-                self.finish_deletion();
+                self.set_status(json!({"phase": "Failed", "reason": "VolumeError", "message": e}))
+                    .await;
+                self.finish_deletion().await;
                 return;
             }
         };
-        let now = self.api.clock.now_string();
+        let now = self.clock.now_string();
         let inits: Vec<Value> = spec["initContainers"]
             .as_array()
             .cloned()
@@ -687,12 +712,9 @@ impl PodRun {
             let f = self.run_container(c, &volumes).await;
             init_statuses.push(terminated(c, &f, 0));
             if f.exit_code != 0 || self.killed() {
-                let statuses = init_statuses.clone();
-                self.set_status(|s| {
-                    s["phase"] = json!("Failed");
-                    s["initContainerStatuses"] = json!(statuses);
-                });
-                self.finish_deletion();
+                self.set_status(json!({"phase": "Failed", "initContainerStatuses": init_statuses}))
+                    .await;
+                self.finish_deletion().await;
                 return;
             }
         }
@@ -701,32 +723,34 @@ impl PodRun {
             .map(|c| json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": true, "started": true,
                             "restartCount": 0, "state": {"running": {"startedAt": now}}}))
             .collect();
-        let statuses = init_statuses.clone();
-        self.set_status(|s| {
-            s["phase"] = json!("Running");
-            s["startTime"] = json!(now);
-            s["podIP"] = json!("127.0.0.1");
-            s["podIPs"] = json!([{"ip": "127.0.0.1"}]);
-            s["hostIP"] = json!("127.0.0.1");
-            s["conditions"] = json!([
+        let mut status = json!({
+            "phase": "Running",
+            "startTime": now,
+            "podIP": "127.0.0.1",
+            "podIPs": [{"ip": "127.0.0.1"}],
+            "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}],
+            "conditions": [
                 {"type": "Initialized", "status": "True", "lastProbeTime": null, "lastTransitionTime": now},
                 {"type": "Ready", "status": "True", "lastProbeTime": null, "lastTransitionTime": now},
                 {"type": "ContainersReady", "status": "True", "lastProbeTime": null, "lastTransitionTime": now},
                 {"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now},
-            ]);
-            s["containerStatuses"] = json!(running);
-            if !statuses.is_empty() {
-                s["initContainerStatuses"] = json!(statuses);
-            }
+            ],
+            "containerStatuses": running,
         });
+        if !init_statuses.is_empty() {
+            status["initContainerStatuses"] = json!(init_statuses);
+        }
+        self.set_status(status).await;
         for c in &mains {
             let message = format!(
                 "Started container {}",
                 c["name"].as_str().unwrap_or_default()
             );
-            super::record_event(
-                &self.api, &self.pod, "Normal", "Started", &message, "kubelet",
-            );
+            let at = self.clock.now_string();
+            self.api
+                .record_event(&self.pod, "Started", &message, MANAGER, &at)
+                .await;
         }
         // Main containers run one after another in this fake; pods here have one main container
         // in practice, and sequential runs keep the log and status bookkeeping simple.
@@ -747,31 +771,29 @@ impl PodRun {
         let ok = results
             .iter()
             .all(|r| r["state"]["terminated"]["exitCode"] == 0);
-        let done = self.api.clock.now_string();
-        self.set_status(|s| {
-            s["phase"] = json!(if ok { "Succeeded" } else { "Failed" });
-            s["containerStatuses"] = json!(results);
-            s["conditions"] = json!([
+        let done = self.clock.now_string();
+        self.set_status(json!({
+            "phase": if ok { "Succeeded" } else { "Failed" },
+            "containerStatuses": results,
+            "conditions": [
                 {"type": "Initialized", "status": "True", "lastProbeTime": null, "lastTransitionTime": now},
                 {"type": "Ready", "status": "False", "reason": "PodCompleted", "lastProbeTime": null, "lastTransitionTime": done},
                 {"type": "ContainersReady", "status": "False", "reason": "PodCompleted", "lastProbeTime": null, "lastTransitionTime": done},
                 {"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now},
-            ]);
-        });
-        self.finish_deletion();
+            ],
+        }))
+        .await;
+        self.finish_deletion().await;
     }
 
-    fn finish_deletion(&self) {
+    async fn finish_deletion(&self) {
         if !self.killed() {
             return;
         }
-        if let Ok(pods) = self.api.resource("", "v1", "pods") {
-            let opts = DeleteOptions {
-                grace_period_seconds: Some(0),
-                ..DeleteOptions::default()
-            };
-            let _ = self.api.delete(&pods, self.ns(), self.name(), &opts);
-        }
+        let _ = self
+            .api
+            .delete_pod_now(self.ns(), self.name(), uid_of(&self.pod))
+            .await;
     }
 }
 
