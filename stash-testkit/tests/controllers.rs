@@ -467,6 +467,11 @@ async fn writes_outside_volumes_vanish_with_the_container() {
     let outside = base.path().join("outside");
     let host = base.path().join("host");
     let (outside, host) = (outside.display().to_string(), host.display().to_string());
+    // A name of its own in the host's /tmp, outside every volume.
+    let tmp_file = format!(
+        "/tmp/x-{}",
+        base.path().file_name().unwrap().to_string_lossy()
+    );
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "writer"},
@@ -482,7 +487,7 @@ async fn writes_outside_volumes_vanish_with_the_container() {
                 "name": "main", "image": "busybox",
                 "command": ["sh", "-c", format!(
                     "test ! -e {outside}/x && echo fresh; mkdir -p {outside} && echo main > {outside}/x && cat {outside}/x \
-                     && echo tmp > /tmp/x-$HOSTNAME && cat /scratch/seen && echo kept > /host/kept")],
+                     && echo tmp > {tmp_file} && cat /scratch/seen && echo kept > /host/kept")],
                 "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}, {"name": "host", "mountPath": "/host"}]
             }]
         }
@@ -518,12 +523,74 @@ async fn writes_outside_volumes_vanish_with_the_container() {
         !std::path::Path::new(&outside).exists(),
         "writes outside volumes do not reach the host"
     );
-    assert!(!std::path::Path::new("/tmp/x-writer").exists());
+    assert!(!std::path::Path::new(&tmp_file).exists());
     assert_eq!(
         std::fs::read_to_string(std::path::Path::new(&host).join("kept")).unwrap(),
         "kept\n",
         "hostPath writes persist"
     );
+}
+
+/// While an init container runs the pod is Pending with that container running, as the real
+/// kubelet reports it (clients that wait for "Running" must look at container states).
+#[tokio::test]
+async fn a_running_init_container_shows_in_the_pod_status() {
+    let (_server, client) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("go");
+    let shared = dir.path().display().to_string();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "init-wait"},
+        "spec": {"restartPolicy": "Never",
+            "volumes": [{"name": "shared", "hostPath": {"path": shared}}],
+            "initContainers": [{"name": "wait", "image": "busybox",
+                "command": ["sh", "-c", format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display())],
+                "volumeMounts": [{"name": "shared", "mountPath": shared}]}],
+            "containers": [{"name": "main", "image": "busybox", "command": ["true"]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let initializing = eventually("the init container to run", || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get("init-wait").await.ok()?;
+            let st = p.status.clone()?;
+            let running = st.init_container_statuses.as_ref()?[0]
+                .state
+                .as_ref()?
+                .running
+                .is_some();
+            running.then_some(st)
+        }
+    })
+    .await;
+    assert_eq!(initializing.phase.as_deref(), Some("Pending"));
+    let conds = initializing.conditions.unwrap();
+    assert!(conds
+        .iter()
+        .any(|c| c.type_ == "Initialized" && c.status == "False"));
+    let main = &initializing.container_statuses.unwrap()[0];
+    assert_eq!(
+        main.state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("PodInitializing")
+    );
+    std::fs::write(&gate, "").unwrap();
+    eventually("the pod to succeed", || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get("init-wait").await.ok()?;
+            (p.status?.phase.as_deref() == Some("Succeeded")).then_some(())
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -282,6 +282,59 @@ fn terminated(c: &Value, f: &Finished, restarts: i64) -> Value {
     })
 }
 
+fn waiting(c: &Value, reason: &str) -> Value {
+    json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": false, "started": false,
+           "restartCount": 0, "state": {"waiting": {"reason": reason}}})
+}
+
+/// Status while init container `current` runs, as the real kubelet reports it: phase Pending,
+/// the init container running, later ones and the main containers waiting.
+fn initializing(
+    inits: &[Value],
+    mains: &[Value],
+    done: &[Value],
+    current: usize,
+    started: &str,
+    now: &str,
+) -> Value {
+    let mut statuses = done.to_vec();
+    statuses.extend(inits.iter().enumerate().skip(current).map(|(i, c)| {
+        if i == current {
+            json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": false, "started": true,
+                   "restartCount": 0, "state": {"running": {"startedAt": now}}})
+        } else {
+            waiting(c, "PodInitializing")
+        }
+    }));
+    let pending: Vec<&str> = inits[current..]
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let not_ready: Vec<&str> = mains.iter().filter_map(|c| c["name"].as_str()).collect();
+    json!({
+        "phase": "Pending",
+        "startTime": started,
+        "podIP": "127.0.0.1",
+        "podIPs": [{"ip": "127.0.0.1"}],
+        "hostIP": "127.0.0.1",
+        "hostIPs": [{"ip": "127.0.0.1"}],
+        "conditions": [
+            {"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized",
+             "message": format!("containers with incomplete status: [{}]", pending.join(" ")),
+             "lastProbeTime": null, "lastTransitionTime": started},
+            {"type": "Ready", "status": "False", "reason": "ContainersNotReady",
+             "message": format!("containers with unready status: [{}]", not_ready.join(" ")),
+             "lastProbeTime": null, "lastTransitionTime": started},
+            {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady",
+             "message": format!("containers with unready status: [{}]", not_ready.join(" ")),
+             "lastProbeTime": null, "lastTransitionTime": started},
+            {"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": started},
+        ],
+        "initContainerStatuses": statuses,
+        "containerStatuses": mains.iter().map(|c| waiting(c, "PodInitializing")).collect::<Vec<_>>(),
+    })
+}
+
 fn expand(s: &str, env: &[(String, String)]) -> String {
     let mut out = String::new();
     let mut rest = s;
@@ -708,7 +761,16 @@ impl PodRun {
             .unwrap_or_default();
         let mains: Vec<Value> = spec["containers"].as_array().cloned().unwrap_or_default();
         let mut init_statuses = Vec::new();
-        for c in &inits {
+        for (i, c) in inits.iter().enumerate() {
+            self.set_status(initializing(
+                &inits,
+                &mains,
+                &init_statuses,
+                i,
+                &now,
+                &self.clock.now_string(),
+            ))
+            .await;
             let f = self.run_container(c, &volumes).await;
             init_statuses.push(terminated(c, &f, 0));
             if f.exit_code != 0 || self.killed() {
