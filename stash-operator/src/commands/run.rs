@@ -123,6 +123,10 @@ async fn cluster(args: &RunArgs) -> Result<(), BoxError> {
         operator::http::router(ctx.clone(), ready.clone()),
         stop_rx.clone(),
     ));
+    let missing = operator::preflight::missing_crds(&client).await?;
+    if !missing.is_empty() {
+        return Err(operator::preflight::missing_crds_error(&missing).into());
+    }
     let identity = std::env::var("POD_NAME")
         .unwrap_or_else(|_| format!("stash-operator-{}", std::process::id()));
     let mut leading = operator::leader::lead(
@@ -131,7 +135,7 @@ async fn cluster(args: &RunArgs) -> Result<(), BoxError> {
         "stash-operator".into(),
         identity,
     )
-    .await;
+    .await?;
     let n = operator::catalog::apply_default_catalog(&client, &args.image).await?;
     tracing::info!(objects = n, "default catalog applied");
     ready.set(true);

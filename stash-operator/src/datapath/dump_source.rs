@@ -41,7 +41,7 @@ pub enum DumpError {
     },
 }
 
-/// One dump process to run: program, arguments and extra environment (`MYSQL_PWD`).
+/// One dump process to run: program, arguments and extra environment.
 #[derive(Clone)]
 pub struct DumpCommand {
     /// Program name or path (`mysqldump`, `mariadb-dump`).

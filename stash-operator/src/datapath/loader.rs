@@ -11,7 +11,7 @@ use std::process::Stdio;
 use mysql::prelude::Queryable;
 
 use super::dump_source::read_tail;
-use super::mysql_client::DbTarget;
+use super::mysql_client::{ClientOptionFile, DbTarget};
 use super::statements::{as_text, StatementReader};
 
 /// Statements are sent together until a batch reaches this many bytes (well below the 16 MiB
@@ -280,8 +280,10 @@ pub fn load_with_client(
         program: program.to_owned(),
         message,
     };
+    let options = ClientOptionFile::write(target)
+        .map_err(|e| client_error(format!("cannot write the client option file: {e}")))?;
     let mut child = target
-        .client(program)
+        .client(program, &options)
         .args(extra_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -132,6 +132,9 @@ pub enum EngineError {
     /// The repository is locked by another process.
     #[error("repository is locked: {0}")]
     Locked(String),
+    /// The repository password opens none of the repository's keys.
+    #[error("wrong repository password: RESTIC_PASSWORD opens no key of this repository")]
+    WrongPassword,
     /// A command of the engine failed.
     #[error("{command} failed ({status}): {stderr}")]
     Failed {
@@ -170,6 +173,7 @@ impl EngineError {
             EngineError::SourceFailed(_) => "DumpFailed",
             EngineError::RepositoryMissing(_) => "RepositoryNotFound",
             EngineError::Locked(_) => "RepositoryLocked",
+            EngineError::WrongPassword => "WrongRepositoryPassword",
             EngineError::Failed { .. } => "RepositoryCommandFailed",
             EngineError::Incomplete { .. } => "SnapshotIncomplete",
             EngineError::Output { .. } => "UnexpectedEngineOutput",

@@ -1,6 +1,7 @@
 //! How to reach the database: connection parameters resolved from the AppBinding and its
 //! Secret, and the `mysql`/`mysqldump` command lines built from them. The password travels only
-//! in `MYSQL_PWD`.
+//! in a client option file of mode 0600 that is removed after use: never in an argument, and not
+//! in `MYSQL_PWD`, which MySQL 8 deprecates and which shows in `/proc/PID/environ`.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -53,18 +54,67 @@ impl DbTarget {
         args
     }
 
-    /// The environment that carries the password.
-    pub fn password_env(&self) -> Vec<(String, String)> {
-        vec![("MYSQL_PWD".to_owned(), self.password.clone())]
-    }
-
-    /// A client command (`mysql`) connected to this database, password in the environment.
-    pub fn client(&self, program: &str) -> Command {
+    /// A client command (`mysql`) connected to this database, the password read from
+    /// `options` (which must outlive the process).
+    pub fn client(&self, program: &str, options: &ClientOptionFile) -> Command {
         let mut cmd = Command::new(program);
+        cmd.arg(options.arg());
         cmd.args(self.connection_args());
-        cmd.envs(self.password_env());
         cmd
     }
+}
+
+/// A MySQL client option file holding the password (`[client] password=...`), mode 0600 in
+/// the temporary directory, deleted when dropped. Clients read it through
+/// `--defaults-extra-file`, which must be their first argument.
+pub struct ClientOptionFile {
+    file: tempfile::NamedTempFile,
+}
+
+impl std::fmt::Debug for ClientOptionFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptionFile")
+            .field("path", &self.file.path())
+            .finish()
+    }
+}
+
+impl ClientOptionFile {
+    /// Writes `target`'s password into a new private option file.
+    pub fn write(target: &DbTarget) -> std::io::Result<Self> {
+        use std::io::Write;
+        // NamedTempFile creates the file with mode 0600 before anything is written to it.
+        let mut file = tempfile::Builder::new()
+            .prefix("stash-mysql-")
+            .suffix(".cnf")
+            .tempfile()?;
+        writeln!(file, "[client]")?;
+        writeln!(file, "password=\"{}\"", option_value(&target.password))?;
+        file.flush()?;
+        Ok(ClientOptionFile { file })
+    }
+
+    /// `--defaults-extra-file=PATH`.
+    pub fn arg(&self) -> String {
+        format!("--defaults-extra-file={}", self.file.path().display())
+    }
+}
+
+/// A value for a double-quoted option-file entry: the escapes the client's option parser
+/// undoes (`\\`, `\n`, `\r`, `\t`, `\"`), so any password reads back as written.
+fn option_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '"' => out.push_str("\\\""),
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Splits Stash's `--mysql-args` on whitespace (no shell quoting, as Stash does).
@@ -88,15 +138,17 @@ pub fn split_multi_dump_args(args: &str) -> Vec<Vec<String>> {
 pub fn dump_commands(
     program: &str,
     target: &DbTarget,
+    options: &ClientOptionFile,
     mysql_args: &[String],
     multi_dump_args: &[Vec<String>],
 ) -> Vec<DumpCommand> {
-    let mut common = target.connection_args();
+    let mut common = vec![options.arg()];
+    common.extend(target.connection_args());
     common.extend_from_slice(mysql_args);
     let make = |extra: &[String]| DumpCommand {
         program: program.to_owned(),
         args: common.iter().chain(extra).cloned().collect(),
-        env: target.password_env(),
+        env: Vec::new(),
     };
     if multi_dump_args.is_empty() {
         vec![make(&[])]
@@ -127,9 +179,14 @@ pub fn wait_for_database(
     interval: Duration,
 ) -> Result<(), NotReady> {
     let start = Instant::now();
+    let options = ClientOptionFile::write(target).map_err(|e| NotReady {
+        host: target.host.clone(),
+        waited: start.elapsed(),
+        last_error: format!("cannot write the client option file: {e}"),
+    })?;
     loop {
         let result = target
-            .client(program)
+            .client(program, &options)
             .args(extra_args)
             .arg("-e")
             .arg("SELECT 1;")
@@ -184,10 +241,13 @@ mod tests {
     }
 
     #[test]
-    fn dump_commands_carry_ca_and_keep_the_password_in_env() {
+    fn dump_commands_carry_ca_and_read_the_password_from_a_private_file() {
+        let t = target();
+        let options = ClientOptionFile::write(&t).unwrap();
         let cmds = dump_commands(
             "mysqldump",
-            &target(),
+            &t,
+            &options,
             &split_args("--single-transaction"),
             &split_multi_dump_args("$args=--databases a $args=--databases b"),
         );
@@ -195,6 +255,7 @@ mod tests {
         assert_eq!(
             cmds[1].args,
             vec![
+                options.arg().as_str(),
                 "-u",
                 "root",
                 "-h",
@@ -208,13 +269,28 @@ mod tests {
         );
         for cmd in &cmds {
             assert!(cmd.args.iter().all(|a| !a.contains("hunter2")));
-            assert_eq!(
-                cmd.env,
-                vec![("MYSQL_PWD".to_owned(), "hunter2".to_owned())]
-            );
+            assert!(cmd.env.is_empty());
             assert!(!format!("{cmd:?}").contains("hunter2"));
         }
-        assert!(!format!("{:?}", target()).contains("hunter2"));
+        assert!(!format!("{t:?}").contains("hunter2"));
+        assert!(!format!("{options:?}").contains("hunter2"));
+
+        use std::os::unix::fs::PermissionsExt;
+        let path = options.file.path().to_owned();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "[client]\npassword=\"hunter2\"\n"
+        );
+        drop(options);
+        assert!(!path.exists(), "the option file outlived its use");
+    }
+
+    #[test]
+    fn option_values_escape_what_the_parser_unescapes() {
+        assert_eq!(option_value("plain#;'x"), "plain#;'x");
+        assert_eq!(option_value("a\\b\"c\nd\te"), "a\\\\b\\\"c\\nd\\te");
     }
 
     #[test]

@@ -172,24 +172,49 @@ fn classify_failure(
     stderr: &[u8],
     secrets: &[String],
 ) -> EngineError {
-    let tail = redact(
-        String::from_utf8_lossy(&stderr[stderr.len().saturating_sub(STDERR_TAIL_BYTES)..])
-            .trim()
-            .to_owned(),
-        secrets,
-    );
+    // Classify on restic's own words before redacting: a short secret can occur inside them
+    // ("Is there a repo***itory") and the known error would go unrecognised.
+    let raw = String::from_utf8_lossy(&stderr[stderr.len().saturating_sub(STDERR_TAIL_BYTES)..])
+        .trim()
+        .to_owned();
     if code == Some(EXIT_NO_REPOSITORY)
-        || tail.contains("Is there a repository at the following location?")
+        || raw.contains("Is there a repository at the following location?")
     {
-        return EngineError::RepositoryMissing(tail);
+        return EngineError::RepositoryMissing(
+            "restic found no repository config at the configured location".to_owned(),
+        );
     }
-    if code == Some(EXIT_LOCKED) || tail.contains("repository is already locked") {
-        return EngineError::Locked(tail);
+    if code == Some(EXIT_LOCKED) || raw.contains("repository is already locked") {
+        return EngineError::Locked(redact(lock_holder(&raw), secrets));
+    }
+    if raw.contains("wrong password or no key found") {
+        return EngineError::WrongPassword;
     }
     EngineError::Failed {
         command: subcommand.to_owned(),
         status: status.to_owned(),
-        stderr: tail,
+        stderr: redact(raw, secrets),
+    }
+}
+
+/// Who holds a lock and since when, from restic's lock message; the rest is restic's advice.
+fn lock_holder(stderr: &str) -> String {
+    let holder = stderr
+        .lines()
+        .find_map(|line| {
+            line.find("locked")
+                .map(|at| line[at..].trim_start_matches("locked").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let since = stderr
+        .lines()
+        .find(|line| line.starts_with("lock was created at"))
+        .map(|line| format!(", {}", line.trim()))
+        .unwrap_or_default();
+    if holder.is_empty() {
+        "held by another process".to_owned()
+    } else {
+        format!("{holder}{since}")
     }
 }
 
@@ -579,8 +604,41 @@ mod tests {
             EngineError::Locked(_)
         ));
         assert!(matches!(
-            classify_failure("check", Some(1), "exit 1", b"Fatal: wrong password", &[]),
+            classify_failure(
+                "check",
+                Some(1),
+                "exit 1",
+                b"Fatal: wrong password or no key found",
+                &[]
+            ),
+            EngineError::WrongPassword
+        ));
+        assert!(matches!(
+            classify_failure("check", Some(1), "exit 1", b"Fatal: load index: EOF", &[]),
             EngineError::Failed { .. }
         ));
+    }
+
+    #[test]
+    fn short_secrets_do_not_hide_known_errors() {
+        // A one- or two-letter secret occurs inside restic's own words; classification must
+        // still see them, and the known message must not carry redaction stars.
+        let missing = b"Fatal: unable to open config file: Stat: stat /repo/config: no such file or directory\nIs there a repository at the following location?\n/repo";
+        let secrets = vec!["s".to_owned(), "re".to_owned()];
+        let err = classify_failure("backup", Some(1), "exit 1", missing, &secrets);
+        assert!(matches!(err, EngineError::RepositoryMissing(_)), "{err}");
+        assert!(!err.to_string().contains("***"), "{err}");
+    }
+
+    #[test]
+    fn a_lock_error_names_the_holder_without_restic_advice() {
+        let locked = b"Fatal: unable to create lock in backend: repository is already locked exclusively by PID 4242 on db-0 by root (UID 0, GID 0)\nlock was created at 2026-12-04 10:00:00 (3m0s ago)\nstorage ID 1a2b3c4d\nthe `unlock` command can be used to remove stale locks";
+        let text = classify_failure("backup", Some(11), "exit 11", locked, &[]).to_string();
+        assert!(text.contains("exclusively by PID 4242 on db-0"), "{text}");
+        assert!(
+            text.contains("lock was created at 2026-12-04 10:00:00"),
+            "{text}"
+        );
+        assert!(!text.contains("unlock` command"), "{text}");
     }
 }

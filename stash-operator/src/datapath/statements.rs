@@ -26,9 +26,16 @@ enum State {
     Block,
 }
 
+/// The longest statement (or line) a reader accepts by default: 256 MiB. A dump holds statements
+/// up to the server's `max_allowed_packet` (at most 1 GiB); mysqldump's extended inserts stay
+/// near 1 MiB, so only a huge single value comes near this. The cap bounds the restore's memory.
+pub const DEFAULT_MAX_STATEMENT_BYTES: usize = 256 << 20;
+
 /// Iterator over the statements of a dump.
 pub struct StatementReader<R> {
     reader: R,
+    max_statement: usize,
+    lines_read: u64,
     delimiter: Vec<u8>,
     state: State,
     current: Vec<u8>,
@@ -38,10 +45,18 @@ pub struct StatementReader<R> {
 }
 
 impl<R: BufRead> StatementReader<R> {
-    /// Reads statements from `reader`.
+    /// Reads statements from `reader`, at most [`DEFAULT_MAX_STATEMENT_BYTES`] each.
     pub fn new(reader: R) -> Self {
+        Self::with_max_statement(reader, DEFAULT_MAX_STATEMENT_BYTES)
+    }
+
+    /// Reads statements from `reader`; a statement or line longer than `max_statement` bytes is
+    /// an error, before more than that is held in memory.
+    pub fn with_max_statement(reader: R, max_statement: usize) -> Self {
         StatementReader {
             reader,
+            max_statement,
+            lines_read: 0,
             delimiter: b";".to_vec(),
             state: State::Normal,
             current: Vec::new(),
@@ -185,7 +200,25 @@ impl<R: BufRead> Iterator for StatementReader<R> {
             if self.eof {
                 return None;
             }
-            match self.reader.read_until(b'\n', &mut self.line) {
+            // Read no further than one byte past the cap, so an endless line cannot grow memory.
+            let held = self.current.len() + self.line.len();
+            let budget = (self.max_statement + 1).saturating_sub(held) as u64;
+            let read =
+                std::io::Read::take(&mut self.reader, budget).read_until(b'\n', &mut self.line);
+            if self.current.len() + self.line.len() > self.max_statement {
+                self.eof = true;
+                return Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "a statement near line {} of the dump is longer than {} bytes, the \
+                         restore's limit; was the file a SQL dump?",
+                        self.lines_read + 1,
+                        self.max_statement
+                    ),
+                )));
+            }
+            self.lines_read += 1;
+            match read {
                 Ok(0) => {
                     self.eof = true;
                     // A last statement without delimiter is still sent, as the client does.
@@ -324,6 +357,29 @@ fn decode_single_quoted(sql: &[u8], start: usize) -> (Vec<u8>, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overlong_statement_or_line_is_an_error_not_unbounded_memory() {
+        let ok = b"INSERT INTO t VALUES (1);\nINSERT INTO t VALUES (2);\n";
+        let all: Vec<_> = StatementReader::with_max_statement(&ok[..], 30)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(all.len(), 2);
+
+        // One line without a newline, far longer than the cap.
+        let endless = vec![b'x'; 10_000];
+        let mut reader = StatementReader::with_max_statement(&endless[..], 100);
+        let err = reader.next().unwrap().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("longer than 100 bytes"), "{err}");
+        assert!(reader.next().is_none());
+
+        // A statement spread over many short lines.
+        let spread = "INSERT INTO t VALUES\n".to_owned() + &"(1),\n".repeat(100) + "(2);\n";
+        let mut reader = StatementReader::with_max_statement(spread.as_bytes(), 200);
+        let err = reader.next().unwrap().unwrap_err();
+        assert!(err.to_string().contains("near line"), "{err}");
+    }
 
     fn split(dump: &str) -> Vec<(String, bool)> {
         StatementReader::new(dump.as_bytes())

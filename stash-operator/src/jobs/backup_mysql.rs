@@ -8,7 +8,8 @@ use super::output::SnapshotStats;
 use super::{block_on, engine_from_api, finish, kube_read, JobError, WAIT_INTERVAL};
 use crate::datapath::dump_source::DumpSource;
 use crate::datapath::mysql_client::{
-    dump_commands, split_args, split_multi_dump_args, wait_for_database, DbTarget, NotReady,
+    dump_commands, split_args, split_multi_dump_args, wait_for_database, ClientOptionFile,
+    DbTarget, NotReady,
 };
 use crate::datapath::{EngineError, RepositoryEngine, SnapshotSummary};
 
@@ -141,10 +142,15 @@ pub fn run_backup(
         options.wait_timeout,
         options.wait_interval,
     )?;
+    // One option file for every dump of this backup; removed when the backup ends.
+    let client_options = ClientOptionFile::write(target).map_err(|e| {
+        EngineError::SourceFailed(format!("cannot write the client option file: {e}"))
+    })?;
     let source = || {
         DumpSource::new(dump_commands(
             &options.mysqldump_program,
             target,
+            &client_options,
             &options.mysql_args,
             &options.multi_dump_args,
         ))

@@ -7,6 +7,17 @@ use kube::api::{Api, PostParams};
 use kube::Client;
 use std::time::Duration;
 
+/// Why leader election cannot go on: retrying will not help.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    /// The Lease's namespace does not exist.
+    #[error(
+        "leader-election namespace \"{0}\" does not exist: create it, or pass --namespace \
+         (env POD_NAMESPACE) naming the namespace the operator runs in"
+    )]
+    NamespaceMissing(String),
+}
+
 /// Lease duration; a leader that stops renewing loses it after this.
 pub const LEASE_SECONDS: i32 = 15;
 
@@ -75,17 +86,22 @@ pub async fn try_acquire(
 }
 
 /// Waits until `identity` leads, then renews in the background; the returned receiver turns
-/// false when leadership is lost.
+/// false when leadership is lost. A missing namespace is an error at once: it does not heal.
 pub async fn lead(
     client: Client,
     namespace: String,
     name: String,
     identity: String,
-) -> tokio::sync::watch::Receiver<bool> {
+) -> Result<tokio::sync::watch::Receiver<bool>, LeaderError> {
     loop {
         match try_acquire(&client, &namespace, &name, &identity).await {
             Ok(true) => break,
             Ok(false) => tracing::info!(lease = %name, "another instance leads; waiting"),
+            Err(kube::Error::Api(s))
+                if s.code == 404 && s.details.as_ref().is_some_and(|d| d.kind == "namespaces") =>
+            {
+                return Err(LeaderError::NamespaceMissing(namespace));
+            }
             Err(e) => tracing::warn!(error = %e, "lease check failed"),
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -113,5 +129,5 @@ pub async fn lead(
             }
         }
     });
-    rx
+    Ok(rx)
 }

@@ -132,6 +132,22 @@ impl Metrics {
         }
     }
 
+    /// Drops the series of invokers that no longer exist, so the maps stay as large as the
+    /// cluster's BackupConfigurations and RestoreSessions, not as large as their history.
+    /// `backup_exists` and `restore_exists` take `(namespace, name)`.
+    pub fn retain(
+        &self,
+        backup_exists: impl Fn(&str, &str) -> bool,
+        restore_exists: impl Fn(&str, &str) -> bool,
+    ) {
+        if let Ok(mut all) = self.backup.lock() {
+            all.retain(|(ns, name), _| backup_exists(ns, name));
+        }
+        if let Ok(mut all) = self.restore.lock() {
+            all.retain(|(ns, name), _| restore_exists(ns, name));
+        }
+    }
+
     /// Records a RestoreSession reaching a final phase.
     pub fn observe_restore_session(&self, rs: &RestoreSession, planned: Option<&Value>) {
         let Some(phase) = planned.and_then(|s| s.get("phase")).and_then(Value::as_str) else {
@@ -255,5 +271,50 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn session(ns: &str, invoker: &str) -> BackupSession {
+        serde_json::from_value(json!({
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "BackupSession",
+            "metadata": {"name": format!("{invoker}-1"), "namespace": ns},
+            "spec": {"invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": invoker}},
+        }))
+        .unwrap()
+    }
+
+    fn restore(ns: &str, name: &str) -> RestoreSession {
+        serde_json::from_value(json!({
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "RestoreSession",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn series_of_deleted_invokers_are_pruned() {
+        let m = Metrics::default();
+        let failed = json!({"phase": "Failed"});
+        m.observe_backup_session(&session("a", "keep"), Some(&failed));
+        m.observe_backup_session(&session("a", "gone"), Some(&failed));
+        m.observe_restore_session(&restore("a", "r-keep"), Some(&failed));
+        m.observe_restore_session(&restore("a", "r-gone"), Some(&failed));
+        let before = m.render();
+        assert!(before.contains("invoker_name=\"gone\"") && before.contains("r-gone"));
+
+        m.retain(|_, name| name == "keep", |_, name| name == "r-keep");
+        let after = m.render();
+        assert!(after.contains("invoker_name=\"keep\""), "{after}");
+        assert!(after.contains("r-keep"), "{after}");
+        assert!(!after.contains("invoker_name=\"gone\""), "{after}");
+        assert!(!after.contains("r-gone"), "{after}");
     }
 }

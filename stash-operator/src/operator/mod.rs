@@ -8,6 +8,7 @@ pub mod gather;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod preflight;
 pub mod pushgateway;
 
 use apply::ApplyError;
@@ -145,7 +146,12 @@ async fn reconcile_backup_configuration(
     };
     let plan = plan::backup_configuration::plan(&inputs);
     apply::execute(&ctx, &bc, &plan).await?;
-    if let Some(schedule) = bc.spec.schedule.as_deref() {
+    if plan.finalizer == plan::FinalizerAction::Remove {
+        // Deleted: its series go with it.
+        let name = bc.name_any();
+        ctx.metrics
+            .retain(|n, b| (n, b) != (ns.as_str(), name.as_str()), |_, _| true);
+    } else if let Some(schedule) = bc.spec.schedule.as_deref() {
         ctx.metrics.set_schedule(&ns, &bc.name_any(), schedule);
     }
     Ok(ctx.action(&plan))
@@ -367,12 +373,14 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
     let bc = Controller::new(
         Api::<DeserializeGuard<BackupConfiguration>>::all(client.clone()),
         wc(),
-    )
-    .owns(Api::<CronJob>::all(client.clone()), wc())
-    .with_config(config.clone())
-    .graceful_shutdown_on(stop())
-    .run(reconcile_backup_configuration, error_policy, ctx.clone())
-    .for_each(|_| async {});
+    );
+    let bc_store = bc.store();
+    let bc = bc
+        .owns(Api::<CronJob>::all(client.clone()), wc())
+        .with_config(config.clone())
+        .graceful_shutdown_on(stop())
+        .run(reconcile_backup_configuration, error_policy, ctx.clone())
+        .for_each(|_| async {});
     let bs = Controller::new(
         Api::<DeserializeGuard<BackupSession>>::all(client.clone()),
         wc(),
@@ -385,12 +393,14 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
     let rs = Controller::new(
         Api::<DeserializeGuard<RestoreSession>>::all(client.clone()),
         wc(),
-    )
-    .owns(Api::<Job>::all(client.clone()), wc())
-    .with_config(config.clone())
-    .graceful_shutdown_on(stop())
-    .run(reconcile_restore_session, error_policy, ctx.clone())
-    .for_each(|_| async {});
+    );
+    let rs_store = rs.store();
+    let rs = rs
+        .owns(Api::<Job>::all(client.clone()), wc())
+        .with_config(config.clone())
+        .graceful_shutdown_on(stop())
+        .run(reconcile_restore_session, error_policy, ctx.clone())
+        .for_each(|_| async {});
     let repo = Controller::new(
         Api::<DeserializeGuard<Repository>>::all(client.clone()),
         wc(),
@@ -399,5 +409,32 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
     .graceful_shutdown_on(stop())
     .run(reconcile_repository, error_policy, ctx.clone())
     .for_each(|_| async {});
-    futures_util::join!(bc, bs, rs, repo);
+    let prune = prune_metrics(ctx.clone(), bc_store, rs_store, stop());
+    futures_util::join!(bc, bs, rs, repo, prune);
+}
+
+/// Every minute, drops metrics of BackupConfigurations and RestoreSessions that are gone, as
+/// the controllers' caches see them (no extra API reads).
+async fn prune_metrics(
+    ctx: Arc<Context>,
+    backups: kube::runtime::reflector::Store<DeserializeGuard<BackupConfiguration>>,
+    restores: kube::runtime::reflector::Store<DeserializeGuard<RestoreSession>>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use kube::runtime::reflector::ObjectRef;
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        // An empty cache may mean "not synced yet", not "nothing exists": keep everything then.
+        if backups.wait_until_ready().await.is_err() || restores.wait_until_ready().await.is_err() {
+            continue;
+        }
+        ctx.metrics.retain(
+            |ns, name| backups.get(&ObjectRef::new(name).within(ns)).is_some(),
+            |ns, name| restores.get(&ObjectRef::new(name).within(ns)).is_some(),
+        );
+    }
 }

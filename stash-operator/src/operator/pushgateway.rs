@@ -78,6 +78,9 @@ pub fn job_name(invoker_kind: &str, namespace: &str, invoker_name: &str) -> Stri
     format!("{}-{namespace}-{invoker_name}", invoker_kind.to_lowercase())
 }
 
+/// The most of a Pushgateway's answer that is read.
+const MAX_ANSWER_BYTES: u64 = 16 << 10;
+
 /// POSTs `body` to `<url>/metrics/job/<job>` (Stash's `Add`: replaces same-named metrics).
 pub async fn push(url: &str, job: &str, body: &str) -> Result<(), String> {
     let rest = url
@@ -105,10 +108,13 @@ pub async fn push(url: &str, job: &str, body: &str) -> Result<(), String> {
         .write_all(request.as_bytes())
         .await
         .map_err(|e| e.to_string())?;
+    // Only the status line matters; a gateway that talks on is not read into memory.
     let mut answer = Vec::new();
     tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        stream.read_to_end(&mut answer),
+        (&mut stream)
+            .take(MAX_ANSWER_BYTES)
+            .read_to_end(&mut answer),
     )
     .await
     .map_err(|_| "the pushgateway did not answer".to_string())?
@@ -192,5 +198,31 @@ mod tests {
         );
         assert!(request.ends_with("x 1\n"));
         assert!(push("https://example.invalid", "j", "").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_gateway_that_talks_on_is_read_only_up_to_the_cap() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
+            // Far more than the cap, and the connection stays open until the test ends.
+            let junk = vec![b'x'; 1 << 20];
+            for _ in 0..4 {
+                if s.write_all(&junk).await.is_err() {
+                    break;
+                }
+            }
+            let _ = done_rx.await;
+        });
+        let result = push(&format!("http://{addr}"), "job", "x 1\n").await;
+        let _ = done_tx.send(());
+        assert_eq!(result, Ok(()));
     }
 }

@@ -17,6 +17,9 @@ use http::{header, Method, StatusCode};
 
 const TYPES: [&str; 5] = ["data", "keys", "locks", "snapshots", "index"];
 const V2: &str = "application/vnd.x.restic.rest.v2";
+/// The largest object a client may upload by default: restic's largest pack size (128 MiB)
+/// with room to spare. Larger bodies get 413 instead of being held in memory.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 << 20;
 
 /// Errors from starting a [`RestServer`].
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +42,17 @@ pub struct RestServer {
 struct Shared {
     root: PathBuf,
     authorization: String,
+    max_body: usize,
 }
 
 impl RestServer {
     /// Starts a server on 127.0.0.1 with a random user and password.
     pub fn start() -> Result<Self, RestServerError> {
+        Self::start_with_max_body(DEFAULT_MAX_BODY_BYTES)
+    }
+
+    /// As [`RestServer::start`], refusing uploads larger than `max_body` bytes with 413.
+    pub fn start_with_max_body(max_body: usize) -> Result<Self, RestServerError> {
         let root = tempfile::Builder::new().prefix("stash-rest-").tempdir()?;
         let username = format!("u{}", super::random_hex(4)?);
         let password = super::random_hex(12)?;
@@ -53,6 +62,7 @@ impl RestServer {
                 "Basic {}",
                 base64_encode(format!("{username}:{password}").as_bytes())
             ),
+            max_body,
         });
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         listener.set_nonblocking(true)?;
@@ -195,9 +205,18 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = match axum::body::to_bytes(request.into_body(), usize::MAX).await {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > shared.max_body as u64) {
+        return status(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let body = match axum::body::to_bytes(request.into_body(), shared.max_body).await {
         Ok(b) => b,
-        Err(_) => return status(StatusCode::BAD_REQUEST),
+        // A chunked body that grew past the limit, or a broken connection.
+        Err(_) => return status(StatusCode::PAYLOAD_TOO_LARGE),
     };
     let result = tokio::task::spawn_blocking(move || {
         respond(
@@ -377,5 +396,43 @@ mod tests {
         );
         assert_eq!(resolve(root, "/data/../x"), None);
         assert_eq!(resolve(root, "/etc/passwd"), None);
+    }
+
+    fn put(server: &RestServer, path: &str, body: &[u8], chunked: bool) -> String {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+        let auth = base64_encode(format!("{}:{}", server.username, server.password).as_bytes());
+        let framing = if chunked {
+            "Transfer-Encoding: chunked".to_owned()
+        } else {
+            format!("Content-Length: {}", body.len())
+        };
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n{framing}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        if chunked {
+            let _ = write!(stream, "{:x}\r\n", body.len());
+            let _ = stream.write_all(body);
+            let _ = stream.write_all(b"\r\n0\r\n\r\n");
+        } else {
+            let _ = stream.write_all(body);
+        }
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.lines().next().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn uploads_over_the_limit_are_refused_not_buffered() {
+        let server = RestServer::start_with_max_body(1024).unwrap();
+        assert!(put(&server, "/?create=true", b"", false).contains(" 200 "));
+        let id = "ab".repeat(32);
+        let small = put(&server, &format!("/data/{id}"), &[7u8; 512], false);
+        assert!(small.contains(" 200 "), "{small}");
+        let declared = put(&server, &format!("/data/{id}"), &[7u8; 4096], false);
+        assert!(declared.contains(" 413 "), "{declared}");
+        let chunked = put(&server, &format!("/data/{id}"), &[7u8; 4096], true);
+        assert!(chunked.contains(" 413 "), "{chunked}");
     }
 }
