@@ -531,6 +531,61 @@ async fn writes_outside_volumes_vanish_with_the_container() {
     );
 }
 
+/// Projected volumes as the API server adds them for service accounts (`kube-api-access-*`):
+/// secret and configMap items at their paths, downward API fields.
+#[tokio::test]
+async fn projected_volumes_hold_their_items() {
+    if !mount_namespaces_work() {
+        eprintln!("no mount namespaces here (needs root and unshare); skipping");
+        return;
+    }
+    let (server, client) = setup().await;
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "s"}, "stringData": {"token": "abc", "other": "x"}}),
+    )
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"ca.crt": "CERT"}}))
+            .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "projected"},
+        "spec": {"restartPolicy": "Never",
+            "volumes": [{"name": "api", "projected": {"sources": [
+                {"secret": {"name": "s", "items": [{"key": "token", "path": "nested/token"}]}},
+                {"configMap": {"name": "c", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+                {"serviceAccountToken": {"path": "sa-token", "expirationSeconds": 3607}},
+            ]}}],
+            "containers": [{"name": "main", "image": "busybox",
+                "command": ["sh", "-c", "cd /var/run/api && cat nested/token ca.crt namespace && ls"],
+                "volumeMounts": [{"name": "api", "mountPath": "/var/run/api"}]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    eventually("the pod to finish", || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get("projected").await.ok()?;
+            matches!(p.status?.phase.as_deref(), Some("Succeeded" | "Failed")).then_some(())
+        }
+    })
+    .await;
+    let logs = server
+        .pod_logs("default", "projected", "main")
+        .unwrap_or_default();
+    assert_eq!(logs, "abcCERTdefaultca.crt\nnamespace\nnested\n");
+    // The mount path is resolved inside the container's root (on Debian /var/run -> /run).
+    assert!(!std::path::Path::new("/var/run/api").exists());
+}
+
 /// While an init container runs the pod is Pending with that container running, as the real
 /// kubelet reports it (clients that wait for "Running" must look at container states).
 #[tokio::test]

@@ -14,7 +14,7 @@ pub mod node_api;
 pub mod sandbox;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -600,23 +600,14 @@ impl PodRun {
             } else if let Some(claim) = v["persistentVolumeClaim"]["claimName"].as_str() {
                 self.claims.join(self.ns()).join(claim)
             } else {
-                for (plural, field, name_field) in [
-                    ("secrets", "secret", "secretName"),
-                    ("configmaps", "configMap", "name"),
-                ] {
-                    let Some(obj_name) = v[field][name_field].as_str() else {
-                        continue;
-                    };
-                    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-                    match self.lookup(plural, obj_name).await {
-                        Some(obj) => {
-                            for (k, value) in self.data_of(plural, &obj) {
-                                std::fs::write(dir.join(k), value).map_err(|e| e.to_string())?;
-                            }
+                std::fs::create_dir_all(&dir).map_err(|e| format!("volume {name}: {e}"))?;
+                match v["projected"]["sources"].as_array() {
+                    Some(sources) => {
+                        for source in sources {
+                            self.write_source(source, &dir).await?;
                         }
-                        None if v[field]["optional"] == true => {}
-                        None => return Err(format!("{plural} \"{obj_name}\" not found")),
                     }
+                    None => self.write_source(v, &dir).await?,
                 }
                 dir
             };
@@ -624,6 +615,89 @@ impl PodRun {
             out.insert(name.to_string(), path);
         }
         Ok(out)
+    }
+
+    /// Writes the files of a `secret`, `configMap`, `downwardAPI` or `serviceAccountToken`
+    /// source (a volume, or one source of a projected volume) into `dir`, honouring `items`.
+    async fn write_source(&self, v: &Value, dir: &Path) -> Result<(), String> {
+        let write = |rel: &str, value: &str| -> Result<(), String> {
+            if rel.split('/').any(|part| part == "..") || rel.starts_with('/') {
+                return Err(format!("invalid path {rel:?} in volume"));
+            }
+            let path = dir.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            std::fs::write(path, value).map_err(|e| e.to_string())
+        };
+        for (plural, field, name_field) in [
+            ("secrets", "secret", "secretName"),
+            ("configmaps", "configMap", "name"),
+        ] {
+            let src = &v[field];
+            let Some(obj_name) = src[name_field].as_str().or(src["name"].as_str()) else {
+                continue;
+            };
+            let optional = src["optional"] == true;
+            let Some(obj) = self.lookup(plural, obj_name).await else {
+                if optional {
+                    continue;
+                }
+                return Err(format!("{plural} \"{obj_name}\" not found"));
+            };
+            let data = self.data_of(plural, &obj);
+            match src["items"].as_array() {
+                Some(items) => {
+                    for item in items {
+                        let key = item["key"].as_str().unwrap_or_default();
+                        match data.iter().find(|(k, _)| k == key) {
+                            Some((_, value)) => {
+                                write(item["path"].as_str().unwrap_or(key), value)?;
+                            }
+                            None if optional => {}
+                            None => {
+                                return Err(format!(
+                                    "couldn't find key {key} in {plural} {}/{obj_name}",
+                                    self.ns()
+                                ))
+                            }
+                        }
+                    }
+                }
+                None => {
+                    for (k, value) in &data {
+                        write(k, value)?;
+                    }
+                }
+            }
+        }
+        for item in v["downwardAPI"]["items"].as_array().into_iter().flatten() {
+            let (Some(rel), Some(field)) = (
+                item["path"].as_str(),
+                item["fieldRef"]["fieldPath"].as_str(),
+            ) else {
+                continue;
+            };
+            write(rel, &self.field_ref(field).unwrap_or_default())?;
+        }
+        let token = &v["serviceAccountToken"];
+        if let Some(rel) = token["path"].as_str() {
+            let account = self.pod["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default");
+            let audience = token["audience"].as_str();
+            let seconds = token["expirationSeconds"].as_i64().unwrap_or(3607);
+            // A server without the TokenRequest API (the fake one) leaves the file out; pods
+            // here reach the server through KUBECONFIG.
+            if let Ok(Some(value)) = self
+                .api
+                .request_token(self.ns(), account, audience, seconds)
+                .await
+            {
+                write(rel, &value)?;
+            }
+        }
+        Ok(())
     }
 
     async fn run_container(&mut self, c: &Value, volumes: &HashMap<String, PathBuf>) -> Finished {

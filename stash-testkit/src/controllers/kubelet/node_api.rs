@@ -81,6 +81,32 @@ impl NodeApi {
         }
     }
 
+    /// A token for the pod's ServiceAccount from the TokenRequest API; `None` when the server
+    /// has no such API or the account does not exist.
+    pub async fn request_token(
+        &self,
+        ns: &str,
+        account: &str,
+        audience: Option<&str>,
+        seconds: i64,
+    ) -> ApiCallResult<Option<String>> {
+        let request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"audiences": audience.map(|a| vec![a]).unwrap_or_default(), "expirationSeconds": seconds}});
+        let path = format!(
+            "/api/v1/namespaces/{}/serviceaccounts/{}/token",
+            encode(ns),
+            encode(account)
+        );
+        match self
+            .call(Method::POST, &path, "application/json", Some(&request))
+            .await
+        {
+            Ok(v) => Ok(v["status"]["token"].as_str().map(String::from)),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Merges `status` into the pod's status (JSON merge patch: lists are replaced whole).
     pub async fn patch_pod_status(
         &self,

@@ -46,7 +46,17 @@ i=0
 while [ "$i" -lt "$n" ]; do
   src=$1 dst=$2
   shift 2
-  if [ -d "$src" ]; then mkdir -p "$root$dst"; else mkdir -p "$(dirname "$root$dst")" && touch "$root$dst"; fi
+  if [ -z "$root" ]; then
+    if [ -d "$src" ]; then mkdir -p "$dst"; else mkdir -p "$(dirname "$dst")" && touch "$dst"; fi
+  elif [ -d "$src" ]; then
+    # Resolve the destination inside the container's root, as a container runtime does
+    # (/var/run is a symlink to /run on the host, and must not lead out of the root).
+    dst=$(chroot "$root" /bin/sh -c 'mkdir -p "$1" && cd "$1" && pwd -P' sh "$dst")
+  else
+    parent=$(chroot "$root" /bin/sh -c 'mkdir -p "$(dirname "$1")" && cd "$(dirname "$1")" && pwd -P' sh "$dst")
+    dst=${parent%/}/$(basename "$dst")
+    touch "$root$dst"
+  fi
   mount --bind "$src" "$root$dst"
   i=$((i + 1))
 done
