@@ -288,6 +288,8 @@ if wait_for 60 "the BackupConfiguration to be Ready" \
 fi
 if wait_for 300 "three Succeeded sessions" sh -c "[ \$(kubectl get backupsessions -n demo -o json | jq '[.items[] | select(.status.phase == \"Succeeded\")] | length') -ge 3 ]"; then
   sleep 5
+  log "kubelet events: $(k get events -n demo -o json | jq -r '[.items[] | select(.source.component == "kubelet" or .reportingComponent == "kubelet")] | length') from the kubelet;" \
+    "service-account tokens projected: $(find "$work/node/pods" -path '*kube-api-access-*/token' | wc -l)"
   n=$(snapshots)
   if [[ "$n" == 2 ]]; then
     pass "three scheduled backups ($(count Succeeded) sessions Succeeded), $n snapshots kept"

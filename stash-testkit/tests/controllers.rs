@@ -563,6 +563,7 @@ async fn projected_volumes_hold_their_items() {
                 {"configMap": {"name": "c", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
                 {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
                 {"serviceAccountToken": {"path": "sa-token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "absent", "items": [{"key": "service-ca.crt", "path": "service-ca.crt"}]}},
             ]}}],
             "containers": [{"name": "main", "image": "busybox",
                 "command": ["sh", "-c", "cd /var/run/api && cat nested/token ca.crt namespace && ls"],

@@ -604,10 +604,10 @@ impl PodRun {
                 match v["projected"]["sources"].as_array() {
                     Some(sources) => {
                         for source in sources {
-                            self.write_source(source, &dir).await?;
+                            self.write_source(source, &dir, true).await?;
                         }
                     }
-                    None => self.write_source(v, &dir).await?,
+                    None => self.write_source(v, &dir, false).await?,
                 }
                 dir
             };
@@ -619,7 +619,13 @@ impl PodRun {
 
     /// Writes the files of a `secret`, `configMap`, `downwardAPI` or `serviceAccountToken`
     /// source (a volume, or one source of a projected volume) into `dir`, honouring `items`.
-    async fn write_source(&self, v: &Value, dir: &Path) -> Result<(), String> {
+    ///
+    /// Deliberate difference: a real kubelet keeps a pod waiting until every object of a
+    /// projected volume exists. Here a missing one in a projected volume is left out (and
+    /// noted in the pod's `kubelet` log): the OpenShift-based kube-apiserver v1.36 we compare
+    /// with adds an `openshift-service-ca.crt` source to every `kube-api-access-*` volume, and
+    /// nothing publishes that ConfigMap outside OpenShift.
+    async fn write_source(&self, v: &Value, dir: &Path, projected: bool) -> Result<(), String> {
         let write = |rel: &str, value: &str| -> Result<(), String> {
             if rel.split('/').any(|part| part == "..") || rel.starts_with('/') {
                 return Err(format!("invalid path {rel:?} in volume"));
@@ -641,6 +647,13 @@ impl PodRun {
             let optional = src["optional"] == true;
             let Some(obj) = self.lookup(plural, obj_name).await else {
                 if optional {
+                    continue;
+                }
+                if projected {
+                    self.log(
+                        MANAGER,
+                        &format!("projected volume: {plural} \"{obj_name}\" not found; left out\n"),
+                    );
                     continue;
                 }
                 return Err(format!("{plural} \"{obj_name}\" not found"));
