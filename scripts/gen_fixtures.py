@@ -41,11 +41,12 @@ def bc(**over):
         if v is None: spec.pop(k, None)
         else: spec[k] = v
     return {"apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupConfiguration", "metadata": meta, "spec": spec}
-def session(name="sample-mysql-backup-1795791000", created=T0, status=None, bc_name="sample-mysql-backup", retry_left=None):
+def session(name="sample-mysql-backup-1795791000", created=T0, status=None, bc_name="sample-mysql-backup", retry_left=None, labels=True, invoker_kind="BackupConfiguration"):
     s = {"apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupSession",
-         "metadata": {"name": name, "namespace": NS, "uid": f"5e551011-0000-4000-8000-{zlib.crc32(name.encode()):012d}", "creationTimestamp": created,
-                      "labels": {"stash.appscode.com/invoker-type": "BackupConfiguration", "stash.appscode.com/invoker-name": bc_name}},
-         "spec": {"invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": bc_name}}}
+         "metadata": {"name": name, "namespace": NS, "uid": f"5e551011-0000-4000-8000-{zlib.crc32(name.encode()):012d}", "creationTimestamp": created},
+         "spec": {"invoker": {"apiGroup": "stash.appscode.com", "kind": invoker_kind, "name": bc_name}}}
+    if labels:
+        s["metadata"]["labels"] = {"stash.appscode.com/invoker-type": invoker_kind, "stash.appscode.com/invoker-name": bc_name}
     if retry_left is not None: s["spec"]["retryLeft"] = retry_left
     if status: s["status"] = status
     return s
@@ -111,6 +112,20 @@ older_running = session(name="sample-mysql-backup-1795790700", created="2026-11-
 older_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-backup-sample-mysql-backup-1795790700-0", "namespace": NS}, "spec": {"template": {"spec": {"containers": []}}}, "status": {"active": 1}}
 case("session-skipped-another-running", base() + [bc(), older_running, older_job, session()], "Another session of the same configuration is Running: Skipped.")
 case("session-skipped-not-ready", [s3_secret, appbinding, db_secret, bc(), session()], "The configuration is not Ready (no Repository): Skipped.")
+# Hand-written sessions (no invoker labels) count by spec.invoker; a BackupBatch's session of
+# the same name does not.
+manual_running = session(name="manual-backup-1", created="2026-11-27T14:45:00Z", status=running_status(), labels=False)
+manual_running["status"]["targets"][0]["conditions"][0]["message"] = "Backup job stash-backup-manual-backup-1-0 has been ensured successfully."
+manual_job = dict(older_job, metadata={"name": "stash-backup-manual-backup-1-0", "namespace": NS})
+batch_running = session(name="batch-backup-1", created="2026-11-27T14:40:00Z", status=running_status(), invoker_kind="BackupBatch", labels=False)
+batch_running["status"]["targets"][0]["conditions"][0]["message"] = "Backup job stash-backup-batch-backup-1-0 has been ensured successfully."
+batch_job = dict(older_job, metadata={"name": "stash-backup-batch-backup-1-0", "namespace": NS})
+case("session-manual-skipped-running", base() + [bc(), batch_running, batch_job, manual_running, manual_job, session(name="manual-backup-2", labels=False)],
+     "A hand-written session without invoker labels is Running: the next one is Skipped naming it; a BackupBatch's session of the same name does not count.")
+evaluated_earlier = bc(metadata={"generation": 2})
+evaluated_earlier["status"] = {"observedGeneration": 1, "phase": "NotReady", "conditions": [{"type": "RepositoryFound", "status": "False", "reason": "RepositoryNotAvailable", "message": "Repository demo/s3-repo does not exist.", "lastTransitionTime": T0, "observedGeneration": 1}]}
+case("session-waits-for-configuration", base() + [evaluated_earlier, session(labels=False)],
+     "The configuration's status is from an older generation (not evaluated yet): the session waits Pending, requeued, instead of being Skipped.")
 failed_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-backup-sample-mysql-backup-1795791000-0", "namespace": NS},
     "spec": {"template": {"spec": {"containers": []}}},
     "status": {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}}
@@ -127,6 +142,11 @@ case("session-succeeded-history", base() + [bc(backupHistoryLimit=2), session(st
     old("sample-mysql-backup-1795790400", "2026-11-27T14:40:00Z", "Succeeded"), old("sample-mysql-backup-1795790100", "2026-11-27T14:35:00Z", "Failed"),
     old("sample-mysql-backup-1795789800", "2026-11-27T14:30:00Z", "Skipped"), old("sample-mysql-backup-1795789500", "2026-11-27T14:25:00Z", "Succeeded")],
     "Results reported: Succeeded; finished sessions beyond backupHistoryLimit 2 are deleted.")
+mold = lambda n, t, p: session(name=n, created=t, status={"phase": p}, labels=False)
+case("session-manual-history", base() + [bc(backupHistoryLimit=2), session(status=succ, labels=False),
+    mold("manual-backup-a", "2026-11-27T14:40:00Z", "Succeeded"), mold("manual-backup-b", "2026-11-27T14:35:00Z", "Failed"),
+    mold("manual-backup-c", "2026-11-27T14:30:00Z", "Skipped"), old("sample-mysql-backup-1795789500", "2026-11-27T14:25:00Z", "Succeeded")],
+    "History cleanup counts hand-written sessions without invoker labels: beyond backupHistoryLimit 2 they are deleted too.")
 failed_stats = running_status()
 failed_stats["targets"][0]["stats"] = [{"hostname": "host-0", "phase": "Failed", "duration": "1.2s", "error": "mariadb-dump exited with status 2: Access denied for user 'backup'"}]
 case("session-retry", base() + [bc(retryConfig={"maxRetry": 2, "delay": "5m"}), session(status=failed_stats, retry_left=2)], "A failed session with retries left: Failed now, a retry scheduled after the delay.")

@@ -23,9 +23,11 @@ fn plan_fixture(dir: &Path) -> Vec<Plan> {
     files.sort();
     for f in files {
         let text = std::fs::read_to_string(&f).expect("fixture readable");
-        world
+        let loaded = world
             .load_yaml(&f.display().to_string(), &text)
             .expect("fixture loads");
+        // Fixtures are what a user would apply: a strict API server accepts them.
+        assert_eq!(loaded.unknown_fields, [], "{}", f.display());
     }
     world.plan_all(&settings, &Time(NOW.parse().expect("timestamp")))
 }
@@ -79,6 +81,15 @@ fn plan_of<'a>(plans: &'a [Plan], kind: &str) -> &'a Plan {
         .rev()
         .find(|p| p.object.as_ref().is_some_and(|o| o.kind == kind))
         .expect("plan present")
+}
+
+/// The names of the objects the (last) session's plan deletes.
+fn deleted_by_session(plans: &[Plan]) -> Vec<String> {
+    plan_of(plans, "BackupSession")
+        .delete
+        .iter()
+        .map(|k| k.name.clone())
+        .collect()
 }
 
 fn status_field(plan: &Plan, pointer: &str) -> String {
@@ -154,6 +165,24 @@ fn decisions_read_like_the_spec() {
             "/phase",
             "Succeeded",
         ),
+        (
+            "session-manual-skipped-running",
+            "BackupSession",
+            "/phase",
+            "Skipped",
+        ),
+        (
+            "session-waits-for-configuration",
+            "BackupSession",
+            "/phase",
+            "Pending",
+        ),
+        (
+            "session-manual-history",
+            "BackupSession",
+            "/phase",
+            "Succeeded",
+        ),
         ("restore-latest", "RestoreSession", "/phase", "Running"),
         (
             "restore-invalid-rules",
@@ -199,20 +228,69 @@ fn decisions_read_like_the_spec() {
             .contains("OOMKilled")
     );
     // History: beyond the limit of 2, finished sessions go; the Skipped one and the oldest.
-    let hist = fixture("session-succeeded-history");
-    let deleted: Vec<&str> = plan_of(&hist, "BackupSession")
-        .delete
-        .iter()
-        .map(|k| k.name.as_str())
-        .collect();
     assert_eq!(
-        deleted,
+        deleted_by_session(&fixture("session-succeeded-history")),
         [
             "sample-mysql-backup-1795790100",
             "sample-mysql-backup-1795789800",
             "sample-mysql-backup-1795789500"
         ]
     );
+}
+
+/// The plan of the session named `name` in a fixture.
+fn session_plan<'a>(plans: &'a [Plan], name: &str) -> &'a Plan {
+    plans
+        .iter()
+        .find(|p| {
+            p.object
+                .as_ref()
+                .is_some_and(|o| o.kind == "BackupSession" && o.name == name)
+        })
+        .expect("session plan present")
+}
+
+#[test]
+fn hand_written_sessions_count_by_spec_invoker() {
+    let fixture = |n: &str| plan_fixture(&repo_root().join("fixtures").join(n));
+    // A Running session without invoker labels blocks the next one; the older Running session
+    // of a BackupBatch with the same name does not.
+    let plans = fixture("session-manual-skipped-running");
+    let skipped = session_plan(&plans, "manual-backup-2");
+    let message = serde_json::to_string(&skipped.status).expect("json");
+    assert!(
+        message.contains(r#"Previous BackupSession: manual-backup-1 is \"Running\""#),
+        "{message}"
+    );
+    assert!(skipped.apply.is_empty(), "a skipped session starts no Job");
+    // History cleanup deletes label-less finished sessions beyond the limit like any other.
+    assert_eq!(
+        deleted_by_session(&fixture("session-manual-history")),
+        [
+            "manual-backup-b",
+            "manual-backup-c",
+            "sample-mysql-backup-1795789500"
+        ]
+    );
+}
+
+#[test]
+fn a_session_waits_for_its_configuration_to_be_evaluated() {
+    let plans = plan_fixture(&repo_root().join("fixtures/session-waits-for-configuration"));
+    let p = plan_of(&plans, "BackupSession");
+    assert_eq!(status_field(p, "/phase"), "Pending");
+    assert!(
+        p.apply.is_empty(),
+        "no Job before the configuration is evaluated"
+    );
+    assert!(p.events.is_empty());
+    assert_eq!(
+        p.requeue_after_seconds,
+        Some(stash_core::plan::backup_session::REQUEUE_WAITING_SECS)
+    );
+    assert!(!serde_json::to_string(&p.status)
+        .expect("json")
+        .contains("BackupSkipped"));
 }
 
 #[test]

@@ -18,6 +18,8 @@ enum Command {
     Render(stash_operator::cli::render::RenderArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
+    /// Back up now: create a BackupSession for a BackupConfiguration (as `kubectl stash trigger`).
+    Trigger(stash_operator::cli::trigger::TriggerArgs),
     /// Dump a MySQL database into the repository (run by backup Jobs).
     BackupMysql(Box<stash_operator::jobs::backup_mysql::BackupMysqlArgs>),
     /// Restore a MySQL database from the repository (run by restore Jobs).
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Render(args) => stash_operator::cli::render::run(&args),
         Command::Crds => stash_operator::cli::crds::run(),
+        Command::Trigger(args) => stash_operator::cli::trigger::run(&args),
         Command::BackupMysql(args) => stash_operator::jobs::backup_mysql::run(&args),
         Command::RestoreMysql(args) => stash_operator::jobs::restore_mysql::run(&args),
         Command::CreateBackupsession(args) => {

@@ -45,6 +45,8 @@ use condition::*;
 pub const EVENT_SOURCE: &str = "BackupSession Controller";
 /// While a Job runs, look again at least this often.
 pub const REQUEUE_RUNNING_SECS: u64 = 30;
+/// While the configuration has not been evaluated yet, look again this soon.
+pub const REQUEUE_WAITING_SECS: u64 = 5;
 
 /// Summary of another session of the same invoker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +57,55 @@ pub struct SiblingSession {
     pub phase: String,
     /// Creation time, unix seconds.
     pub created: i64,
+}
+
+impl SiblingSession {
+    /// The summary of `session`.
+    pub fn of(session: &BackupSession) -> SiblingSession {
+        SiblingSession {
+            name: session.metadata.name.clone().unwrap_or_default(),
+            phase: session
+                .status
+                .as_ref()
+                .and_then(|x| x.phase.clone())
+                .unwrap_or_default(),
+            created: session
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(unix)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// API group of Stash's invokers.
+pub const INVOKER_API_GROUP: &str = "stash.appscode.com";
+
+/// The name of the BackupConfiguration that `session.spec.invoker` names, if it names one.
+/// Sessions are matched by their spec, never by labels: a hand-written session usually has none.
+pub fn configuration_of(session: &BackupSession) -> Option<&str> {
+    let invoker = session.spec.invoker.as_ref()?;
+    let group_ok = matches!(
+        invoker.api_group.as_deref(),
+        None | Some("") | Some(INVOKER_API_GROUP)
+    );
+    (group_ok && invoker.kind == "BackupConfiguration" && !invoker.name.is_empty())
+        .then_some(invoker.name.as_str())
+}
+
+/// The sessions among `sessions` that the BackupConfiguration `namespace/name` invoked.
+pub fn siblings_of<'a>(
+    sessions: impl IntoIterator<Item = &'a BackupSession>,
+    namespace: &str,
+    name: &str,
+) -> Vec<SiblingSession> {
+    sessions
+        .into_iter()
+        .filter(|s| s.metadata.namespace.as_deref().unwrap_or("default") == namespace)
+        .filter(|s| configuration_of(s) == Some(name))
+        .map(SiblingSession::of)
+        .collect()
 }
 
 /// What the BackupSession planner looks at.
@@ -158,6 +209,18 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
                 .map(|i| i.name.clone())
                 .unwrap_or_default()
         );
+        if invoker.is_some_and(|bc| !super::backup_configuration::evaluated(bc)) {
+            // The configuration has not been looked at yet (created in the same apply): its
+            // missing phase is no reason to skip. Wait for the operator's first pass.
+            if st.phase.is_none() {
+                st.phase = Some("Pending".into());
+            }
+            plan.requeue_after_seconds = Some(REQUEUE_WAITING_SECS);
+            if st != old {
+                plan.status = Some(to_value(&st));
+            }
+            return plan;
+        }
         let skip_reason = match invoker {
             None => Some(format!("Skipped taking backup. Reason: BackupConfiguration {bc_ns_name} does not exist.")),
             Some(bc) if bc.status.as_ref().and_then(|x| x.phase.as_deref()) != Some("Ready") => {
@@ -552,19 +615,47 @@ pub fn new_session(bc: &BackupConfiguration, unix_now: i64, retry_left: i32) -> 
         "stash.appscode.com/target-namespace".into(),
         target.namespace.clone().unwrap_or_default(),
     );
+    let mut session = invoked_session(bc, &backup_session_name(&bc_name, unix_now));
+    session.spec.retry_left = Some(retry_left);
+    session.metadata.namespace = namespace;
+    session.metadata.labels = Some(labels);
+    session
+}
+
+/// The BackupSession `kubectl stash trigger` creates for `bc`: `generateName: <bc>-` (the API
+/// server picks the name), labels `app: stash` and the invoker labels, `spec.invoker`, owned
+/// by `bc` as its controller. Like Stash's, it sets no `retryLeft`.
+pub fn manual_session(bc: &BackupConfiguration) -> BackupSession {
+    let bc_name = bc.metadata.name.clone().unwrap_or_default();
+    let mut session = invoked_session(bc, "");
+    session.metadata.name = None;
+    session.metadata.generate_name = Some(format!("{bc_name}-"));
+    session.metadata.namespace = bc.metadata.namespace.clone();
+    session.metadata.labels = Some(BTreeMap::from([
+        ("app".to_string(), "stash".to_string()),
+        (INVOKER_TYPE.to_string(), "BackupConfiguration".to_string()),
+        (
+            INVOKER_NAME.to_string(),
+            crate::names::label_value(&bc_name),
+        ),
+    ]));
+    session
+}
+
+/// A session named `name` whose `spec.invoker` is `bc` and whose controller is `bc`.
+fn invoked_session(bc: &BackupConfiguration, name: &str) -> BackupSession {
+    let bc_name = bc.metadata.name.clone().unwrap_or_default();
     let mut session = BackupSession::new(
-        &backup_session_name(&bc_name, unix_now),
+        name,
         BackupSessionSpec {
             invoker: Some(crate::api::BackupInvokerRef {
-                api_group: Some("stash.appscode.com".into()),
+                api_group: Some(INVOKER_API_GROUP.into()),
                 kind: "BackupConfiguration".into(),
                 name: bc_name.clone(),
             }),
-            retry_left: Some(retry_left),
+            retry_left: None,
         },
     );
-    session.metadata.namespace = namespace;
-    session.metadata.labels = Some(labels);
     session.metadata.owner_references = Some(vec![controller_ref(
         "stash.appscode.com/v1beta1",
         "BackupConfiguration",

@@ -165,17 +165,17 @@ async fn reconcile_backup_session(
         return Ok(Action::await_change());
     };
     let ns = session.namespace().unwrap_or_else(|| "default".into());
-    let invoker_name = session
-        .spec
-        .invoker
-        .as_ref()
-        .map(|i| i.name.clone())
-        .unwrap_or_default();
-    let invoker = gather::get_opt(
-        &Api::<BackupConfiguration>::namespaced(ctx.client.clone(), &ns),
-        &invoker_name,
-    )
-    .await?;
+    let invoker_name = plan::backup_session::configuration_of(&session).map(str::to_string);
+    let invoker = match &invoker_name {
+        Some(name) => {
+            gather::get_opt(
+                &Api::<BackupConfiguration>::namespaced(ctx.client.clone(), &ns),
+                name,
+            )
+            .await?
+        }
+        None => None,
+    };
     let (repository, _, _) = gather::repository(
         &ctx,
         &ns,
@@ -199,7 +199,10 @@ async fn reconcile_backup_session(
     )
     .await?;
     let inputs = plan::backup_session::BackupSessionInputs {
-        siblings: gather::sibling_sessions(&ctx, &ns, &invoker_name).await?,
+        siblings: match &invoker_name {
+            Some(name) => gather::sibling_sessions(&ctx, &ns, name).await?,
+            None => Vec::new(),
+        },
         session: session.clone(),
         invoker,
         repository,

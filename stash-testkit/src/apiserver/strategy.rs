@@ -118,11 +118,145 @@ fn job_defaults(obj: &mut Value, uid: &str, name: &str) {
     }
 }
 
-fn crd_status(obj: &Value, now: &str) -> Value {
-    let mut names = obj["spec"]["names"].clone();
+/// A cluster IP from the default service range 10.96.0.0/12. Nothing routes to it here (pods
+/// are local processes on 127.0.0.1); clients find pods through Endpoints.
+fn allocate_cluster_ip() -> String {
+    let b = uuid::Uuid::new_v4().into_bytes();
+    format!("10.{}.{}.{}", 96 + (b[0] & 0x0f), b[1], b[2].max(2))
+}
+
+/// Service defaults as the API server applies them, and the port checks it makes.
+fn service_defaults(info: &ResourceInfo, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+    let name = name_of(obj).to_string();
+    if !obj["spec"].is_object() {
+        obj["spec"] = json!({});
+    }
+    let spec = &mut obj["spec"];
+    set_default(spec, "type", json!("ClusterIP"));
+    let external = spec["type"] == "ExternalName";
+    if let Some(old) = old {
+        // Allocated values survive updates that leave them out (`PatchAllocatedValues`).
+        for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            if spec.get(field).is_none_or(Value::is_null) && !old["spec"][field].is_null() {
+                spec[field] = old["spec"][field].clone();
+            }
+        }
+    }
+    let mut causes = Vec::new();
+    let headless = spec["clusterIP"] == "None";
+    let ports = spec["ports"].as_array().cloned().unwrap_or_default();
+    if ports.is_empty() && !headless && !external {
+        causes.push(cause("FieldValueRequired", "spec.ports", "Required value"));
+    }
+    for (i, p) in ports.iter().enumerate() {
+        match p["port"].as_i64() {
+            Some(n) if (1..=65535).contains(&n) => {}
+            _ => causes.push(cause(
+                "FieldValueInvalid",
+                &format!("spec.ports[{i}].port"),
+                format!(
+                    "Invalid value: {}: must be between 1 and 65535, inclusive",
+                    p["port"]
+                ),
+            )),
+        }
+        if ports.len() > 1 && p["name"].as_str().is_none_or(str::is_empty) {
+            causes.push(cause(
+                "FieldValueRequired",
+                &format!("spec.ports[{i}].name"),
+                "Required value",
+            ));
+        }
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(&info.group, &info.kind, &name, causes));
+    }
+    for p in spec["ports"].as_array_mut().into_iter().flatten() {
+        set_default(p, "protocol", json!("TCP"));
+        let port = p["port"].clone();
+        set_default(p, "targetPort", port);
+    }
+    set_default(spec, "sessionAffinity", json!("None"));
+    if !external {
+        if spec["clusterIP"].as_str().is_none_or(str::is_empty) {
+            spec["clusterIP"] = json!(allocate_cluster_ip());
+        }
+        let ip = spec["clusterIP"].clone();
+        set_default(spec, "clusterIPs", json!([ip]));
+        set_default(spec, "ipFamilies", json!(["IPv4"]));
+        set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
+        set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+    }
+    set_default(obj, "status", json!({"loadBalancer": {}}));
+    Ok(())
+}
+
+/// The API server's defaults for a pod template's spec and its containers.
+fn pod_spec_defaults(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    for list in ["initContainers", "containers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if !c.is_object() {
+                continue;
+            }
+            set_default(c, "resources", json!({}));
+            set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+            set_default(c, "terminationMessagePolicy", json!("File"));
+            let image = c["image"].as_str().unwrap_or_default();
+            let tag = image
+                .rsplit('/')
+                .next()
+                .and_then(|last| last.split_once(':'));
+            let latest = !image.contains('@') && tag.is_none_or(|(_, t)| t == "latest");
+            set_default(
+                c,
+                "imagePullPolicy",
+                json!(if latest { "Always" } else { "IfNotPresent" }),
+            );
+        }
+    }
+}
+
+/// The API server's defaults for a Deployment.
+fn deployment_defaults(obj: &mut Value) {
+    let spec = &mut obj["spec"];
+    if !spec.is_object() {
+        return;
+    }
+    set_default(spec, "replicas", json!(1));
+    set_default(
+        spec,
+        "strategy",
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+    );
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    set_default(spec, "progressDeadlineSeconds", json!(600));
+    pod_spec_defaults(&mut spec["template"]["spec"]);
+}
+
+/// Defaults a CRD's `spec.names` (singular, listKind) and `spec.conversion`.
+fn crd_defaults(obj: &mut Value) {
+    let names = &mut obj["spec"]["names"];
     let kind = names["kind"].as_str().unwrap_or_default().to_string();
-    set_default(&mut names, "singular", json!(kind.to_lowercase()));
-    set_default(&mut names, "listKind", json!(format!("{kind}List")));
+    set_default(names, "singular", json!(kind.to_lowercase()));
+    set_default(names, "listKind", json!(format!("{kind}List")));
+    set_default(&mut obj["spec"], "conversion", json!({"strategy": "None"}));
+}
+
+/// A CRD's status as stored on create, before the API server has accepted its names.
+fn crd_initial_status(obj: &Value) -> Value {
     let stored: Vec<Value> = obj["spec"]["versions"]
         .as_array()
         .into_iter()
@@ -130,14 +264,22 @@ fn crd_status(obj: &Value, now: &str) -> Value {
         .filter(|v| v["storage"] == json!(true))
         .map(|v| v["name"].clone())
         .collect();
-    json!({
-        "acceptedNames": names,
-        "storedVersions": stored,
-        "conditions": [
-            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
-            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
-        ],
-    })
+    json!({"conditions": null, "acceptedNames": {"plural": "", "kind": ""}, "storedVersions": stored})
+}
+
+/// A CRD's status once its names are accepted and its resources served.
+pub(super) fn crd_established_status(obj: &Value, now: &str) -> Value {
+    let names = obj["spec"]["names"].clone();
+    let mut status = obj["status"].clone();
+    if !status.is_object() {
+        status = crd_initial_status(obj);
+    }
+    status["acceptedNames"] = names;
+    status["conditions"] = json!([
+        {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+        {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
+    ]);
+    status
 }
 
 fn validate_crd(obj: &Value) -> Vec<Cause> {
@@ -217,12 +359,7 @@ fn schedule_causes(spec: &Value) -> Vec<Cause> {
 }
 
 /// Defaults and validation on create.
-pub(super) fn prepare_create(
-    api: &Apiserver,
-    info: &ResourceInfo,
-    obj: &mut Value,
-) -> ApiResult<()> {
-    let now = api.clock.now_string();
+pub(super) fn prepare_create(info: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
     let uid = obj["metadata"]["uid"]
         .as_str()
         .unwrap_or_default()
@@ -230,9 +367,11 @@ pub(super) fn prepare_create(
     let name = name_of(obj).to_string();
     match (info.group.as_str(), info.plural.as_str()) {
         ("", "namespaces") => {
-            if !obj["spec"]["finalizers"].is_array() {
-                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            // A default, so the creator owns it; spec.finalizers and status come later.
+            if !obj["metadata"]["labels"].is_object() {
+                obj["metadata"]["labels"] = json!({});
             }
+            obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
             obj["status"] = json!({"phase": "Active"});
         }
         ("", "secrets") => {
@@ -241,6 +380,7 @@ pub(super) fn prepare_create(
                 obj["type"] = json!("Opaque");
             }
         }
+        ("", "services") => service_defaults(info, obj, None)?,
         ("", "pods") => {
             let mut causes = Vec::new();
             validate_pod_spec(&obj["spec"], "spec", false, &mut causes);
@@ -290,13 +430,22 @@ pub(super) fn prepare_create(
             set_default(spec, "successfulJobsHistoryLimit", json!(3));
             set_default(spec, "failedJobsHistoryLimit", json!(1));
         }
+        ("apps", "deployments") => deployment_defaults(obj),
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             invalid(info, obj, validate_crd(obj))?;
-            obj["status"] = crd_status(obj, &now);
+            crd_defaults(obj);
+            obj["status"] = crd_initial_status(obj);
         }
         _ => {}
     }
     Ok(())
+}
+
+/// What the server sets on create after the writer's fields are recorded (so nobody owns it).
+pub(super) fn finish_create(info: &ResourceInfo, obj: &mut Value) {
+    if info.is("", "namespaces") && !obj["spec"]["finalizers"].is_array() {
+        obj["spec"] = json!({"finalizers": ["kubernetes"]});
+    }
 }
 
 /// Defaults and validation on update.
@@ -308,6 +457,7 @@ pub(super) fn prepare_update(
 ) -> ApiResult<()> {
     match (info.group.as_str(), info.plural.as_str()) {
         ("", "secrets") => encode_string_data(new),
+        ("", "services") => service_defaults(info, new, Some(old))?,
         ("batch", "jobs") => {
             if new["spec"].is_object() && new["spec"].get("selector").is_none() {
                 new["spec"]["selector"] = old["spec"]["selector"].clone();
@@ -326,10 +476,12 @@ pub(super) fn prepare_update(
             invalid(info, new, causes)?;
         }
         ("batch", "cronjobs") => invalid(info, new, schedule_causes(&new["spec"]))?,
+        ("apps", "deployments") => deployment_defaults(new),
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             invalid(info, new, validate_crd(new))?;
-            if new["spec"] != old["spec"] || new.get("status").is_none() {
-                let status = crd_status(new, &api.clock.now_string());
+            crd_defaults(new);
+            if new["spec"]["names"] != old["spec"]["names"] || !new["status"].is_object() {
+                let status = crd_established_status(new, &api.clock.now_string());
                 new["status"] = status;
             }
         }

@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
+use super::exec::{ContainerHandle, Containers};
 use crate::apiserver::{name_of, namespace_of, uid_of, PodLogs};
 use crate::clock::VirtualClock;
 use node_api::NodeApi;
@@ -104,6 +105,7 @@ pub struct Kubelet {
     running: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
     node_registered: AtomicBool,
     isolation: Isolation,
+    containers: Containers,
 }
 
 const MANAGER: &str = "kubelet";
@@ -147,12 +149,24 @@ impl Kubelet {
             running: Arc::default(),
             node_registered: AtomicBool::new(false),
             isolation: Isolation::probe(),
+            containers: Containers::default(),
         }
     }
 
     /// How this kubelet isolates containers on this host.
     pub fn isolation(&self) -> Isolation {
         self.isolation
+    }
+
+    /// The running container `(namespace, pod, container)`, for `pods/exec`.
+    pub(super) fn container(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: &str,
+    ) -> Option<ContainerHandle> {
+        let key = (ns.to_string(), pod.to_string(), container.to_string());
+        lock(&self.containers).get(&key).cloned()
     }
 
     /// The node's name.
@@ -243,6 +257,7 @@ impl Kubelet {
                 claims: self.root.join("claims"),
                 kill: kill_rx,
                 isolation: self.isolation,
+                containers: self.containers.clone(),
             };
             let running = self.running.clone();
             tokio::spawn(async move {
@@ -264,6 +279,7 @@ struct PodRun {
     claims: PathBuf,
     kill: watch::Receiver<bool>,
     isolation: Isolation,
+    containers: Containers,
 }
 
 struct Finished {
@@ -764,6 +780,13 @@ impl PodRun {
                 format!("cannot create working directory {}", workdir.display()),
             );
         }
+        let handle = ContainerHandle {
+            pid: None,
+            env: env.clone(),
+            workdir: workdir.clone(),
+            mount_ns: self.isolation != Isolation::None,
+            mount_paths: mounts.iter().map(|(_, dst)| dst.clone()).collect(),
+        };
         let mut cmd = self
             .isolation
             .command(&argv, &workdir, &self.sandbox(&cname), &mounts);
@@ -778,6 +801,11 @@ impl PodRun {
         };
         let logs = self.logs.clone();
         let key = self.log_key(&cname);
+        let handle = ContainerHandle {
+            pid: child.id(),
+            ..handle
+        };
+        lock(&self.containers).insert(key.clone(), handle);
         let pump = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
             let logs = logs.clone();
             let key = key.clone();
@@ -816,6 +844,7 @@ impl PodRun {
                 137
             }
         };
+        lock(&self.containers).remove(&key);
         let _ = out.await;
         let _ = err.await;
         Finished {
