@@ -28,6 +28,9 @@
 //! Out of process: `stash-testkit serve --port 0 --kubeconfig FILE [--controllers]
 //! [--exec IMAGE=COMMAND]...`, then `POST /testkit/v1/clock?advance=SECONDS`,
 //! `POST /testkit/v1/faults` (a [`FaultRule`] as JSON), `POST /testkit/v1/watches/expire`.
+//! The kubelet alone, as a node agent for any API server (real or fake):
+//! `stash-testkit kubelet --kubeconfig FILE [--exec IMAGE=COMMAND]...`
+//! ([`controllers::Kubelet`]).
 #![forbid(unsafe_code)]
 
 pub mod apiserver;

@@ -116,20 +116,23 @@ impl FakeApiServerBuilder {
             }
             None => (None, None, None),
         };
-        let controllers = self.controllers.map(|set| {
-            let mut kubelet = self.kubelet.clone();
-            kubelet.kubeconfig = kubeconfig.clone();
-            ControllerManager::start(api.clone(), set, kubelet)
-        });
-        let state = HttpState {
+        let mut state = HttpState {
             api: api.clone(),
             faults: faults.clone(),
-            controllers: controllers.clone(),
+            controllers: None,
             bookmark_interval: self.bookmark_interval,
             server_address: addr
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "127.0.0.1:0".into()),
         };
+        let controllers = self.controllers.map(|set| {
+            let mut kubelet = self.kubelet.clone();
+            kubelet.kubeconfig = kubeconfig.clone();
+            // The kubelet reaches the server over its router, as any client would.
+            let client = kube::Client::new(router(state.clone()), "default");
+            ControllerManager::start(api.clone(), set, kubelet, client)
+        });
+        state.controllers = controllers.clone();
         let mut shutdown = None;
         if let Some(listener) = listener {
             let (tx, rx) = oneshot::channel::<()>();

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::Client;
 use serde_json::json;
+use stash_testkit::controllers::kubelet::sandbox::Isolation;
 use stash_testkit::FakeApiServer;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -453,6 +454,201 @@ async fn pods_see_their_own_volumes_at_their_mount_paths() {
     );
 }
 
+/// Like a container's own root filesystem: what a container writes outside its volumes is
+/// gone when it ends and never reaches the host; emptyDir and hostPath writes stay.
+#[tokio::test]
+async fn writes_outside_volumes_vanish_with_the_container() {
+    if Isolation::probe() != Isolation::CopyOnWriteRoot {
+        eprintln!("no copy-on-write roots here (needs root, unshare and overlayfs); skipping");
+        return;
+    }
+    let (server, client) = setup().await;
+    let base = tempfile::tempdir().unwrap();
+    let outside = base.path().join("outside");
+    let host = base.path().join("host");
+    let (outside, host) = (outside.display().to_string(), host.display().to_string());
+    // A name of its own in the host's /tmp, outside every volume.
+    let tmp_file = format!(
+        "/tmp/x-{}",
+        base.path().file_name().unwrap().to_string_lossy()
+    );
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "writer"},
+        "spec": {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "scratch", "emptyDir": {}}, {"name": "host", "hostPath": {"path": host}}],
+            "initContainers": [{
+                "name": "init", "image": "busybox",
+                "command": ["sh", "-c", format!("mkdir -p {outside} && echo init > {outside}/x && echo shared > /scratch/seen")],
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]
+            }],
+            "containers": [{
+                "name": "main", "image": "busybox",
+                "command": ["sh", "-c", format!(
+                    "test ! -e {outside}/x && echo fresh; mkdir -p {outside} && echo main > {outside}/x && cat {outside}/x \
+                     && echo tmp > {tmp_file} && cat /scratch/seen && echo kept > /host/kept")],
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}, {"name": "host", "mountPath": "/host"}]
+            }]
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let done = eventually("the pod to finish", || {
+        let pods = pods.clone();
+        async move {
+            pods.get("writer").await.ok().filter(|p| {
+                matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+            })
+        }
+    })
+    .await;
+    let logs = server
+        .pod_logs("default", "writer", "main")
+        .unwrap_or_default();
+    assert_eq!(
+        done.status.unwrap().phase.as_deref(),
+        Some("Succeeded"),
+        "{logs} {:?}",
+        server.pod_logs("default", "writer", "init")
+    );
+    assert_eq!(
+        logs, "fresh\nmain\nshared\n",
+        "each container has its own root; the emptyDir is shared"
+    );
+    assert!(
+        !std::path::Path::new(&outside).exists(),
+        "writes outside volumes do not reach the host"
+    );
+    assert!(!std::path::Path::new(&tmp_file).exists());
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(&host).join("kept")).unwrap(),
+        "kept\n",
+        "hostPath writes persist"
+    );
+}
+
+/// Projected volumes as the API server adds them for service accounts (`kube-api-access-*`):
+/// secret and configMap items at their paths, downward API fields.
+#[tokio::test]
+async fn projected_volumes_hold_their_items() {
+    if !mount_namespaces_work() {
+        eprintln!("no mount namespaces here (needs root and unshare); skipping");
+        return;
+    }
+    let (server, client) = setup().await;
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "s"}, "stringData": {"token": "abc", "other": "x"}}),
+    )
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"ca.crt": "CERT"}}))
+            .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "projected"},
+        "spec": {"restartPolicy": "Never",
+            "volumes": [{"name": "api", "projected": {"sources": [
+                {"secret": {"name": "s", "items": [{"key": "token", "path": "nested/token"}]}},
+                {"configMap": {"name": "c", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+                {"serviceAccountToken": {"path": "sa-token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "absent", "items": [{"key": "service-ca.crt", "path": "service-ca.crt"}]}},
+            ]}}],
+            "containers": [{"name": "main", "image": "busybox",
+                "command": ["sh", "-c", "cd /var/run/api && cat nested/token ca.crt namespace && ls"],
+                "volumeMounts": [{"name": "api", "mountPath": "/var/run/api"}]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    eventually("the pod to finish", || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get("projected").await.ok()?;
+            matches!(p.status?.phase.as_deref(), Some("Succeeded" | "Failed")).then_some(())
+        }
+    })
+    .await;
+    let logs = server
+        .pod_logs("default", "projected", "main")
+        .unwrap_or_default();
+    assert_eq!(logs, "abcCERTdefaultca.crt\nnamespace\nnested\n");
+    // The mount path is resolved inside the container's root (on Debian /var/run -> /run).
+    assert!(!std::path::Path::new("/var/run/api").exists());
+}
+
+/// While an init container runs the pod is Pending with that container running, as the real
+/// kubelet reports it (clients that wait for "Running" must look at container states).
+#[tokio::test]
+async fn a_running_init_container_shows_in_the_pod_status() {
+    let (_server, client) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("go");
+    let shared = dir.path().display().to_string();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "init-wait"},
+        "spec": {"restartPolicy": "Never",
+            "volumes": [{"name": "shared", "hostPath": {"path": shared}}],
+            "initContainers": [{"name": "wait", "image": "busybox",
+                "command": ["sh", "-c", format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display())],
+                "volumeMounts": [{"name": "shared", "mountPath": shared}]}],
+            "containers": [{"name": "main", "image": "busybox", "command": ["true"]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let initializing = eventually("the init container to run", || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get("init-wait").await.ok()?;
+            let st = p.status.clone()?;
+            let running = st.init_container_statuses.as_ref()?[0]
+                .state
+                .as_ref()?
+                .running
+                .is_some();
+            running.then_some(st)
+        }
+    })
+    .await;
+    assert_eq!(initializing.phase.as_deref(), Some("Pending"));
+    let conds = initializing.conditions.unwrap();
+    assert!(conds
+        .iter()
+        .any(|c| c.type_ == "Initialized" && c.status == "False"));
+    let main = &initializing.container_statuses.unwrap()[0];
+    assert_eq!(
+        main.state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("PodInitializing")
+    );
+    std::fs::write(&gate, "").unwrap();
+    eventually("the pod to succeed", || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get("init-wait").await.ok()?;
+            (p.status?.phase.as_deref() == Some("Succeeded")).then_some(())
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn pods_reach_the_server_through_their_kubeconfig() {
     let kubectl = std::process::Command::new("kubectl")
@@ -506,11 +702,16 @@ async fn dropping_the_server_kills_running_pods() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    // The pid reaches the host through a hostPath volume, as it would from a container.
+    let shared = dir.path().display().to_string();
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "sleeper"},
-        "spec": {"restartPolicy": "Never", "containers": [{
+        "spec": {"restartPolicy": "Never",
+            "volumes": [{"name": "shared", "hostPath": {"path": shared}}],
+            "containers": [{
             "name": "main", "image": "busybox",
-            "command": ["sh", "-c", format!("echo $$ > {}; exec sleep 60", pid_file.display())]
+            "command": ["sh", "-c", format!("echo $$ > {}; exec sleep 60", pid_file.display())],
+            "volumeMounts": [{"name": "shared", "mountPath": shared}]
         }]}
     }))
     .unwrap();

@@ -11,8 +11,8 @@ pub mod flags;
 pub mod kube_read;
 pub mod output;
 pub mod restore_mysql;
-pub mod wipe_out;
 pub mod service_address;
+pub mod wipe_out;
 
 use std::path::Path;
 use std::process::ExitCode;

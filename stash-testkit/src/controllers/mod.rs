@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use crate::apiserver::Apiserver;
-pub use kubelet::KubeletConfig;
+pub use kubelet::{Kubelet, KubeletConfig, LogSink, NodeClock};
 
 /// Which controllers run.
 #[derive(Debug, Clone)]
@@ -98,7 +98,7 @@ pub(crate) fn record_event(
 struct Inner {
     api: Apiserver,
     set: ControllerSet,
-    kubelet: kubelet::Kubelet,
+    kubelet: Kubelet,
     jobs: job::JobController,
     trigger: Notify,
     requested: AtomicU64,
@@ -121,10 +121,22 @@ impl std::fmt::Debug for ControllerManager {
 }
 
 impl ControllerManager {
-    /// Starts the controllers on the current tokio runtime.
-    pub fn start(api: Apiserver, set: ControllerSet, kubelet: KubeletConfig) -> Self {
+    /// Starts the controllers on the current tokio runtime. The kubelet talks to the server
+    /// through `client` (in process: a client over the server's router), as it would to any
+    /// API server.
+    pub fn start(
+        api: Apiserver,
+        set: ControllerSet,
+        kubelet: KubeletConfig,
+        client: kube::Client,
+    ) -> Self {
         let inner = Arc::new(Inner {
-            kubelet: kubelet::Kubelet::new(api.clone(), kubelet),
+            kubelet: Kubelet::new(
+                client,
+                NodeClock::Virtual(api.clock.clone()),
+                LogSink::Memory(api.logs.clone()),
+                kubelet,
+            ),
             jobs: job::JobController::default(),
             api,
             set,
@@ -182,6 +194,10 @@ impl ControllerManager {
             for _ in 0..50 {
                 let before = inner.api.store.rev();
                 self.pass();
+                if inner.set.kubelet {
+                    // A failed call is retried on the next pass, as a real kubelet would.
+                    let _ = inner.kubelet.sync().await;
+                }
                 if inner.api.store.rev() == before {
                     break;
                 }
@@ -222,9 +238,6 @@ impl ControllerManager {
         }
         if inner.set.job {
             inner.jobs.sync(&inner.api);
-        }
-        if inner.set.kubelet {
-            inner.kubelet.sync();
         }
         if inner.set.endpoints {
             endpoints::sync(&inner.api);

@@ -1,6 +1,7 @@
 //! The HTTP front end: an axum router that speaks the Kubernetes REST API over the
 //! [`Apiserver`](crate::apiserver::Apiserver), plus the `/testkit/v1` control endpoints.
 
+mod binding;
 mod control;
 pub mod discovery;
 mod exec;
@@ -364,6 +365,7 @@ async fn resource(
         "status" => info.status_subresource && matches!(verb, "get" | "update" | "patch"),
         "log" => info.is("", "pods") && verb == "get",
         "finalize" => info.is("", "namespaces") && verb == "update",
+        "binding" => info.is("", "pods") && verb == "create",
         _ => false,
     };
     if !sub_ok {
@@ -373,6 +375,10 @@ async fn resource(
     let opts = write_options(query, headers)?;
     match verb {
         "get" if sub == "log" => logs::pod_log(api, &ns, &name, query),
+        "create" if sub == "binding" => {
+            let status = binding::bind(api, &info, &ns, &name, &parse_body(body)?)?;
+            Ok(json_response(StatusCode::CREATED, &status))
+        }
         "get" if table::wanted(headers, &info) => {
             let obj = api.get(&info, &ns, &name)?;
             let rv = obj["metadata"]["resourceVersion"].clone();
