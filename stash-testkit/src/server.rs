@@ -129,6 +129,7 @@ impl FakeApiServerBuilder {
             server_address: addr
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "127.0.0.1:0".into()),
+            requests: Default::default(),
         };
         let mut shutdown = None;
         if let Some(listener) = listener {
@@ -192,6 +193,11 @@ impl FakeApiServer {
     /// The HTTP router: serve it, or pass it to `kube::Client::new(router, "default")`.
     pub fn router(&self) -> Router {
         router(self.state.clone())
+    }
+
+    /// Requests served so far, by client, verb and resource.
+    pub fn requests(&self) -> &crate::http::requests::RequestCounter {
+        &self.state.requests
     }
 
     /// The TCP address, when serving on TCP.
