@@ -1,6 +1,7 @@
 //! stash-testkit: a fake Kubernetes API server that kubectl and kube-runtime accept, with a
-//! fake controller-manager (garbage collector, namespace, Job, CronJob), a kubelet that runs
-//! pods as local processes, and a virtual clock.
+//! fake controller-manager (garbage collector, namespace, Job, CronJob, endpoints), a kubelet
+//! that runs pods as local processes (and `pods/exec` into them over WebSocket, on TCP), and a
+//! virtual clock.
 //!
 //! In process, no socket:
 //! ```no_run

@@ -180,6 +180,13 @@ fn builtins() -> Vec<ResourceInfo> {
             .with_status()
             .all_category(),
         ResourceInfo::builtin("", "v1", "endpoints", "Endpoints", true).short(&["ep"]),
+        ResourceInfo::builtin(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            "EndpointSlice",
+            true,
+        ),
         ResourceInfo::builtin("", "v1", "serviceaccounts", "ServiceAccount", true).short(&["sa"]),
         ResourceInfo::builtin(
             "",

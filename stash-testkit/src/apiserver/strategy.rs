@@ -118,6 +118,79 @@ fn job_defaults(obj: &mut Value, uid: &str, name: &str) {
     }
 }
 
+/// A cluster IP from the default service range 10.96.0.0/12. Nothing routes to it here (pods
+/// are local processes on 127.0.0.1); clients find pods through Endpoints.
+fn allocate_cluster_ip() -> String {
+    let b = uuid::Uuid::new_v4().into_bytes();
+    format!("10.{}.{}.{}", 96 + (b[0] & 0x0f), b[1], b[2].max(2))
+}
+
+/// Service defaults as the API server applies them, and the port checks it makes.
+fn service_defaults(info: &ResourceInfo, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+    let name = name_of(obj).to_string();
+    if !obj["spec"].is_object() {
+        obj["spec"] = json!({});
+    }
+    let spec = &mut obj["spec"];
+    set_default(spec, "type", json!("ClusterIP"));
+    let external = spec["type"] == "ExternalName";
+    if let Some(old) = old {
+        // Allocated values survive updates that leave them out (`PatchAllocatedValues`).
+        for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            if spec.get(field).is_none_or(Value::is_null) && !old["spec"][field].is_null() {
+                spec[field] = old["spec"][field].clone();
+            }
+        }
+    }
+    let mut causes = Vec::new();
+    let headless = spec["clusterIP"] == "None";
+    let ports = spec["ports"].as_array().cloned().unwrap_or_default();
+    if ports.is_empty() && !headless && !external {
+        causes.push(cause("FieldValueRequired", "spec.ports", "Required value"));
+    }
+    for (i, p) in ports.iter().enumerate() {
+        match p["port"].as_i64() {
+            Some(n) if (1..=65535).contains(&n) => {}
+            _ => causes.push(cause(
+                "FieldValueInvalid",
+                &format!("spec.ports[{i}].port"),
+                format!(
+                    "Invalid value: {}: must be between 1 and 65535, inclusive",
+                    p["port"]
+                ),
+            )),
+        }
+        if ports.len() > 1 && p["name"].as_str().is_none_or(str::is_empty) {
+            causes.push(cause(
+                "FieldValueRequired",
+                &format!("spec.ports[{i}].name"),
+                "Required value",
+            ));
+        }
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(&info.group, &info.kind, &name, causes));
+    }
+    for p in spec["ports"].as_array_mut().into_iter().flatten() {
+        set_default(p, "protocol", json!("TCP"));
+        let port = p["port"].clone();
+        set_default(p, "targetPort", port);
+    }
+    set_default(spec, "sessionAffinity", json!("None"));
+    if !external {
+        if spec["clusterIP"].as_str().is_none_or(str::is_empty) {
+            spec["clusterIP"] = json!(allocate_cluster_ip());
+        }
+        let ip = spec["clusterIP"].clone();
+        set_default(spec, "clusterIPs", json!([ip]));
+        set_default(spec, "ipFamilies", json!(["IPv4"]));
+        set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
+        set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+    }
+    set_default(obj, "status", json!({"loadBalancer": {}}));
+    Ok(())
+}
+
 fn crd_status(obj: &Value, now: &str) -> Value {
     let mut names = obj["spec"]["names"].clone();
     let kind = names["kind"].as_str().unwrap_or_default().to_string();
@@ -241,6 +314,7 @@ pub(super) fn prepare_create(
                 obj["type"] = json!("Opaque");
             }
         }
+        ("", "services") => service_defaults(info, obj, None)?,
         ("", "pods") => {
             let mut causes = Vec::new();
             validate_pod_spec(&obj["spec"], "spec", false, &mut causes);
@@ -308,6 +382,7 @@ pub(super) fn prepare_update(
 ) -> ApiResult<()> {
     match (info.group.as_str(), info.plural.as_str()) {
         ("", "secrets") => encode_string_data(new),
+        ("", "services") => service_defaults(info, new, Some(old))?,
         ("batch", "jobs") => {
             if new["spec"].is_object() && new["spec"].get("selector").is_none() {
                 new["spec"]["selector"] = old["spec"]["selector"].clone();

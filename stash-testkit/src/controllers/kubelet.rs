@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
+use super::exec::{ContainerHandle, Containers};
 use crate::apiserver::{name_of, namespace_of, uid_of, Apiserver, DeleteOptions, WriteOptions};
 
 /// Kubelet settings.
@@ -40,6 +41,7 @@ pub(super) struct Kubelet {
     running: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
     node_registered: AtomicBool,
     mount_ns: bool,
+    containers: Containers,
 }
 
 const MANAGER: &str = "kubelet";
@@ -84,7 +86,19 @@ impl Kubelet {
             running: Arc::default(),
             node_registered: AtomicBool::new(false),
             mount_ns: mount_namespaces_available(),
+            containers: Containers::default(),
         }
+    }
+
+    /// The running container `(namespace, pod, container)`, for `pods/exec`.
+    pub(super) fn container(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: &str,
+    ) -> Option<ContainerHandle> {
+        let key = (ns.to_string(), pod.to_string(), container.to_string());
+        lock(&self.containers).get(&key).cloned()
     }
 
     fn register_node(&self) {
@@ -190,6 +204,7 @@ impl Kubelet {
                 claims: self.root.join("claims"),
                 kill: kill_rx,
                 mount_ns: self.mount_ns,
+                containers: self.containers.clone(),
             };
             let running = self.running.clone();
             tokio::spawn(async move {
@@ -208,6 +223,7 @@ struct PodRun {
     claims: PathBuf,
     kill: watch::Receiver<bool>,
     mount_ns: bool,
+    containers: Containers,
 }
 
 struct Finished {
@@ -551,7 +567,15 @@ impl PodRun {
             })
             .collect();
         let mut mount_env: Vec<(String, String)> = Vec::new();
-        let mut cmd = if self.mount_ns && !mounts.is_empty() {
+        let in_mount_ns = self.mount_ns && !mounts.is_empty();
+        let handle = ContainerHandle {
+            pid: None,
+            env: env.clone(),
+            workdir: workdir.clone(),
+            mount_ns: in_mount_ns,
+            mount_paths: mounts.iter().map(|(_, dst)| dst.clone()).collect(),
+        };
+        let mut cmd = if in_mount_ns {
             let mut script = String::from("set -e\n");
             for (i, (src, dst)) in mounts.iter().enumerate() {
                 script.push_str(&format!(
@@ -607,6 +631,11 @@ impl PodRun {
             self.name().to_string(),
             cname.clone(),
         );
+        let handle = ContainerHandle {
+            pid: child.id(),
+            ..handle
+        };
+        lock(&self.containers).insert(key.clone(), handle);
         let pump = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
             let logs = logs.clone();
             let key = key.clone();
@@ -648,6 +677,7 @@ impl PodRun {
                 137
             }
         };
+        lock(&self.containers).remove(&key);
         let _ = out.await;
         let _ = err.await;
         Finished {

@@ -3,6 +3,8 @@
 
 pub mod cron;
 mod cronjob;
+pub mod endpoints;
+pub(crate) mod exec;
 mod gc;
 mod job;
 pub mod kubelet;
@@ -30,6 +32,8 @@ pub struct ControllerSet {
     pub cronjob: bool,
     /// Kubelet running pods as local processes.
     pub kubelet: bool,
+    /// Endpoints and EndpointSlice controllers (Services with a selector).
+    pub endpoints: bool,
 }
 
 impl ControllerSet {
@@ -41,6 +45,7 @@ impl ControllerSet {
             job: true,
             cronjob: true,
             kubelet: true,
+            endpoints: true,
         }
     }
 }
@@ -134,6 +139,20 @@ impl ControllerManager {
         cm
     }
 
+    /// The running container `(namespace, pod, container)` when this controller-manager runs
+    /// the kubelet and the kubelet runs that container (for `pods/exec`).
+    pub(crate) fn container(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: &str,
+    ) -> Option<exec::ContainerHandle> {
+        if !self.inner.set.kubelet {
+            return None;
+        }
+        self.inner.kubelet.container(ns, pod, container)
+    }
+
     /// Stops the controllers and kills the processes the kubelet is running.
     pub fn stop(&self) {
         self.inner.stop.send_replace(true);
@@ -206,6 +225,9 @@ impl ControllerManager {
         }
         if inner.set.kubelet {
             inner.kubelet.sync();
+        }
+        if inner.set.endpoints {
+            endpoints::sync(&inner.api);
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod control;
 pub mod discovery;
+mod exec;
 mod logs;
 pub mod path;
 pub mod protobuf;
@@ -94,6 +95,10 @@ fn query_map(query: Option<&str>) -> HashMap<String, String> {
 }
 
 async fn handle(State(state): State<Arc<HttpState>>, req: Request) -> Response {
+    // An exec upgrades the connection; it must keep the request whole.
+    if let Some(rp) = exec::exec_path(req.uri().path()) {
+        return exec::serve(&state, rp, req).await;
+    }
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
