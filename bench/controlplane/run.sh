@@ -37,7 +37,7 @@ counters() { curl -sf "$url/testkit/v1/requests"; }
 
 "$testkit" serve --port 0 --kubeconfig "$work/kubeconfig" --controllers >"$work/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 100); do [[ -s "$work/kubeconfig" ]] && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q server: "$work/kubeconfig" 2>/dev/null && break; sleep 0.1; done
 url=$(awk '/server:/ {print $2}' "$work/kubeconfig")
 export KUBECONFIG=$work/kubeconfig
 "$stash" crds | kubectl create -f - >/dev/null
