@@ -7,11 +7,14 @@ use std::sync::{Arc, Mutex};
 use http::{header, HeaderMap, Method};
 use serde_json::{json, Value};
 
+/// `(client, verb, resource)`.
+type CountKey = (String, &'static str, String);
+
 /// Counts of requests by client (the first word of `User-Agent`), verb and resource. Cheap to
 /// clone.
 #[derive(Debug, Clone, Default)]
 pub struct RequestCounter {
-    counts: Arc<Mutex<BTreeMap<(String, &'static str, String), u64>>>,
+    counts: Arc<Mutex<BTreeMap<CountKey, u64>>>,
 }
 
 /// The verb of a request as Kubernetes audit logs name them; `collection` when the URL names
