@@ -59,6 +59,7 @@ fn objects(i: usize) -> Vec<(&'static str, &'static str, &'static str, Value)> {
             "metadata": {"name": n, "namespace": ns},
             "spec": {"schedule": "0 3 * * *", "task": {"name": "mysql-backup-8.0.21"},
                 "repository": {"name": format!("{n}-repo")},
+                "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": true},
                 "target": {"ref": {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": n}}}}),
         ),
     ]
@@ -111,9 +112,11 @@ async fn reconciles_read_from_caches_not_per_object_requests() {
     let started = Instant::now();
     while ready(&bcs, "Ready") < N || repos_referenced(api, &repos) < N {
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{} of {N} BackupConfigurations Ready",
-            ready(&bcs, "Ready")
+            started.elapsed() < Duration::from_secs(30),
+            "{} of {N} BackupConfigurations Ready, {} Repositories referenced; first: {}",
+            ready(&bcs, "Ready"),
+            repos_referenced(api, &repos),
+            api.list(&bcs, None, &ListOptions::default()).unwrap()["items"][0]["status"]
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
