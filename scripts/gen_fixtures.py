@@ -41,11 +41,12 @@ def bc(**over):
         if v is None: spec.pop(k, None)
         else: spec[k] = v
     return {"apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupConfiguration", "metadata": meta, "spec": spec}
-def session(name="sample-mysql-backup-1795791000", created=T0, status=None, bc_name="sample-mysql-backup", retry_left=None):
+def session(name="sample-mysql-backup-1795791000", created=T0, status=None, bc_name="sample-mysql-backup", retry_left=None, labels=True, invoker_kind="BackupConfiguration"):
     s = {"apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupSession",
-         "metadata": {"name": name, "namespace": NS, "uid": f"5e551011-0000-4000-8000-{zlib.crc32(name.encode()):012d}", "creationTimestamp": created,
-                      "labels": {"stash.appscode.com/invoker-type": "BackupConfiguration", "stash.appscode.com/invoker-name": bc_name}},
-         "spec": {"invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": bc_name}}}
+         "metadata": {"name": name, "namespace": NS, "uid": f"5e551011-0000-4000-8000-{zlib.crc32(name.encode()):012d}", "creationTimestamp": created},
+         "spec": {"invoker": {"apiGroup": "stash.appscode.com", "kind": invoker_kind, "name": bc_name}}}
+    if labels:
+        s["metadata"]["labels"] = {"stash.appscode.com/invoker-type": invoker_kind, "stash.appscode.com/invoker-name": bc_name}
     if retry_left is not None: s["spec"]["retryLeft"] = retry_left
     if status: s["status"] = status
     return s
@@ -76,6 +77,28 @@ case("bc-b2", [secret("b2-secret", ["RESTIC_PASSWORD", "B2_ACCOUNT_ID", "B2_ACCO
 case("bc-swift", [secret("swift-secret", ["RESTIC_PASSWORD", "OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD"]), repo({"swift": {"container": "stash", "prefix": "/demo"}}, secret_name="swift-secret"), appbinding, db_secret, bc(), session()], "Swift backend.")
 case("bc-rest", [secret("rest-secret", ["RESTIC_PASSWORD", "REST_SERVER_USERNAME", "REST_SERVER_PASSWORD"]), repo({"rest": {"url": "https://rest.demo.svc:8000/demo/mysql"}}, secret_name="rest-secret"), appbinding, db_secret, bc(), session()], "REST server backend: bucket is the URL host, prefix its path.")
 case("bc-local", [secret("local-secret", ["RESTIC_PASSWORD"]), repo({"local": {"mountPath": "/safe/data", "persistentVolumeClaim": {"claimName": "repo-pvc"}}}, secret_name="local-secret"), appbinding, db_secret, bc(), session()], "Local backend on a PVC.")
+local_secret = secret("local-secret", ["RESTIC_PASSWORD"])
+case("bc-local-nfs", [local_secret, repo({"local": {"mountPath": "/safe/data", "subPath": "demo/mysql", "nfs": {"server": "nfs.demo.svc", "path": "/exports/stash"}}}, secret_name="local-secret"), appbinding, db_secret, bc(), session()], "Local backend on NFS with a subPath: the volume reaches every container of the Job as written.")
+case("bc-local-hostpath", [local_secret, repo({"local": {"mountPath": "/safe/data", "hostPath": {"path": "/var/lib/stash-repo", "type": "DirectoryOrCreate"}}}, secret_name="local-secret"), appbinding, db_secret, bc(hooks={"preBackup": {"exec": {"command": ["true"]}, "containerName": "mysql"}}), session()], "Local backend on a hostPath; the hook container mounts it too.")
+case("bc-local-no-mountpath", [local_secret, repo({"local": {"persistentVolumeClaim": {"claimName": "repo-pvc"}}}, secret_name="local-secret"), appbinding, db_secret, bc()], "Local backend without mountPath: Invalid, naming spec.backend.local.mountPath.")
+case("bc-local-no-volume", [local_secret, repo({"local": {"mountPath": "/safe/data"}}, secret_name="local-secret"), appbinding, db_secret, bc()], "Local backend without a volume source: Invalid, naming spec.backend.local.")
+interim = {"metadata": {"name": "interim", "labels": {"team": "db"}}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard", "resources": {"requests": {"storage": "1Gi"}}}}
+case("bc-interim-volume", base() + [bc(interimVolumeTemplate=interim), session()], "interimVolumeTemplate: one PVC per session, owned by the session, mounted at /stash-interim-volume.")
+case("bc-interim-volume-invalid", base() + [bc(interimVolumeTemplate={"spec": {"resources": {"requests": {"storage": "1Gi"}}}}), session()], "interimVolumeTemplate without accessModes: Invalid, naming spec.interimVolumeTemplate.spec.accessModes; the session is skipped.")
+deleting_meta = {"uid": "4e90517e-0000-4000-8000-000000000001", "deletionTimestamp": "2026-11-27T14:59:00Z", "finalizers": ["stash"]}
+def deleting_repo(backend, secret_name, **extra):
+    r = repo(backend, secret_name=secret_name, extra=dict(wipeOut=True, **extra))
+    r["metadata"].update(deleting_meta)
+    return r
+wipe_job = lambda status: {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-wipeout-s3-repo", "namespace": NS, "labels": {"job-name": "stash-wipeout-s3-repo"}},
+    "spec": {"template": {"spec": {"containers": []}}}, "status": status}
+wipe_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stash-wipeout-s3-repo-q8z4x", "namespace": NS, "labels": {"job-name": "stash-wipeout-s3-repo"}},
+    "status": {"phase": "Failed", "containerStatuses": [{"name": "wipe-out", "image": "x", "imageID": "", "ready": False, "restartCount": 0, "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}}
+case("repo-wipe-out-start", [s3_secret, deleting_repo(S3, "s3-secret")], "A Repository with wipeOut: true is deleted: a Job (with read access to the storage Secret only) deletes its data; the finalizer stays.")
+case("repo-wipe-out-done", [s3_secret, deleting_repo(S3, "s3-secret"), wipe_job({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]})], "The wipe-out Job completed: the finalizer goes.")
+case("repo-wipe-out-failed", [s3_secret, deleting_repo(S3, "s3-secret"), wipe_job({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}), wipe_pod], "The wipe-out Job failed: the finalizer stays, a condition and an event say why and how to go on.")
+case("repo-wipe-out-local-refused", [local_secret, deleting_repo({"local": {"mountPath": "/safe/data", "persistentVolumeClaim": {"claimName": "repo-pvc"}}}, "local-secret")], "wipeOut on a local backend is refused as by Stash: the data stays and the finalizer goes, with a warning event.")
+case("repo-wipe-out-local-invalid", [local_secret, repo({"local": {"mountPath": "/safe/data", "hostPath": {"path": "/srv/stash"}}}, secret_name="local-secret", extra={"wipeOut": True})], "wipeOut on a local backend: ValidationPassed False naming spec.wipeOut.")
 case("bc-paused", base() + [bc(paused=True)], "Paused: the CronJob is suspended, RBAC stays for manual sessions.")
 case("bc-retention-all-fields", base() + [bc(retentionPolicy={"name": "everything", "keepLast": 2, "keepHourly": 24, "keepDaily": 7, "keepWeekly": 4, "keepMonthly": 12, "keepYearly": 3, "keepTags": ["release", "weekly,verified"], "prune": True, "dryRun": True}), session()], "Every retention field reaches the Job's RETENTION_* arguments.")
 case("bc-task-params-override", base() + [bc(task={"name": "mysql-backup-8.0.21", "params": [{"name": "args", "value": "--databases shop --single-transaction"}, {"name": "waitTimeout", "value": "60"}, {"name": "multiDumpArgs", "value": ""}, {"name": "HOSTNAME", "value": "primary"}]}), session()], "Invoker params beat the AppBinding addon's and the Functions' defaults; an empty value beats a default.")
@@ -111,6 +134,20 @@ older_running = session(name="sample-mysql-backup-1795790700", created="2026-11-
 older_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-backup-sample-mysql-backup-1795790700-0", "namespace": NS}, "spec": {"template": {"spec": {"containers": []}}}, "status": {"active": 1}}
 case("session-skipped-another-running", base() + [bc(), older_running, older_job, session()], "Another session of the same configuration is Running: Skipped.")
 case("session-skipped-not-ready", [s3_secret, appbinding, db_secret, bc(), session()], "The configuration is not Ready (no Repository): Skipped.")
+# Hand-written sessions (no invoker labels) count by spec.invoker; a BackupBatch's session of
+# the same name does not.
+manual_running = session(name="manual-backup-1", created="2026-11-27T14:45:00Z", status=running_status(), labels=False)
+manual_running["status"]["targets"][0]["conditions"][0]["message"] = "Backup job stash-backup-manual-backup-1-0 has been ensured successfully."
+manual_job = dict(older_job, metadata={"name": "stash-backup-manual-backup-1-0", "namespace": NS})
+batch_running = session(name="batch-backup-1", created="2026-11-27T14:40:00Z", status=running_status(), invoker_kind="BackupBatch", labels=False)
+batch_running["status"]["targets"][0]["conditions"][0]["message"] = "Backup job stash-backup-batch-backup-1-0 has been ensured successfully."
+batch_job = dict(older_job, metadata={"name": "stash-backup-batch-backup-1-0", "namespace": NS})
+case("session-manual-skipped-running", base() + [bc(), batch_running, batch_job, manual_running, manual_job, session(name="manual-backup-2", labels=False)],
+     "A hand-written session without invoker labels is Running: the next one is Skipped naming it; a BackupBatch's session of the same name does not count.")
+evaluated_earlier = bc(metadata={"generation": 2})
+evaluated_earlier["status"] = {"observedGeneration": 1, "phase": "NotReady", "conditions": [{"type": "RepositoryFound", "status": "False", "reason": "RepositoryNotAvailable", "message": "Repository demo/s3-repo does not exist.", "lastTransitionTime": T0, "observedGeneration": 1}]}
+case("session-waits-for-configuration", base() + [evaluated_earlier, session(labels=False)],
+     "The configuration's status is from an older generation (not evaluated yet): the session waits Pending, requeued, instead of being Skipped.")
 failed_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-backup-sample-mysql-backup-1795791000-0", "namespace": NS},
     "spec": {"template": {"spec": {"containers": []}}},
     "status": {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}}
@@ -127,6 +164,11 @@ case("session-succeeded-history", base() + [bc(backupHistoryLimit=2), session(st
     old("sample-mysql-backup-1795790400", "2026-11-27T14:40:00Z", "Succeeded"), old("sample-mysql-backup-1795790100", "2026-11-27T14:35:00Z", "Failed"),
     old("sample-mysql-backup-1795789800", "2026-11-27T14:30:00Z", "Skipped"), old("sample-mysql-backup-1795789500", "2026-11-27T14:25:00Z", "Succeeded")],
     "Results reported: Succeeded; finished sessions beyond backupHistoryLimit 2 are deleted.")
+mold = lambda n, t, p: session(name=n, created=t, status={"phase": p}, labels=False)
+case("session-manual-history", base() + [bc(backupHistoryLimit=2), session(status=succ, labels=False),
+    mold("manual-backup-a", "2026-11-27T14:40:00Z", "Succeeded"), mold("manual-backup-b", "2026-11-27T14:35:00Z", "Failed"),
+    mold("manual-backup-c", "2026-11-27T14:30:00Z", "Skipped"), old("sample-mysql-backup-1795789500", "2026-11-27T14:25:00Z", "Succeeded")],
+    "History cleanup counts hand-written sessions without invoker labels: beyond backupHistoryLimit 2 they are deleted too.")
 failed_stats = running_status()
 failed_stats["targets"][0]["stats"] = [{"hostname": "host-0", "phase": "Failed", "duration": "1.2s", "error": "mariadb-dump exited with status 2: Access denied for user 'backup'"}]
 case("session-retry", base() + [bc(retryConfig={"maxRetry": 2, "delay": "5m"}), session(status=failed_stats, retry_left=2)], "A failed session with retries left: Failed now, a retry scheduled after the delay.")
@@ -134,6 +176,7 @@ case("restore-latest", base() + [restore()], "Restore of the latest snapshot: th
 case("restore-snapshot-id", base() + [restore(target={"rules": [{"snapshots": ["4bc21d6f"]}]})], "Restore of an explicit snapshot id.")
 case("restore-alias-sourcehost", base() + [restore(target={"alias": "replica-1", "rules": [{"targetHosts": ["replica-1"], "sourceHost": "host-0", "snapshots": ["latest"]}, {"snapshots": ["deadbeef"]}]})], "Alias with a rule naming it: HOSTNAME replica-1, SOURCE_HOSTNAME host-0.")
 case("restore-invalid-rules", base() + [restore(target={"rules": [{"snapshots": ["latest"]}, {"paths": ["/x"]}]})], "Two rules without targetHosts: Invalid, naming spec.target.rules.")
+case("restore-local", [local_secret, repo({"local": {"mountPath": "/safe/data", "persistentVolumeClaim": {"claimName": "repo-pvc"}}}, secret_name="local-secret"), appbinding, db_secret, restore(interimVolumeTemplate=interim)], "Restore from a local backend on a PVC, with an interim volume: both mounted in the restore Job.")
 case("restore-missing-repository", [s3_secret, appbinding, db_secret, restore()], "Repository missing: Pending, requeue.")
 
 if os.path.isdir(root):

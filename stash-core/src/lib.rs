@@ -15,4 +15,5 @@ pub mod names;
 pub mod plan;
 pub mod resolve;
 pub mod retention;
+pub mod strict;
 pub mod world;

@@ -79,6 +79,35 @@ fn fnv1a32(bytes: &[u8]) -> u32 {
     })
 }
 
+/// The longest object name the API server accepts (a DNS subdomain).
+pub const SUBDOMAIN_MAX: usize = 253;
+
+/// Checks an object name as the API server does for most kinds (RFC 1123 subdomain); the error
+/// is the API server's wording.
+pub fn check_subdomain(name: &str) -> Result<(), String> {
+    if name.len() > SUBDOMAIN_MAX {
+        return Err(format!(
+            "must be no more than {SUBDOMAIN_MAX} characters (it has {})",
+            name.len()
+        ));
+    }
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let valid = name.split('.').all(|label| {
+        label.starts_with(alnum)
+            && label.ends_with(alnum)
+            && label.chars().all(|c| alnum(c) || c == '-')
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \
+             '-' or '.', and must start and end with an alphanumeric character"
+                .to_owned(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

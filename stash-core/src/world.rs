@@ -4,7 +4,6 @@
 use crate::api::{
     AppBinding, BackupConfiguration, BackupSession, Function, Repository, RestoreSession, Task,
 };
-use crate::plan::backup_session::SiblingSession;
 use crate::plan::labels::{INVOKER_NAME, INVOKER_TYPE};
 use crate::plan::{self, ObjectKey, Plan, Settings};
 use k8s_openapi::api::batch::v1::Job;
@@ -25,6 +24,35 @@ pub struct LoadError {
     pub document: usize,
     /// What is wrong, naming the field where known.
     pub message: String,
+}
+
+/// What loading a text found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// Objects read (the items of a `List` one by one; empty documents not at all).
+    pub objects: usize,
+    /// One error per object with fields its kind's schema does not know. A real API server
+    /// rejects these under strict field validation; the objects were added without them.
+    pub unknown_fields: Vec<LoadError>,
+}
+
+/// `unknown field "a"` or `unknown fields "a", "b"`, in the API server's words.
+fn unknown_fields_message(paths: &[String]) -> String {
+    let quoted: Vec<String> = paths.iter().map(|p| format!("{p:?}")).collect();
+    let noun = if paths.len() == 1 { "field" } else { "fields" };
+    format!("unknown {noun} {}", quoted.join(", "))
+}
+
+/// `Kind name` of an object, for messages.
+fn describe(value: &Value) -> String {
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("object");
+    match value.pointer("/metadata/name").and_then(Value::as_str) {
+        Some(name) => format!("{kind} {name}"),
+        None => kind.to_string(),
+    }
 }
 
 /// Everything known about a set of objects.
@@ -60,16 +88,23 @@ impl World {
         w
     }
 
-    /// Adds every object of a multi-document YAML text (a `List` is flattened).
-    pub fn load_yaml(&mut self, source_name: &str, text: &str) -> Result<(), LoadError> {
+    /// Adds every object of a multi-document YAML text (a `List` is flattened). Values of the
+    /// wrong type are an error; fields the kind's schema does not know are returned for the
+    /// caller to judge (the object is added without them), as kubectl's `--validate` does.
+    pub fn load_yaml(&mut self, source_name: &str, text: &str) -> Result<Loaded, LoadError> {
+        let mut loaded = Loaded::default();
         for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let err = |message: String| LoadError {
                 source_name: source_name.to_string(),
                 document: i + 1,
                 message,
             };
-            let value: Value = serde_path_to_error::deserialize(doc)
-                .map_err(|e| err(format!("not valid YAML: {e}")))?;
+            let value: Value = serde_path_to_error::deserialize(doc).map_err(|e| {
+                err(format!(
+                    "not valid YAML: {}",
+                    crate::strict::yaml_wording(&e.to_string())
+                ))
+            })?;
             if value.is_null() {
                 continue;
             }
@@ -82,10 +117,23 @@ impl World {
                 _ => vec![value],
             };
             for item in items {
+                if let Some(findings) = crate::strict::check(&item) {
+                    let what = describe(&item);
+                    if !findings.wrong_types.is_empty() {
+                        return Err(err(format!("{what}: {}", findings.wrong_types.join("; "))));
+                    }
+                    if !findings.unknown_fields.is_empty() {
+                        loaded.unknown_fields.push(err(format!(
+                            "{what}: {}",
+                            unknown_fields_message(&findings.unknown_fields)
+                        )));
+                    }
+                }
                 self.add(item).map_err(err)?;
+                loaded.objects += 1;
             }
         }
-        Ok(())
+        Ok(loaded)
     }
 
     /// Adds one object.
@@ -110,6 +158,10 @@ impl World {
             .to_string();
         if name.is_empty() {
             return Err(format!("{kind}: metadata.name is missing"));
+        }
+        if let Err(why) = crate::names::check_subdomain(&name) {
+            // The API server refuses such an object before any controller sees it.
+            return Err(format!("{kind} {name:?}: metadata.name is invalid: {why}"));
         }
         let ns = value
             .pointer("/metadata/namespace")
@@ -189,13 +241,9 @@ impl World {
             plans.push(p);
         }
         for (key, s) in &self.backup_sessions {
-            let invoker_name = s
-                .spec
-                .invoker
-                .as_ref()
-                .map(|i| i.name.clone())
-                .unwrap_or_default();
-            let invoker = planned_bcs.get(&(key.0.clone(), invoker_name)).cloned();
+            let invoker = plan::backup_session::configuration_of(s)
+                .and_then(|bc| planned_bcs.get(&(key.0.clone(), bc.to_string())))
+                .cloned();
             plans.push(plan::backup_session::plan(
                 &self.backup_session_inputs(s, invoker, settings, now),
             ));
@@ -206,7 +254,9 @@ impl World {
             ));
         }
         for repo in self.repositories.values() {
-            plans.push(plan::repository::plan(&self.repository_inputs(repo)));
+            plans.push(plan::repository::plan(
+                &self.repository_inputs(repo, settings, now),
+            ));
         }
         plans
     }
@@ -310,12 +360,6 @@ impl World {
             .clone()
             .unwrap_or_else(|| "default".into());
         let name = s.metadata.name.clone().unwrap_or_default();
-        let invoker_name = s
-            .spec
-            .invoker
-            .as_ref()
-            .map(|i| i.name.clone())
-            .unwrap_or_default();
         let (repository, _) = self.repository_of(
             &ns,
             invoker.as_ref().and_then(|bc| bc.spec.repository.as_ref()),
@@ -328,29 +372,11 @@ impl World {
                 .and_then(|t| t.r#ref.as_ref()),
         );
         let job_name = crate::names::backup_job_name(&name, 0);
-        let siblings = self
-            .backup_sessions
-            .iter()
-            .filter(|((n, _), o)| {
-                *n == ns
-                    && o.spec.invoker.as_ref().map(|i| i.name.as_str())
-                        == Some(invoker_name.as_str())
-            })
-            .map(|((_, n), o)| SiblingSession {
-                name: n.clone(),
-                phase: o
-                    .status
-                    .as_ref()
-                    .and_then(|x| x.phase.clone())
-                    .unwrap_or_default(),
-                created: o
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map(plan::unix)
-                    .unwrap_or(0),
-            })
-            .collect();
+        // By spec.invoker, as the operator gathers them (labels are optional on a session).
+        let siblings = match plan::backup_session::configuration_of(s) {
+            Some(bc) => plan::backup_session::siblings_of(self.backup_sessions.values(), &ns, bc),
+            None => Vec::new(),
+        };
         plan::backup_session::BackupSessionInputs {
             session: s.clone(),
             invoker,
@@ -398,7 +424,12 @@ impl World {
     }
 
     /// Inputs of the Repository planner for `repo`: the invokers in the set that use it.
-    pub fn repository_inputs(&self, repo: &Repository) -> plan::repository::RepositoryInputs {
+    pub fn repository_inputs(
+        &self,
+        repo: &Repository,
+        settings: &Settings,
+        now: &Time,
+    ) -> plan::repository::RepositoryInputs {
         let ns = repo
             .metadata
             .namespace
@@ -427,9 +458,14 @@ impl World {
                 ));
             }
         }
+        let job_name = plan::wipe_out::wipe_out_job_name(&name);
         plan::repository::RepositoryInputs {
             repository: repo.clone(),
             references,
+            wipe_out_job: self.jobs.get(&(ns.clone(), job_name.clone())).cloned(),
+            wipe_out_pods: self.pods_of(&ns, &job_name),
+            settings: settings.clone(),
+            now: Some(now.clone()),
         }
     }
 
@@ -454,7 +490,7 @@ impl World {
 fn typed<T: DeserializeOwned>(what: &str, value: Value) -> Result<T, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
+        let inner = crate::strict::yaml_wording(&e.into_inner().to_string());
         if path == "." {
             format!("{what}: {inner}")
         } else {

@@ -109,10 +109,101 @@ proptest! {
             object("stash.appscode.com/v1alpha1", "Repository", "repo", repo, Value::Null),
             object("appcatalog.appscode.com/v1alpha1", "AppBinding", "ab", ab, Value::Null),
         ] {
+            // The strict-input check reads the same arbitrary values.
+            let _ = stash_core::strict::check(&v);
             let _ = world.add(v);
         }
         let now = Time("2026-11-27T15:00:00Z".parse().expect("timestamp"));
         let plans = world.plan_all(&Settings::default(), &now);
         prop_assert!(plans.iter().all(|p| p.object.is_some()));
+    }
+}
+
+/// The fixture texts, mutated below into arbitrary (mostly broken) YAML.
+fn fixture_texts() -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+    let mut texts = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .expect("fixtures/")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        for file in [dir.join("objects.yaml")] {
+            if let Ok(t) = std::fs::read_to_string(file) {
+                texts.push(t);
+            }
+        }
+    }
+    for f in std::fs::read_dir(root.join("invalid"))
+        .expect("fixtures/invalid")
+        .flatten()
+    {
+        if let Ok(t) = std::fs::read_to_string(f.path()) {
+            texts.push(t);
+        }
+    }
+    texts
+}
+
+/// One edit of a text: cut a range, repeat a range, or put arbitrary characters in.
+#[derive(Debug, Clone)]
+enum Edit {
+    Cut(usize, usize),
+    Repeat(usize, usize),
+    Insert(usize, String),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<usize>(), 0usize..200).prop_map(|(at, n)| Edit::Cut(at, n)),
+        (any::<usize>(), 0usize..200).prop_map(|(at, n)| Edit::Repeat(at, n)),
+        (any::<usize>(), "(\\PC|[\\n\\t:{}\\[\\]&*!|>'\"%@`-]){0,40}")
+            .prop_map(|(at, s)| Edit::Insert(at, s)),
+    ]
+}
+
+fn apply(text: &str, edits: &[Edit]) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    for e in edits {
+        let len = chars.len().max(1);
+        match e {
+            Edit::Cut(at, n) => {
+                let a = at % len;
+                let b = (a + n).min(chars.len());
+                chars.drain(a.min(chars.len())..b);
+            }
+            Edit::Repeat(at, n) => {
+                let a = (at % len).min(chars.len());
+                let b = (a + n).min(chars.len());
+                let copy: Vec<char> = chars[a..b].to_vec();
+                chars.splice(b..b, copy);
+            }
+            Edit::Insert(at, s) => {
+                let a = (at % len).min(chars.len());
+                chars.splice(a..a, s.chars());
+            }
+        }
+    }
+    chars.into_iter().collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// What `stash render` does with a file: read the YAML strictly, then plan everything.
+    /// Whatever the text, that ends in objects or an error, never in a panic.
+    #[test]
+    fn render_never_panics_on_arbitrary_yaml(pick in any::<prop::sample::Index>(), edits in prop::collection::vec(edit(), 1..6), noise in "\\PC{0,200}") {
+        let texts = fixture_texts();
+        let text = apply(&texts[pick.index(texts.len())], &edits);
+        let now = Time("2026-11-27T15:00:00Z".parse().expect("timestamp"));
+        for input in [text.as_str(), noise.as_str()] {
+            let mut world = World::with_catalog("img");
+            if world.load_yaml("input.yaml", input).is_ok() {
+                let _ = world.plan_all(&Settings::default(), &now);
+            }
+        }
     }
 }

@@ -18,10 +18,14 @@ enum Command {
     Render(stash_operator::cli::render::RenderArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
+    /// Back up now: create a BackupSession for a BackupConfiguration (as `kubectl stash trigger`).
+    Trigger(stash_operator::cli::trigger::TriggerArgs),
     /// Dump a MySQL database into the repository (run by backup Jobs).
     BackupMysql(Box<stash_operator::jobs::backup_mysql::BackupMysqlArgs>),
     /// Restore a MySQL database from the repository (run by restore Jobs).
     RestoreMysql(Box<stash_operator::jobs::restore_mysql::RestoreMysqlArgs>),
+    /// Delete a repository's files from its backend (run when a Repository with wipeOut goes).
+    WipeOutRepository(Box<stash_operator::jobs::wipe_out::WipeOutArgs>),
     /// Create a BackupSession for a BackupConfiguration (run by the trigger CronJob).
     CreateBackupsession(stash_operator::commands::create_backupsession::CreateBackupSessionArgs),
     /// Record a Job's results in the session and Repository status (last step of every Job).
@@ -35,8 +39,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Render(args) => stash_operator::cli::render::run(&args),
         Command::Crds => stash_operator::cli::crds::run(),
+        Command::Trigger(args) => stash_operator::cli::trigger::run(&args),
         Command::BackupMysql(args) => stash_operator::jobs::backup_mysql::run(&args),
         Command::RestoreMysql(args) => stash_operator::jobs::restore_mysql::run(&args),
+        Command::WipeOutRepository(args) => stash_operator::jobs::wipe_out::run(&args),
         Command::CreateBackupsession(args) => {
             stash_operator::commands::create_backupsession::run(&args)
         }

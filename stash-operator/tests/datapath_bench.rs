@@ -16,7 +16,9 @@ use stash_operator::datapath::mysql_client::{split_args, DbTarget};
 use stash_operator::datapath::restic_cli::{CacheMode, ResticCli};
 use stash_operator::datapath::RepositoryEngine;
 use stash_operator::jobs::backup_mysql::{run_backup, BackupOptions};
+use stash_operator::jobs::flags::EngineKind;
 use stash_operator::jobs::restore_mysql::{run_restore, RestoreOptions};
+use stash_operator::jobs::select_engine;
 use stash_testkit::providers::MysqlServer;
 
 const TABLES: u32 = 8;
@@ -120,11 +122,11 @@ fn dir_size(path: &Path) -> u64 {
 
 struct Repo {
     env: BTreeMap<String, String>,
-    engine: ResticCli,
+    engine: Box<dyn RepositoryEngine>,
     path: PathBuf,
 }
 
-fn repo(dir: &Path, name: &str, restic_program: &Path) -> Repo {
+fn repo(dir: &Path, name: &str, restic_program: &Path, kind: EngineKind) -> Repo {
     let path = dir.join(name);
     let _ = std::fs::remove_dir_all(&path);
     let config = BackendConfig {
@@ -139,7 +141,12 @@ fn repo(dir: &Path, name: &str, restic_program: &Path) -> Repo {
     let secret = BTreeMap::from([("RESTIC_PASSWORD".to_owned(), b"bench".to_vec())]);
     let env = engine_env(&config, &secret, dir).expect("env");
     Repo {
-        engine: ResticCli::new(restic_program, env.clone(), CacheMode::Disabled),
+        engine: select_engine(
+            kind,
+            &env,
+            ResticCli::new(restic_program, env.clone(), CacheMode::Disabled),
+        )
+        .expect("engine"),
         env: env.env,
         path,
     }
@@ -244,17 +251,31 @@ fn datapath_benchmark() {
     let mut stash_repo_size = 0u64;
     let mut ours_repo_size = 0u64;
     let mut ours_added = (0u64, 0u64);
+    let mut inproc_added = (0u64, 0u64);
+    let mut inproc_backup_peak = 0u64;
+    let mut inproc_restore_peak = 0u64;
+    let mut inproc_repo_size = 0u64;
     for round in 0..rounds {
         eprintln!("round {}", round + 1);
-        let stash = repo(work.path(), "repo-stash", &restic_stash);
-        let ours = repo(work.path(), "repo-ours", &restic_ours);
+        let stash = repo(work.path(), "repo-stash", &restic_stash, EngineKind::Restic);
+        let ours = repo(work.path(), "repo-ours", &restic_ours, EngineKind::Restic);
+        let inproc = repo(
+            work.path(),
+            "repo-inproc",
+            &restic_ours,
+            EngineKind::InProcess,
+        );
         sh(
             "restic init --repository-version 2 --no-cache",
             &stash.env,
             "",
         );
-        let mut backup_steps: Vec<&'static str> =
-            vec!["dump alone", "stash pipeline", "ours first+second"];
+        let mut backup_steps: Vec<&'static str> = vec![
+            "dump alone",
+            "stash pipeline",
+            "ours first+second",
+            "in-process first+second",
+        ];
         if round % 2 == 1 {
             backup_steps.reverse();
         }
@@ -287,6 +308,28 @@ fn datapath_benchmark() {
                     });
                     s.add("backup: stash (mysqldump | restic)", d);
                 }
+                "in-process first+second" => {
+                    inproc.engine.init_if_missing().unwrap();
+                    reset_own_peak();
+                    let mut first = None;
+                    let d1 = timed(|| {
+                        first = Some(run_backup(&*inproc.engine, &db, &backup_opts).unwrap())
+                    });
+                    s.add("backup: in-process, first", d1);
+                    // As for ours: the first round only, before any restore ran here.
+                    if round == 0 {
+                        inproc_backup_peak = own_peak_kib();
+                    }
+                    let mut second = None;
+                    let d2 = timed(|| {
+                        second = Some(run_backup(&*inproc.engine, &db, &backup_opts).unwrap())
+                    });
+                    s.add("backup: in-process, second", d2);
+                    inproc_added = (
+                        first.map_or(0, |r| r.summary.data_added),
+                        second.map_or(0, |r| r.summary.data_added),
+                    );
+                }
                 _ => {
                     // Both repositories are initialised untimed (restic's key derivation
                     // calibration costs ~2.5 s here, once per repository).
@@ -294,12 +337,12 @@ fn datapath_benchmark() {
                     reset_own_peak();
                     let mut first = None;
                     let d1 = timed(|| {
-                        first = Some(run_backup(&ours.engine, &db, &backup_opts).unwrap())
+                        first = Some(run_backup(&*ours.engine, &db, &backup_opts).unwrap())
                     });
                     s.add("backup: ours, first", d1);
                     let mut second = None;
                     let d2 = timed(|| {
-                        second = Some(run_backup(&ours.engine, &db, &backup_opts).unwrap())
+                        second = Some(run_backup(&*ours.engine, &db, &backup_opts).unwrap())
                     });
                     s.add("backup: ours, second", d2);
                     // Only before the first restore: freed restore buffers stay in this
@@ -316,8 +359,10 @@ fn datapath_benchmark() {
         }
         stash_repo_size = dir_size(&stash.path);
         ours_repo_size = dir_size(&ours.path);
+        inproc_repo_size = dir_size(&inproc.path);
 
-        let mut restore_steps: Vec<&'static str> = vec!["plain", "stash", "ours", "ours-single"];
+        let mut restore_steps: Vec<&'static str> =
+            vec!["plain", "stash", "ours", "ours-single", "in-process"];
         if round % 2 == 1 {
             restore_steps.reverse();
         }
@@ -349,20 +394,32 @@ fn datapath_benchmark() {
                     });
                     s.add("restore: stash (restic dump | mysql)", d);
                 }
+                "in-process" => {
+                    let single = RestoreOptions {
+                        loader: LoaderKind::Protocol,
+                        ..restore_opts.clone()
+                    };
+                    reset_own_peak();
+                    let d = timed(|| {
+                        run_restore(&*inproc.engine, &fresh_db, &single).unwrap();
+                    });
+                    inproc_restore_peak = inproc_restore_peak.max(own_peak_kib());
+                    s.add("restore: in-process, one connection", d);
+                }
                 "ours-single" => {
                     let single = RestoreOptions {
                         loader: LoaderKind::Protocol,
                         ..restore_opts.clone()
                     };
                     let d = timed(|| {
-                        run_restore(&ours.engine, &fresh_db, &single).unwrap();
+                        run_restore(&*ours.engine, &fresh_db, &single).unwrap();
                     });
                     s.add("restore: ours, one connection", d);
                 }
                 _ => {
                     reset_own_peak();
                     let d = timed(|| {
-                        run_restore(&ours.engine, &fresh_db, &restore_opts).unwrap();
+                        run_restore(&*ours.engine, &fresh_db, &restore_opts).unwrap();
                     });
                     own_restore_peak = own_restore_peak.max(own_peak_kib());
                     s.add("restore: ours, parallel by table", d);
@@ -381,10 +438,13 @@ fn datapath_benchmark() {
         "backup: stash (mysqldump | restic)",
         "backup: ours, first",
         "backup: ours, second",
+        "backup: in-process, first",
+        "backup: in-process, second",
         "restore: plain mysql < file",
         "restore: stash (restic dump | mysql)",
         "restore: ours, one connection",
         "restore: ours, parallel by table",
+        "restore: in-process, one connection",
     ] {
         let (min, med) = s.min_median(name);
         let (bmin, bmed) = if name.starts_with("backup") {
@@ -410,5 +470,14 @@ fn datapath_benchmark() {
         ours_repo_size as f64 / 1e6,
         ours_added.0 as f64 / 1e6,
         ours_added.1 as f64 / 1e6
+    );
+    println!(
+        "in-process engine: peak RSS of this process during a backup (first round) {:.0} MiB, during a restore \
+         {:.0} MiB; repository {:.1} MB after two backups (packs written: {:.1} MB first, {:.3} MB second)",
+        inproc_backup_peak as f64 / 1024.0,
+        inproc_restore_peak as f64 / 1024.0,
+        inproc_repo_size as f64 / 1e6,
+        inproc_added.0 as f64 / 1e6,
+        inproc_added.1 as f64 / 1e6
     );
 }

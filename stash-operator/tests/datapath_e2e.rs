@@ -1,6 +1,7 @@
-//! End to end with a real MariaDB and the stock restic CLI: backup-mysql's core writes a
-//! repository restic reads byte for byte, restore-mysql's core brings every table back, failed
-//! dumps leave nothing behind.
+//! End to end with a real MariaDB and the stock restic CLI as the oracle: backup-mysql's core
+//! writes a repository restic reads byte for byte, restore-mysql's core brings every table back,
+//! failed dumps leave nothing behind. The default engine (in process) runs every test; the
+//! restic CLI engine (`--engine=restic`) runs the local-repository ones too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +14,9 @@ use stash_operator::datapath::mysql_client::{split_args, DbTarget};
 use stash_operator::datapath::restic_cli::{CacheMode, ResticCli};
 use stash_operator::datapath::{EngineError, RepositoryEngine, RetentionPolicy};
 use stash_operator::jobs::backup_mysql::{run_backup, BackupError, BackupOptions};
+use stash_operator::jobs::flags::EngineKind;
 use stash_operator::jobs::restore_mysql::{run_restore, RestoreOptions};
+use stash_operator::jobs::select_engine;
 use stash_testkit::providers::{MysqlServer, RestServer, S3Server};
 
 const DUMP_ARGS: &str =
@@ -78,12 +81,16 @@ fn restore_options(loader: LoaderKind) -> RestoreOptions {
 }
 
 struct Repo {
-    engine: ResticCli,
+    engine: Box<dyn RepositoryEngine>,
     env: BTreeMap<String, String>,
     _dir: tempfile::TempDir,
 }
 
 fn repo_with(config: BackendConfig, secret: &[(&str, &str)]) -> Repo {
+    repo_with_engine(EngineKind::Auto, config, secret)
+}
+
+fn repo_with_engine(kind: EngineKind, config: BackendConfig, secret: &[(&str, &str)]) -> Repo {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret: BTreeMap<String, Vec<u8>> = secret
         .iter()
@@ -91,14 +98,24 @@ fn repo_with(config: BackendConfig, secret: &[(&str, &str)]) -> Repo {
         .collect();
     let env = engine_env(&config, &secret, dir.path()).expect("engine env");
     Repo {
-        engine: ResticCli::new("restic", env.clone(), CacheMode::Disabled),
+        engine: select_engine(
+            kind,
+            &env,
+            ResticCli::new("restic", env.clone(), CacheMode::Disabled),
+        )
+        .expect("engine"),
         env: env.env,
         _dir: dir,
     }
 }
 
 fn local_repo(dir: &Path) -> Repo {
-    repo_with(
+    local_repo_with(EngineKind::Auto, dir)
+}
+
+fn local_repo_with(kind: EngineKind, dir: &Path) -> Repo {
+    repo_with_engine(
+        kind,
         BackendConfig {
             provider: Provider::Local,
             bucket: dir.join("repo").display().to_string(),
@@ -140,13 +157,22 @@ fn direct_dump(server: &MysqlServer, args: &str) -> Vec<u8> {
 
 #[test]
 fn backup_is_readable_by_restic_and_restores_every_table() {
+    backup_is_readable_by_restic_and_restores_every_table_with(EngineKind::Auto);
+}
+
+#[test]
+fn backup_is_readable_by_restic_and_restores_every_table_restic_engine() {
+    backup_is_readable_by_restic_and_restores_every_table_with(EngineKind::Restic);
+}
+
+fn backup_is_readable_by_restic_and_restores_every_table_with(kind: EngineKind) {
     let source = MysqlServer::start().expect("source server");
     seed(&source, 20_000);
     let work = tempfile::tempdir().unwrap();
-    let repo = local_repo(work.path());
+    let repo = local_repo_with(kind, work.path());
 
     let report =
-        run_backup(&repo.engine, &target(&source), &backup_options(DUMP_ARGS)).expect("backup");
+        run_backup(&*repo.engine, &target(&source), &backup_options(DUMP_ARGS)).expect("backup");
     assert!(report.initialized);
     let expected = direct_dump(&source, DUMP_ARGS);
     assert_eq!(report.summary.total_bytes_processed, expected.len() as u64);
@@ -192,7 +218,7 @@ fn backup_is_readable_by_restic_and_restores_every_table() {
     ] {
         let fresh = MysqlServer::start().expect("fresh server");
         let stats =
-            run_restore(&repo.engine, &target(&fresh), &restore_options(loader)).expect("restore");
+            run_restore(&*repo.engine, &target(&fresh), &restore_options(loader)).expect("restore");
         assert_eq!(stats.bytes, expected.len() as u64);
         assert_eq!(fresh.checksums().unwrap(), want, "{loader:?}");
         // Routines and triggers came back too.
@@ -219,14 +245,23 @@ fn backup_is_readable_by_restic_and_restores_every_table() {
 
 #[test]
 fn failed_or_truncated_dumps_leave_no_snapshot_and_no_lock() {
+    failed_or_truncated_dumps_leave_no_snapshot_and_no_lock_with(EngineKind::Auto);
+}
+
+#[test]
+fn failed_or_truncated_dumps_leave_no_snapshot_and_no_lock_restic_engine() {
+    failed_or_truncated_dumps_leave_no_snapshot_and_no_lock_with(EngineKind::Restic);
+}
+
+fn failed_or_truncated_dumps_leave_no_snapshot_and_no_lock_with(kind: EngineKind) {
     let source = MysqlServer::start().expect("source server");
     seed(&source, 2_000);
     let work = tempfile::tempdir().unwrap();
-    let repo = local_repo(work.path());
+    let repo = local_repo_with(kind, work.path());
 
     // Bad arguments: mysqldump exits non-zero.
     let err = run_backup(
-        &repo.engine,
+        &*repo.engine,
         &target(&source),
         &backup_options("--databases shop --no-such-flag"),
     )
@@ -242,7 +277,7 @@ fn failed_or_truncated_dumps_leave_no_snapshot_and_no_lock() {
     make_executable(&script);
     let mut opts = backup_options(DUMP_ARGS);
     opts.mysqldump_program = script.display().to_string();
-    let err = run_backup(&repo.engine, &target(&source), &opts).expect_err("truncated must fail");
+    let err = run_backup(&*repo.engine, &target(&source), &opts).expect_err("truncated must fail");
     assert!(err.to_string().contains("truncated"), "{err}");
 
     // Killed midway: the dump dies by signal after part of its output.
@@ -254,7 +289,7 @@ fn failed_or_truncated_dumps_leave_no_snapshot_and_no_lock() {
     .unwrap();
     make_executable(&script);
     opts.mysqldump_program = script.display().to_string();
-    assert!(run_backup(&repo.engine, &target(&source), &opts).is_err());
+    assert!(run_backup(&*repo.engine, &target(&source), &opts).is_err());
 
     assert!(repo.engine.snapshots(None).unwrap().is_empty());
     let locks = restic(&repo, &["list", "locks", "--no-lock"]);
@@ -267,7 +302,7 @@ fn failed_or_truncated_dumps_leave_no_snapshot_and_no_lock() {
     assert!(restic(&repo, &["check"]).status.success());
 
     // A good backup afterwards works and is the only snapshot.
-    run_backup(&repo.engine, &target(&source), &backup_options(DUMP_ARGS)).expect("backup");
+    run_backup(&*repo.engine, &target(&source), &backup_options(DUMP_ARGS)).expect("backup");
     assert_eq!(repo.engine.snapshots(Some("host-0")).unwrap().len(), 1);
 }
 
@@ -278,14 +313,23 @@ fn make_executable(path: &Path) {
 
 #[test]
 fn second_backup_adds_little_and_retention_keeps_the_newest() {
+    second_backup_adds_little_and_retention_keeps_the_newest_with(EngineKind::Auto);
+}
+
+#[test]
+fn second_backup_adds_little_and_retention_keeps_the_newest_restic_engine() {
+    second_backup_adds_little_and_retention_keeps_the_newest_with(EngineKind::Restic);
+}
+
+fn second_backup_adds_little_and_retention_keeps_the_newest_with(kind: EngineKind) {
     let source = MysqlServer::start().expect("source server");
     seed(&source, 20_000);
     let work = tempfile::tempdir().unwrap();
-    let repo = local_repo(work.path());
+    let repo = local_repo_with(kind, work.path());
     let first =
-        run_backup(&repo.engine, &target(&source), &backup_options(DUMP_ARGS)).expect("first");
+        run_backup(&*repo.engine, &target(&source), &backup_options(DUMP_ARGS)).expect("first");
     let second =
-        run_backup(&repo.engine, &target(&source), &backup_options(DUMP_ARGS)).expect("second");
+        run_backup(&*repo.engine, &target(&source), &backup_options(DUMP_ARGS)).expect("second");
     assert!(!second.initialized);
     assert_ne!(first.summary.snapshot_id, second.summary.snapshot_id);
     assert!(
@@ -338,7 +382,7 @@ fn s3_backend_round_trip() {
         repo.env["RESTIC_REPOSITORY"],
         s3.restic_repository("stash", "demo/mysql")
     );
-    run_backup(&repo.engine, &target(&source), &backup_options(DUMP_ARGS)).expect("backup to s3");
+    run_backup(&*repo.engine, &target(&source), &backup_options(DUMP_ARGS)).expect("backup to s3");
     assert!(s3.root().join("stash/demo/mysql/config").exists());
     let snaps = restic(&repo, &["snapshots", "--json"]);
     assert!(
@@ -355,7 +399,7 @@ fn s3_backend_round_trip() {
 
     let fresh = MysqlServer::start().expect("fresh server");
     run_restore(
-        &repo.engine,
+        &*repo.engine,
         &target(&fresh),
         &restore_options(LoaderKind::Protocol),
     )
@@ -392,7 +436,7 @@ fn repository_written_the_stash_way_restores() {
     let fresh = MysqlServer::start().expect("fresh server");
     let mut opts = restore_options(LoaderKind::Parallel);
     opts.snapshot = repo.engine.snapshots(None).unwrap()[0].id.clone();
-    run_restore(&repo.engine, &target(&fresh), &opts).expect("restore");
+    run_restore(&*repo.engine, &target(&fresh), &opts).expect("restore");
     assert_eq!(fresh.checksums().unwrap(), source.checksums().unwrap());
 }
 
@@ -403,7 +447,7 @@ fn restore_of_a_missing_snapshot_fails_without_touching_the_database() {
     repo.engine.init_if_missing().unwrap();
     let fresh = MysqlServer::start().expect("server");
     let err = run_restore(
-        &repo.engine,
+        &*repo.engine,
         &target(&fresh),
         &restore_options(LoaderKind::Protocol),
     )
@@ -433,7 +477,8 @@ fn rest_backend_round_trip_with_credentials_in_the_secret() {
             ("REST_SERVER_PASSWORD", rest.password()),
         ],
     );
-    run_backup(&repo.engine, &target(&source), &backup_options(DUMP_ARGS)).expect("backup to rest");
+    run_backup(&*repo.engine, &target(&source), &backup_options(DUMP_ARGS))
+        .expect("backup to rest");
     assert!(rest.root().join("config").exists());
     let check = restic(&repo, &["check", "--read-data"]);
     assert!(
@@ -456,7 +501,7 @@ fn rest_backend_round_trip_with_credentials_in_the_secret() {
 
     let fresh = MysqlServer::start().expect("fresh server");
     run_restore(
-        &repo.engine,
+        &*repo.engine,
         &target(&fresh),
         &restore_options(LoaderKind::Protocol),
     )

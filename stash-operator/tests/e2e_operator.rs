@@ -489,3 +489,87 @@ async fn paused_invalid_killed_and_deleted() {
     .await;
     env.stop().await;
 }
+
+/// Waits, without moving the clock, for the session `name` to reach a final phase.
+async fn final_session(env: &Embedded, name: &str) -> BackupSession {
+    let api = Api::<BackupSession>::namespaced(env.client.clone(), NS);
+    wait_for(
+        env,
+        Duration::ZERO,
+        Duration::from_secs(90),
+        &format!("session {name} to finish"),
+        || async {
+            let s = api.get(name).await.ok()?;
+            matches!(phase(&s).as_str(), "Succeeded" | "Failed" | "Skipped").then_some(s)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_sessions_wait_for_their_configuration_and_run() {
+    use kube::api::PostParams;
+    use stash_testkit::faults::FaultRule;
+    let dbs = tokio::task::spawn_blocking(databases).await.expect("join");
+    let env = start().await;
+    // The configuration stays unevaluated for a few seconds: its first status writes fail.
+    env.server
+        .faults()
+        .inject(FaultRule::fail("patch", "backupconfigurations", 500, 3));
+    // As one `kubectl create -f`: the configuration, then at once a hand-written session
+    // without the invoker labels.
+    for o in demo::objects(&dbs.source, &dbs.target, &dbs.s3) {
+        if o["kind"] == "BackupConfiguration" {
+            let bc: BackupConfiguration = serde_json::from_value(o).unwrap();
+            Api::<BackupConfiguration>::namespaced(env.client.clone(), NS)
+                .create(&PostParams::default(), &bc)
+                .await
+                .unwrap();
+        } else {
+            env.apply(&o).await.expect("apply");
+        }
+    }
+    let manual: BackupSession = serde_json::from_value(json!({
+        "apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupSession",
+        "metadata": {"name": "manual-backup", "namespace": NS},
+        "spec": {"invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": "sample-mysql-backup"}}
+    }))
+    .unwrap();
+    Api::<BackupSession>::namespaced(env.client.clone(), NS)
+        .create(&PostParams::default(), &manual)
+        .await
+        .unwrap();
+    let s = final_session(&env, "manual-backup").await;
+    assert_eq!(phase(&s), "Succeeded", "{:?}", s.status);
+
+    // `stash trigger` takes the next backup and prints the session's name.
+    let kubeconfig = env
+        .server
+        .kubeconfig_path()
+        .expect("kubeconfig")
+        .to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stash"))
+            .args(["trigger", "sample-mysql-backup", "-n", NS])
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .expect("stash trigger runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(name.starts_with("sample-mysql-backup-"), "{name:?}");
+    let s = final_session(&env, &name).await;
+    assert_eq!(phase(&s), "Succeeded", "{:?}", s.status);
+    let snapshots = s.status.unwrap().targets.unwrap()[0].stats.clone().unwrap()[0]
+        .snapshots
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(snapshots.len(), 1, "the triggered session took a snapshot");
+    env.stop().await;
+}

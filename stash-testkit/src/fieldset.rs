@@ -146,6 +146,92 @@ fn collect(
     }
 }
 
+/// The paths of the maps (objects) inside an object, excluding the root and top-level
+/// `metadata`, which always exist. An `Update` owns a map it brings into existence (the `.`
+/// entry of a `FieldsV1` node) besides the fields in it.
+pub fn map_nodes(obj: &Value, schema: MergeSchema<'_>) -> FieldSet {
+    fn walk(
+        v: &Value,
+        schema: MergeSchema<'_>,
+        names: &mut Vec<String>,
+        path: &mut FieldPath,
+        out: &mut FieldSet,
+    ) {
+        if ignored(path) {
+            return;
+        }
+        match v {
+            Value::Object(m) => {
+                let top_metadata =
+                    matches!(path.as_slice(), [PathElement::Field(f)] if f == "metadata");
+                if !path.is_empty() && !top_metadata {
+                    if schema.atomic_map(names) {
+                        return;
+                    }
+                    if !matches!(path.last(), Some(PathElement::Key(_))) {
+                        out.insert(path.clone());
+                    }
+                }
+                for (k, child) in m {
+                    names.push(k.clone());
+                    path.push(PathElement::Field(k.clone()));
+                    walk(child, schema, names, path, out);
+                    path.pop();
+                    names.pop();
+                }
+            }
+            Value::Array(items) if !path.is_empty() => {
+                let list_type = schema.list_type(names);
+                if !matches!(list_type, ListType::Atomic) {
+                    out.insert(path.clone());
+                }
+                if let ListType::Map(keys) = list_type {
+                    for item in items {
+                        path.push(PathElement::Key(item_key(item, &keys)));
+                        names.push("[]".into());
+                        walk(item, schema, names, path, out);
+                        names.pop();
+                        path.pop();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = FieldSet::new();
+    walk(obj, schema, &mut Vec::new(), &mut Vec::new(), &mut out);
+    out
+}
+
+/// Maps that a built-in kind's typed form always has (non-pointer structs), so that no write
+/// brings them into existence: `spec`, `status` and the common nested templates.
+pub fn always_present(path: &[PathElement]) -> bool {
+    let names: Vec<&str> = path
+        .iter()
+        .map(|pe| match pe {
+            PathElement::Field(f) => f.as_str(),
+            _ => "[]",
+        })
+        .collect();
+    matches!(
+        names.as_slice(),
+        ["spec" | "status"]
+            | ["spec", "names" | "template" | "strategy" | "jobTemplate"]
+            | ["spec", "template" | "jobTemplate", "spec" | "metadata"]
+            | ["spec", "jobTemplate", "spec", "template"]
+            | [
+                "spec",
+                "jobTemplate",
+                "spec",
+                "template",
+                "spec" | "metadata"
+            ]
+    ) || matches!(
+        names.as_slice(),
+        [.., "containers" | "initContainers", "[]", "resources"]
+    )
+}
+
 /// The value at `path`, if present.
 pub fn get_at<'a>(obj: &'a Value, path: &[PathElement]) -> Option<&'a Value> {
     let mut cur = obj;

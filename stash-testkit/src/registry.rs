@@ -53,6 +53,9 @@ pub struct ResourceInfo {
     pub field_selectors: Vec<String>,
     /// A CRD's `additionalPrinterColumns` for this version (served as `Table` to kubectl).
     pub printer_columns: Vec<Value>,
+    /// The version objects are stored in (a CRD's storage version; the version itself for
+    /// built-ins).
+    pub storage_version: String,
 }
 
 impl ResourceInfo {
@@ -92,6 +95,7 @@ impl ResourceInfo {
             schema: None,
             field_selectors: Vec::new(),
             printer_columns: Vec::new(),
+            storage_version: version.into(),
         }
     }
 
@@ -118,6 +122,17 @@ impl ResourceInfo {
     fn fields(mut self, fields: &[&str]) -> Self {
         self.field_selectors = fields.iter().map(|s| s.to_string()).collect();
         self
+    }
+
+    /// Discovery's `storageVersionHash`: the first 8 bytes of the SHA-256 of
+    /// `group/storageVersion/Kind`, base64-encoded.
+    pub fn storage_version_hash(&self) -> String {
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(
+            format!("{}/{}/{}", self.group, self.storage_version, self.kind).as_bytes(),
+        );
+        base64::engine::general_purpose::STANDARD.encode(&digest[..8])
     }
 
     /// The verbs advertised in discovery.
@@ -416,6 +431,14 @@ pub fn crd_resources(crd: &Value) -> Vec<ResourceInfo> {
     };
     let (group, plural) = crd_group_plural(crd);
     let kind = names["kind"].as_str().unwrap_or_default().to_string();
+    let storage_version = spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["storage"] == json!(true))
+        .and_then(|v| v["name"].as_str())
+        .unwrap_or_default()
+        .to_string();
     let mut out = Vec::new();
     for version in spec["versions"].as_array().into_iter().flatten() {
         if version["served"] == json!(false) {
@@ -461,6 +484,11 @@ pub fn crd_resources(crd: &Value) -> Vec<ResourceInfo> {
                 .as_array()
                 .cloned()
                 .unwrap_or_default(),
+            storage_version: if storage_version.is_empty() {
+                name.to_string()
+            } else {
+                storage_version.clone()
+            },
         });
     }
     out

@@ -4,8 +4,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::fieldset::{
-    field_set, from_fields_v1, get_at, path_string, remove_at, to_fields_v1, FieldPath, FieldSet,
-    PathElement,
+    always_present, field_set, from_fields_v1, get_at, map_nodes, path_string, remove_at,
+    to_fields_v1, FieldPath, FieldSet, PathElement,
 };
 use crate::patch::schema::{item_key, ListType, MergeSchema};
 use crate::status::{cause, ApiError};
@@ -125,7 +125,8 @@ pub fn record_update(
 ) {
     let mut entries = old.map(parse_managed).unwrap_or_default();
     let new_set = field_set(new, schema);
-    let changed: FieldSet = new_set
+    let new_nodes = map_nodes(new, schema);
+    let mut changed: FieldSet = new_set
         .iter()
         .filter(|p| scope.owns(p))
         .filter(|p| match old {
@@ -137,6 +138,16 @@ pub fn record_update(
         })
         .cloned()
         .collect();
+    // Maps this write brings into existence are owned too (typed built-ins always have some).
+    changed.extend(
+        new_nodes
+            .iter()
+            .filter(|p| scope.owns(p))
+            .filter(|p| schema.custom.is_some() || !always_present(p))
+            .filter(|p| old.is_none_or(|o| get_at(o, p).is_none()))
+            .cloned(),
+    );
+    let new_set: FieldSet = new_set.union(&new_nodes).cloned().collect();
     let is_writer = |e: &ManagedEntry| {
         e.manager == manager
             && e.operation == "Update"
@@ -220,7 +231,7 @@ pub fn apply(
     }
     if !conflicts.is_empty() {
         if !req.force {
-            return Err(conflict_error(&entries, &conflicts, &req));
+            return Err(conflict_error(&entries, &conflicts));
         }
         for (i, p) in &conflicts {
             entries[*i].fields.remove(p);
@@ -268,7 +279,10 @@ pub fn apply(
 
 /// Drops owned paths that no longer exist in `obj` (after pruning or status reset).
 pub fn retain_existing(obj: &mut Value, schema: MergeSchema<'_>) {
-    let present = field_set(obj, schema);
+    let present: FieldSet = field_set(obj, schema)
+        .union(&map_nodes(obj, schema))
+        .cloned()
+        .collect();
     let mut entries = parse_managed(obj);
     for e in entries.iter_mut() {
         e.fields.retain(|p| present.contains(p));
@@ -335,11 +349,7 @@ fn merge_applied(
     }
 }
 
-fn conflict_error(
-    entries: &[ManagedEntry],
-    conflicts: &[(usize, FieldPath)],
-    req: &ApplyRequest<'_>,
-) -> ApiError {
+fn conflict_error(entries: &[ManagedEntry], conflicts: &[(usize, FieldPath)]) -> ApiError {
     let mut order: Vec<usize> = Vec::new();
     for (i, _) in conflicts {
         if !order.contains(i) {
@@ -374,10 +384,8 @@ fn conflict_error(
         if n == 1 { "" } else { "s" },
         parts.join("\n")
     );
+    // The real server's apply conflicts carry only the causes in their details.
     let mut e = ApiError::new(409, "Conflict", message);
-    e.details.name = Some(req.name.to_string());
-    e.details.group = Some(req.group.to_string());
-    e.details.kind = Some(req.plural.to_string());
     e.details.causes = causes;
     e
 }
@@ -403,6 +411,36 @@ mod tests {
     }
 
     const S: MergeSchema<'static> = MergeSchema { custom: None };
+
+    #[test]
+    fn an_update_owns_the_maps_and_lists_it_creates() {
+        let scope = WriteScope {
+            subresource: "",
+            status_split: false,
+        };
+        let now = "2026-01-01T00:00:00Z";
+        let mut created = json!({"metadata": {"name": "x", "labels": {"a": "1"},
+            "finalizers": ["f"]}, "spec": {"s": 1}, "data": {"k": "v"}});
+        record_update(None, &mut created, "m", "v1", scope, S, now);
+        // Typed built-ins always have spec: no "." for it; data, labels and finalizers are new.
+        assert_eq!(
+            created["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({"f:data": {".": {}, "f:k": {}}, "f:spec": {"f:s": {}},
+                "f:metadata": {"f:labels": {".": {}, "f:a": {}},
+                    "f:finalizers": {".": {}, "v:\"f\"": {}}}})
+        );
+        let mut updated = created.clone();
+        updated["data"]["k2"] = json!("w");
+        if let Some(m) = updated["metadata"].as_object_mut() {
+            m.remove("finalizers");
+        }
+        record_update(Some(&created), &mut updated, "m", "v1", scope, S, now);
+        assert_eq!(
+            updated["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({"f:data": {".": {}, "f:k": {}, "f:k2": {}}, "f:spec": {"f:s": {}},
+                "f:metadata": {"f:labels": {".": {}, "f:a": {}}}})
+        );
+    }
 
     #[test]
     fn two_managers_conflict_and_force_transfers() {

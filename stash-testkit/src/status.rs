@@ -106,7 +106,13 @@ impl ApiError {
     }
 
     /// A precondition (uid or resourceVersion in `DeleteOptions`) failed.
-    pub fn precondition_failed(group: &str, plural: &str, name: &str, what: &str) -> Self {
+    pub fn precondition_failed(
+        group: &str,
+        plural: &str,
+        kind: &str,
+        name: &str,
+        what: &str,
+    ) -> Self {
         Self::new(
             409,
             "Conflict",
@@ -115,7 +121,7 @@ impl ApiError {
                 qualified(group, plural)
             ),
         )
-        .with_details(group, plural, name)
+        .with_details(group, kind, name)
     }
 
     /// 422 with causes: `Kind "name" is invalid: field: message, ...`.

@@ -1,10 +1,7 @@
 //! `Repository` (`stash.appscode.com/v1alpha1`): where snapshots live.
 
 use super::common::{Condition, TypedObjectReference};
-use k8s_openapi::api::core::v1::{
-    CSIVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource, NFSVolumeSource,
-    PersistentVolumeClaimVolumeSource,
-};
+use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -127,31 +124,120 @@ pub struct Backend {
     pub rest: Option<RestServerSpec>,
 }
 
-/// Local backend: any volume source plus a mount path.
+/// Local backend: any Kubernetes volume source plus where it is mounted in the jobs
+/// (`objectstore-api` `LocalSpec`, which embeds `core.VolumeSource` inline).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalSpec {
-    /// A PersistentVolumeClaim holding the repository.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub persistent_volume_claim: Option<PersistentVolumeClaimVolumeSource>,
-    /// An NFS export holding the repository.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nfs: Option<NFSVolumeSource>,
-    /// A directory on the node.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_path: Option<HostPathVolumeSource>,
-    /// A CSI volume.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub csi: Option<CSIVolumeSource>,
-    /// An emptyDir (tests only: the data goes away with the pod).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub empty_dir: Option<EmptyDirVolumeSource>,
+    /// The volume holding the repository, passed to the jobs as is.
+    #[serde(flatten)]
+    pub volume_source: VolumeSource,
     /// Where the volume is mounted in the job.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mount_path: String,
     /// Sub path inside the volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_path: Option<String>,
+}
+
+/// Kubernetes' `core/v1` `VolumeSource`: a `Volume` without its name. Exactly one is set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSource {
+    /// An AWS EBS disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_elastic_block_store: Option<core::AWSElasticBlockStoreVolumeSource>,
+    /// An Azure data disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_disk: Option<core::AzureDiskVolumeSource>,
+    /// An Azure File share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_file: Option<core::AzureFileVolumeSource>,
+    /// A CephFS mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cephfs: Option<core::CephFSVolumeSource>,
+    /// An OpenStack Cinder volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cinder: Option<core::CinderVolumeSource>,
+    /// A ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<core::ConfigMapVolumeSource>,
+    /// An inline CSI volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csi: Option<core::CSIVolumeSource>,
+    /// Downward API files.
+    #[serde(
+        default,
+        rename = "downwardAPI",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub downward_api: Option<core::DownwardAPIVolumeSource>,
+    /// An emptyDir (the data goes away with the pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<core::EmptyDirVolumeSource>,
+    /// A generic ephemeral volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral: Option<core::EphemeralVolumeSource>,
+    /// A Fibre Channel disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fc: Option<core::FCVolumeSource>,
+    /// A FlexVolume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flex_volume: Option<core::FlexVolumeSource>,
+    /// A Flocker volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flocker: Option<core::FlockerVolumeSource>,
+    /// A GCE persistent disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gce_persistent_disk: Option<core::GCEPersistentDiskVolumeSource>,
+    /// A git repository (deprecated by Kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_repo: Option<core::GitRepoVolumeSource>,
+    /// A Glusterfs mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glusterfs: Option<core::GlusterfsVolumeSource>,
+    /// A directory on the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<core::HostPathVolumeSource>,
+    /// An OCI image or artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<core::ImageVolumeSource>,
+    /// An iSCSI disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iscsi: Option<core::ISCSIVolumeSource>,
+    /// An NFS export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<core::NFSVolumeSource>,
+    /// A PersistentVolumeClaim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<core::PersistentVolumeClaimVolumeSource>,
+    /// A Photon Controller disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photon_persistent_disk: Option<core::PhotonPersistentDiskVolumeSource>,
+    /// A Portworx volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portworx_volume: Option<core::PortworxVolumeSource>,
+    /// A projected volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projected: Option<core::ProjectedVolumeSource>,
+    /// A Quobyte mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quobyte: Option<core::QuobyteVolumeSource>,
+    /// A Rados block device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rbd: Option<core::RBDVolumeSource>,
+    /// A ScaleIO volume.
+    #[serde(default, rename = "scaleIO", skip_serializing_if = "Option::is_none")]
+    pub scale_io: Option<core::ScaleIOVolumeSource>,
+    /// A Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<core::SecretVolumeSource>,
+    /// A StorageOS volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storageos: Option<core::StorageOSVolumeSource>,
+    /// A vSphere disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vsphere_volume: Option<core::VsphereVirtualDiskVolumeSource>,
 }
 
 /// S3 backend.

@@ -2,6 +2,7 @@
 //! see, and validation with errors that name the offending field.
 
 use crate::api::{Backend, Repository};
+use k8s_openapi::api::core::v1::{Volume, VolumeMount};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Provider names as Stash spells them.
@@ -76,6 +77,33 @@ pub fn backend_info(backend: &Backend) -> Result<BackendInfo, String> {
         if l.mount_path == "/stash" || l.mount_path.starts_with("/stash/") {
             return Err("spec.backend.local.mountPath must not be /stash or below it".into());
         }
+        if !l.mount_path.starts_with('/') {
+            return Err(format!(
+                "spec.backend.local.mountPath {:?} must be an absolute path",
+                l.mount_path
+            ));
+        }
+        if l.sub_path
+            .as_deref()
+            .is_some_and(|p| p.starts_with('/') || p.split('/').any(|part| part == ".."))
+        {
+            return Err("spec.backend.local.subPath must be a relative path without '..'".into());
+        }
+        let sources = volume_source_kinds(&l.volume_source);
+        match sources.as_slice() {
+            [_] => {}
+            [] => {
+                return Err("spec.backend.local: no volume source is set (for example \
+                     persistentVolumeClaim, nfs or hostPath)"
+                    .into())
+            }
+            many => {
+                return Err(format!(
+                    "spec.backend.local: only one volume source may be set, found {}",
+                    many.join(", ")
+                ))
+            }
+        }
         info.provider = "local";
         info.bucket = l.mount_path.clone();
     } else if let Some(s) = &backend.s3 {
@@ -120,6 +148,35 @@ pub fn backend_info(backend: &Backend) -> Result<BackendInfo, String> {
         info.endpoint = r.url.clone();
     }
     Ok(info)
+}
+
+/// Name of the local backend's volume in job pods (Stash's `stash-local`).
+pub const LOCAL_VOLUME: &str = "stash-local";
+
+/// The field names of the volume sources set, as spelled in YAML.
+fn volume_source_kinds(source: &crate::api::VolumeSource) -> Vec<String> {
+    match serde_json::to_value(source) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The volume and mount that give a job the local backend's repository at `mountPath`;
+/// None for other backends. The volume source is passed through as written.
+pub fn local_volume(backend: &Backend) -> Option<(Volume, VolumeMount)> {
+    let local = backend.local.as_ref()?;
+    let mut volume = super::to_value(&local.volume_source);
+    volume
+        .as_object_mut()?
+        .insert("name".into(), LOCAL_VOLUME.into());
+    let volume: Volume = serde_json::from_value(volume).ok()?;
+    let mount = VolumeMount {
+        name: LOCAL_VOLUME.into(),
+        mount_path: local.mount_path.clone(),
+        sub_path: local.sub_path.clone().filter(|p| !p.is_empty()),
+        ..Default::default()
+    };
+    Some((volume, mount))
 }
 
 /// (host, path) of an `http://` or `https://` URL.
@@ -221,5 +278,79 @@ mod tests {
         assert!(backend_info(&Backend::default())
             .unwrap_err()
             .contains("no backend"));
+    }
+
+    fn local(yaml: &str) -> Backend {
+        serde_yaml::from_str(yaml).expect("backend yaml")
+    }
+
+    #[test]
+    fn any_volume_source_reaches_the_job_as_written() {
+        for (yaml, kind) in [
+            (
+                "local: {mountPath: /repo, persistentVolumeClaim: {claimName: c}}",
+                "persistentVolumeClaim",
+            ),
+            (
+                "local: {mountPath: /repo, nfs: {server: s, path: /x}}",
+                "nfs",
+            ),
+            (
+                "local: {mountPath: /repo, hostPath: {path: /srv}}",
+                "hostPath",
+            ),
+            (
+                "local: {mountPath: /repo, cephfs: {monitors: [m]}}",
+                "cephfs",
+            ),
+            (
+                "local: {mountPath: /repo, csi: {driver: d, volumeAttributes: {a: b}}}",
+                "csi",
+            ),
+        ] {
+            let b = local(yaml);
+            assert!(backend_info(&b).is_ok(), "{yaml}");
+            let (volume, mount) = local_volume(&b).expect("a volume");
+            let v = serde_json::to_value(&volume).expect("json");
+            let source = serde_json::to_value(&b.local.as_ref().expect("local").volume_source)
+                .expect("json");
+            assert_eq!(v[kind], source[kind], "{yaml}");
+            assert_eq!(v["name"], LOCAL_VOLUME);
+            assert_eq!(
+                (mount.name.as_str(), mount.mount_path.as_str()),
+                (LOCAL_VOLUME, "/repo")
+            );
+        }
+        assert!(local_volume(&local("s3: {endpoint: e, bucket: b}")).is_none());
+    }
+
+    #[test]
+    fn local_backend_errors_name_the_field() {
+        for (yaml, field) in [
+            (
+                "local: {persistentVolumeClaim: {claimName: c}}",
+                "spec.backend.local.mountPath",
+            ),
+            ("local: {mountPath: /repo}", "no volume source"),
+            (
+                "local: {mountPath: repo, nfs: {server: s, path: /}}",
+                "absolute",
+            ),
+            (
+                "local: {mountPath: /stash/x, nfs: {server: s, path: /}}",
+                "/stash",
+            ),
+            (
+                "local: {mountPath: /r, subPath: ../x, nfs: {server: s, path: /}}",
+                "subPath",
+            ),
+            (
+                "local: {mountPath: /r, nfs: {server: s, path: /}, hostPath: {path: /h}}",
+                "hostPath, nfs",
+            ),
+        ] {
+            let e = backend_info(&local(yaml)).expect_err(yaml);
+            assert!(e.contains(field), "{yaml}: {e}");
+        }
     }
 }

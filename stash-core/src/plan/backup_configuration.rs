@@ -452,6 +452,21 @@ pub fn plan(inputs: &BackupConfigurationInputs) -> Plan {
     plan
 }
 
+/// Whether the operator has evaluated `bc` at its current generation: it has conditions and
+/// `observedGeneration` has caught up. Until then its phase says nothing (a session created in
+/// the same `kubectl apply` sees a configuration without status).
+pub fn evaluated(bc: &BackupConfiguration) -> bool {
+    let Some(status) = bc.status.as_ref() else {
+        return false;
+    };
+    let has_conditions = status.conditions.as_ref().is_some_and(|c| !c.is_empty());
+    let caught_up = match bc.metadata.generation {
+        Some(generation) => status.observed_generation.is_some_and(|o| o >= generation),
+        None => true,
+    };
+    has_conditions && caught_up
+}
+
 /// Stash's `CalculateBackupInvokerPhase`.
 pub fn phase_of(conds: &[crate::api::Condition]) -> &'static str {
     if !conditions::is_true(conds, REPOSITORY_FOUND)
@@ -554,6 +569,13 @@ fn validate_spec(inputs: &BackupConfigurationInputs) -> Vec<String> {
                 errors.push(format!("spec.retryConfig.delay: {e}"));
             }
         }
+    }
+    if let Some(e) = spec
+        .interim_volume_template
+        .as_ref()
+        .and_then(super::job::interim_template_error)
+    {
+        errors.push(e);
     }
     if let Some(policy) = spec
         .hooks

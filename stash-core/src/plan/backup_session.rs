@@ -2,9 +2,9 @@
 //! reason (a failed, vanished or timed-out Job never leaves the session Running), history
 //! cleanup under `backupHistoryLimit`, and retries.
 
-use super::backend::{backend_info, repository_variables};
+use super::backend::{backend_info, local_volume, repository_variables};
 use super::backup_configuration::{key_of, task_name};
-use super::job::{build_pod_spec, HookContainers, PodInputs};
+use super::job::{build_pod_spec, interim_volume, HookContainers, PodInputs};
 use super::labels::{invoker_labels, INVOKER_NAME, INVOKER_TYPE};
 use super::{add_seconds, controller_ref, to_value, unix, EventSpec, ObjectKey, Plan, Settings};
 use crate::api::{
@@ -16,7 +16,7 @@ use crate::duration::{format_go_duration_secs, parse_go_duration_millis};
 use crate::names::{backup_job_name, backup_job_rbac_name, backup_session_name};
 use crate::resolve::Variables;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use std::collections::BTreeMap;
 
@@ -45,6 +45,8 @@ use condition::*;
 pub const EVENT_SOURCE: &str = "BackupSession Controller";
 /// While a Job runs, look again at least this often.
 pub const REQUEUE_RUNNING_SECS: u64 = 30;
+/// While the configuration has not been evaluated yet, look again this soon.
+pub const REQUEUE_WAITING_SECS: u64 = 5;
 
 /// Summary of another session of the same invoker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +57,55 @@ pub struct SiblingSession {
     pub phase: String,
     /// Creation time, unix seconds.
     pub created: i64,
+}
+
+impl SiblingSession {
+    /// The summary of `session`.
+    pub fn of(session: &BackupSession) -> SiblingSession {
+        SiblingSession {
+            name: session.metadata.name.clone().unwrap_or_default(),
+            phase: session
+                .status
+                .as_ref()
+                .and_then(|x| x.phase.clone())
+                .unwrap_or_default(),
+            created: session
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(unix)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// API group of Stash's invokers.
+pub const INVOKER_API_GROUP: &str = "stash.appscode.com";
+
+/// The name of the BackupConfiguration that `session.spec.invoker` names, if it names one.
+/// Sessions are matched by their spec, never by labels: a hand-written session usually has none.
+pub fn configuration_of(session: &BackupSession) -> Option<&str> {
+    let invoker = session.spec.invoker.as_ref()?;
+    let group_ok = matches!(
+        invoker.api_group.as_deref(),
+        None | Some("") | Some(INVOKER_API_GROUP)
+    );
+    (group_ok && invoker.kind == "BackupConfiguration" && !invoker.name.is_empty())
+        .then_some(invoker.name.as_str())
+}
+
+/// The sessions among `sessions` that the BackupConfiguration `namespace/name` invoked.
+pub fn siblings_of<'a>(
+    sessions: impl IntoIterator<Item = &'a BackupSession>,
+    namespace: &str,
+    name: &str,
+) -> Vec<SiblingSession> {
+    sessions
+        .into_iter()
+        .filter(|s| s.metadata.namespace.as_deref().unwrap_or("default") == namespace)
+        .filter(|s| configuration_of(s) == Some(name))
+        .map(SiblingSession::of)
+        .collect()
 }
 
 /// What the BackupSession planner looks at.
@@ -158,6 +209,18 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
                 .map(|i| i.name.clone())
                 .unwrap_or_default()
         );
+        if invoker.is_some_and(|bc| !super::backup_configuration::evaluated(bc)) {
+            // The configuration has not been looked at yet (created in the same apply): its
+            // missing phase is no reason to skip. Wait for the operator's first pass.
+            if st.phase.is_none() {
+                st.phase = Some("Pending".into());
+            }
+            plan.requeue_after_seconds = Some(REQUEUE_WAITING_SECS);
+            if st != old {
+                plan.status = Some(to_value(&st));
+            }
+            return plan;
+        }
         let skip_reason = match invoker {
             None => Some(format!("Skipped taking backup. Reason: BackupConfiguration {bc_ns_name} does not exist.")),
             Some(bc) if bc.status.as_ref().and_then(|x| x.phase.as_deref()) != Some("Ready") => {
@@ -202,7 +265,10 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
         };
         let mut tconds = Vec::new();
         match build_job(inputs, bc, &name, &namespace, &job_name) {
-            Ok(job) => {
+            Ok((job, claim)) => {
+                if let Some(claim) = claim {
+                    plan.apply.push(to_value(&claim));
+                }
                 plan.apply.push(to_value(&job));
                 conditions::set(
                     &mut tconds,
@@ -552,19 +618,47 @@ pub fn new_session(bc: &BackupConfiguration, unix_now: i64, retry_left: i32) -> 
         "stash.appscode.com/target-namespace".into(),
         target.namespace.clone().unwrap_or_default(),
     );
+    let mut session = invoked_session(bc, &backup_session_name(&bc_name, unix_now));
+    session.spec.retry_left = Some(retry_left);
+    session.metadata.namespace = namespace;
+    session.metadata.labels = Some(labels);
+    session
+}
+
+/// The BackupSession `kubectl stash trigger` creates for `bc`: `generateName: <bc>-` (the API
+/// server picks the name), labels `app: stash` and the invoker labels, `spec.invoker`, owned
+/// by `bc` as its controller. Like Stash's, it sets no `retryLeft`.
+pub fn manual_session(bc: &BackupConfiguration) -> BackupSession {
+    let bc_name = bc.metadata.name.clone().unwrap_or_default();
+    let mut session = invoked_session(bc, "");
+    session.metadata.name = None;
+    session.metadata.generate_name = Some(format!("{bc_name}-"));
+    session.metadata.namespace = bc.metadata.namespace.clone();
+    session.metadata.labels = Some(BTreeMap::from([
+        ("app".to_string(), "stash".to_string()),
+        (INVOKER_TYPE.to_string(), "BackupConfiguration".to_string()),
+        (
+            INVOKER_NAME.to_string(),
+            crate::names::label_value(&bc_name),
+        ),
+    ]));
+    session
+}
+
+/// A session named `name` whose `spec.invoker` is `bc` and whose controller is `bc`.
+fn invoked_session(bc: &BackupConfiguration, name: &str) -> BackupSession {
+    let bc_name = bc.metadata.name.clone().unwrap_or_default();
     let mut session = BackupSession::new(
-        &backup_session_name(&bc_name, unix_now),
+        name,
         BackupSessionSpec {
             invoker: Some(crate::api::BackupInvokerRef {
-                api_group: Some("stash.appscode.com".into()),
+                api_group: Some(INVOKER_API_GROUP.into()),
                 kind: "BackupConfiguration".into(),
                 name: bc_name.clone(),
             }),
-            retry_left: Some(retry_left),
+            retry_left: None,
         },
     );
-    session.metadata.namespace = namespace;
-    session.metadata.labels = Some(labels);
     session.metadata.owner_references = Some(vec![controller_ref(
         "stash.appscode.com/v1beta1",
         "BackupConfiguration",
@@ -666,7 +760,7 @@ pub fn job_failure(job: &Job, pods: &[Pod]) -> Option<String> {
     })
 }
 
-fn pod_failure(pod: &Pod) -> Option<String> {
+pub(crate) fn pod_failure(pod: &Pod) -> Option<String> {
     let status = pod.status.as_ref()?;
     let all = status
         .init_container_statuses
@@ -701,7 +795,7 @@ fn build_job(
     session: &str,
     namespace: &str,
     job_name: &str,
-) -> Result<Job, String> {
+) -> Result<(Job, Option<PersistentVolumeClaim>), String> {
     let repo = inputs.repository.as_ref().ok_or("Repository not found")?;
     let target = inputs
         .target
@@ -820,6 +914,31 @@ fn build_job(
             "--output-dir=/stash-tmp/output".into(),
         ]
     };
+    let mut labels = invoker_labels(
+        bc.metadata.labels.as_ref(),
+        "stash-backup",
+        "BackupConfiguration",
+        &bc_name,
+    );
+    labels.insert(
+        "stash.appscode.com/backup-session".into(),
+        crate::names::label_value(session),
+    );
+    let owner = controller_ref(
+        "stash.appscode.com/v1beta1",
+        "BackupSession",
+        session,
+        inputs.session.metadata.uid.as_deref(),
+    );
+    let mut volumes: Vec<_> = local_volume(&repo.spec.backend).into_iter().collect();
+    let claim = match &bc.spec.interim_volume_template {
+        Some(t) => {
+            let (claim, volume) = interim_volume(t, session, namespace, owner.clone(), &labels)?;
+            volumes.push(volume);
+            Some(claim)
+        }
+        None => None,
+    };
     let hooks = bc.spec.hooks.as_ref();
     let pod = build_pod_spec(&PodInputs {
         task,
@@ -839,17 +958,8 @@ fn build_job(
                 .map(|_| hook_args("postBackup")),
         },
         operator_image: &inputs.settings.image,
+        volumes,
     })?;
-    let mut labels = invoker_labels(
-        bc.metadata.labels.as_ref(),
-        "stash-backup",
-        "BackupConfiguration",
-        &bc_name,
-    );
-    labels.insert(
-        "stash.appscode.com/backup-session".into(),
-        crate::names::label_value(session),
-    );
     let pod_meta = bc
         .spec
         .runtime_settings
@@ -862,17 +972,12 @@ fn build_job(
             .unwrap_or_default(),
     );
     debug_assert!(labels.contains_key(INVOKER_TYPE) && labels.contains_key(INVOKER_NAME));
-    Ok(Job {
+    let job = Job {
         metadata: ObjectMeta {
             name: Some(job_name.into()),
             namespace: Some(namespace.into()),
             labels: Some(labels),
-            owner_references: Some(vec![controller_ref(
-                "stash.appscode.com/v1beta1",
-                "BackupSession",
-                session,
-                inputs.session.metadata.uid.as_deref(),
-            )]),
+            owner_references: Some(vec![owner]),
             ..Default::default()
         },
         spec: Some(JobSpec {
@@ -888,5 +993,6 @@ fn build_job(
             ..Default::default()
         }),
         status: None,
-    })
+    };
+    Ok((job, claim))
 }

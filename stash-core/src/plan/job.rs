@@ -1,15 +1,18 @@
 //! Builds a Job's pod from a Task: each step's Function becomes a container (all but the last
 //! are init containers, run in order), with `${VAR}` references resolved, sharing the scratch
-//! emptyDir at `/stash-tmp`; hooks become `pre-task-hook` / `post-task-hook` containers.
+//! emptyDir at `/stash-tmp` and the invoker's volumes (local backend, interim volume); hooks
+//! become `pre-task-hook` / `post-task-hook` containers.
 
 use crate::api::{
-    ContainerRuntimeSettings, EmptyDirSettings, Function, Param, RuntimeSettings, Task,
+    ContainerRuntimeSettings, EmptyDirSettings, Function, Param, PersistentVolumeClaimTemplate,
+    RuntimeSettings, Task,
 };
 use crate::resolve::{substitute, Variables};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, Volume,
-    VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -41,6 +44,9 @@ pub struct PodInputs<'a> {
     pub hooks: HookContainers,
     /// Operator image (runs hooks).
     pub operator_image: &'a str,
+    /// Volumes every step container mounts besides the scratch volume: the local backend's
+    /// repository and the interim volume.
+    pub volumes: Vec<(Volume, VolumeMount)>,
 }
 
 /// Which hook containers to add, with their `--hook-type`.
@@ -97,6 +103,7 @@ pub fn build_pod_spec(inputs: &PodInputs<'_>) -> Result<PodSpec, String> {
             )
         })?;
         let mut mounts = vec![scratch_mount.clone()];
+        mounts.extend(inputs.volumes.iter().map(|(_, m)| m.clone()));
         mounts.extend(spec.volume_mounts.clone().unwrap_or_default());
         let mut container = Container {
             name: format!("{}-{i}", step.name.replace('.', "-")),
@@ -159,6 +166,7 @@ pub fn build_pod_spec(inputs: &PodInputs<'_>) -> Result<PodSpec, String> {
         }),
         ..Default::default()
     }];
+    volumes.extend(inputs.volumes.iter().map(|(v, _)| v.clone()));
     volumes.extend(inputs.task.spec.volumes.clone().unwrap_or_default());
 
     let mut pod = PodSpec {
@@ -285,4 +293,74 @@ pub fn apply_pod_settings(pod: &mut PodSpec, p: &crate::api::PodRuntimeSettings)
         enable_service_links,
         topology_spread_constraints
     );
+}
+
+/// Name of the interim volume in job pods (Stash's).
+pub const INTERIM_VOLUME: &str = "stash-interim-volume";
+/// Where the interim volume is mounted (Stash's `INTERIM_DATA_DIR` is `<this>/data`).
+pub const INTERIM_DIR: &str = "/stash-interim-volume";
+
+/// What is wrong with an `interimVolumeTemplate`, naming the field.
+pub fn interim_template_error(template: &PersistentVolumeClaimTemplate) -> Option<String> {
+    match &template.spec {
+        None => Some("spec.interimVolumeTemplate.spec is required".into()),
+        Some(spec) if spec.access_modes.as_ref().is_none_or(|m| m.is_empty()) => {
+            Some("spec.interimVolumeTemplate.spec.accessModes is required".into())
+        }
+        Some(_) => None,
+    }
+}
+
+/// The PersistentVolumeClaim of one session made from the invoker's `interimVolumeTemplate`,
+/// owned by the session so that it goes with it, plus the volume and mount for the job pod.
+/// Its name is the template's name (default `stash-interim-volume`) and the session's, so that
+/// each session has its own claim. Errors name the template field that is missing.
+pub fn interim_volume(
+    template: &PersistentVolumeClaimTemplate,
+    session: &str,
+    namespace: &str,
+    owner: OwnerReference,
+    labels: &BTreeMap<String, String>,
+) -> Result<(PersistentVolumeClaim, (Volume, VolumeMount)), String> {
+    if let Some(e) = interim_template_error(template) {
+        return Err(e);
+    }
+    let spec = template.spec.clone().unwrap_or_default();
+    let meta = template.metadata.clone().unwrap_or_default();
+    let base = meta
+        .name
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| INTERIM_VOLUME.to_string());
+    let name = crate::names::bounded(
+        &format!("{base}-{}", session.replace('.', "-")),
+        crate::names::NAME_MAX,
+    );
+    let mut all_labels = meta.labels.unwrap_or_default();
+    all_labels.extend(labels.clone());
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(all_labels),
+            annotations: meta.annotations,
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    };
+    let volume = Volume {
+        name: INTERIM_VOLUME.into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: name,
+            read_only: None,
+        }),
+        ..Default::default()
+    };
+    let mount = VolumeMount {
+        name: INTERIM_VOLUME.into(),
+        mount_path: INTERIM_DIR.into(),
+        ..Default::default()
+    };
+    Ok((claim, (volume, mount)))
 }

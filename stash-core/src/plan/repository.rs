@@ -1,9 +1,15 @@
 //! Repository planner: status from what the jobs report, and admission of jobs that need the
 //! repository (backups and restores share it; prune and check need it alone).
 
-use super::{to_value, FinalizerAction, ObjectKey, Plan, REPOSITORY_FINALIZER};
+use super::backend::backend_info;
+use super::backup_configuration::condition::VALIDATION_PASSED;
+use super::wipe_out::{self, WipeOutProgress};
+use super::{to_value, EventSpec, FinalizerAction, Plan, Settings, REPOSITORY_FINALIZER};
 use crate::api::{Repository, RepositoryStatus, TypedObjectReference};
+use crate::conditions::{self, NewCondition};
 use crate::duration::format_bytes;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::{Deserialize, Serialize};
 
@@ -118,44 +124,166 @@ pub struct RepositoryInputs {
     pub repository: Repository,
     /// Invokers (BackupConfigurations, RestoreSessions) that reference it.
     pub references: Vec<TypedObjectReference>,
+    /// The wipe-out Job (`spec.wipeOut`), if it exists.
+    pub wipe_out_job: Option<Job>,
+    /// Pods of the wipe-out Job.
+    pub wipe_out_pods: Vec<Pod>,
+    /// Operator settings (the wipe-out Job's image).
+    pub settings: Settings,
+    /// The time of this reconcile.
+    pub now: Option<Time>,
 }
 
-/// Plans a Repository reconcile: finalizer, observedGeneration and `status.references`.
+/// Condition: the backend data was deleted (`spec.wipeOut`), or why not.
+pub const REPOSITORY_WIPED_OUT: &str = "RepositoryWipedOut";
+/// Requeue while the wipe-out Job runs.
+const WIPE_OUT_REQUEUE_SECS: u64 = 5;
+
+fn event(type_: &str, reason: &str, message: String) -> EventSpec {
+    EventSpec {
+        type_: type_.into(),
+        reason: reason.into(),
+        message,
+        source: "Repository Controller".into(),
+    }
+}
+
+/// Plans a Repository reconcile: finalizer, validation, observedGeneration,
+/// `status.references`, and on deletion with `spec.wipeOut` the Job that deletes its data.
 pub fn plan(inputs: &RepositoryInputs) -> Plan {
     let repo = &inputs.repository;
-    let mut plan = Plan {
-        object: Some(ObjectKey {
-            api_version: "stash.appscode.com/v1alpha1".into(),
-            kind: "Repository".into(),
-            namespace: repo.metadata.namespace.clone(),
-            name: repo.metadata.name.clone().unwrap_or_default(),
-        }),
-        ..Default::default()
-    };
+    let (_, _, now, mut plan) = super::begin(
+        "stash.appscode.com/v1alpha1",
+        "Repository",
+        &repo.metadata,
+        &inputs.now,
+    );
     let has_finalizer = repo
         .metadata
         .finalizers
         .iter()
         .flatten()
         .any(|f| f == REPOSITORY_FINALIZER);
+    let old = repo.status.clone().unwrap_or_default();
+    let mut st = old.clone();
+    let mut conds = st.conditions.clone().unwrap_or_default();
+    let generation = repo.metadata.generation;
+    let wipe_out = repo.spec.wipe_out == Some(true);
+    let validation = backend_info(&repo.spec.backend).and_then(|info| match wipe_out {
+        true => wipe_out::refusal(&info).map_or(Ok(()), Err),
+        false => Ok(()),
+    });
+
     if repo.metadata.deletion_timestamp.is_some() {
-        // wipeOut of backend data is not supported: the data stays (a note in the status
-        // would be lost with the object, so this is documented instead).
-        plan.finalizer = if has_finalizer {
-            FinalizerAction::Remove
-        } else {
-            FinalizerAction::Keep
-        };
+        if !has_finalizer {
+            return plan;
+        }
+        if !wipe_out {
+            plan.finalizer = FinalizerAction::Remove;
+            return plan;
+        }
+        if let Err(why) = validation {
+            // Stash's validator would have refused the object; the data stays, and holding the
+            // finalizer forever would only block the deletion.
+            plan.events.push(event(
+                "Warning",
+                "Repository WipeOut Refused",
+                format!("{why}; the backend data is kept."),
+            ));
+            plan.finalizer = FinalizerAction::Remove;
+            return plan;
+        }
+        match wipe_out::progress(inputs.wipe_out_job.as_ref(), &inputs.wipe_out_pods) {
+            WipeOutProgress::Done => {
+                plan.events.push(event(
+                    "Normal",
+                    "Repository Wiped Out",
+                    "The repository's data was deleted from the backend.".into(),
+                ));
+                plan.finalizer = FinalizerAction::Remove;
+                return plan;
+            }
+            WipeOutProgress::NotStarted => match wipe_out::objects(repo, &inputs.settings) {
+                Ok(objects) => {
+                    plan.apply = objects;
+                    conditions::set(
+                        &mut conds,
+                        NewCondition::unknown(
+                            REPOSITORY_WIPED_OUT,
+                            "WipingOutRepository",
+                            "A Job deletes the repository's data from the backend.",
+                        ),
+                        generation,
+                        &now,
+                    );
+                    plan.requeue_after_seconds = Some(WIPE_OUT_REQUEUE_SECS);
+                }
+                Err(e) => {
+                    conditions::set(
+                        &mut conds,
+                        NewCondition::no(REPOSITORY_WIPED_OUT, "FailedToWipeOutRepository", e),
+                        generation,
+                        &now,
+                    );
+                }
+            },
+            WipeOutProgress::Running => {
+                plan.requeue_after_seconds = Some(WIPE_OUT_REQUEUE_SECS);
+            }
+            WipeOutProgress::Failed(why) => {
+                // Like Stash, the Repository stays until its data is gone: the user deletes the
+                // Job to try again, or sets spec.wipeOut to false to keep the data.
+                let message = format!(
+                    "Failed to wipe out the repository: {why}. Delete Job {} to retry, or set \
+                     spec.wipeOut to false to keep the data.",
+                    wipe_out::wipe_out_job_name(&repo.metadata.name.clone().unwrap_or_default())
+                );
+                if !conditions::is_false(&conds, REPOSITORY_WIPED_OUT) {
+                    plan.events.push(event(
+                        "Warning",
+                        "Repository WipeOut Failed",
+                        message.clone(),
+                    ));
+                }
+                conditions::set(
+                    &mut conds,
+                    NewCondition::no(REPOSITORY_WIPED_OUT, "FailedToWipeOutRepository", message),
+                    generation,
+                    &now,
+                );
+            }
+        }
+        st.conditions = Some(conds);
+        if st != old {
+            plan.status = Some(to_value(&st));
+        }
         return plan;
     }
     if !has_finalizer {
         plan.finalizer = FinalizerAction::Add;
     }
+    // Stash's Repository has no conditions (its webhook refuses invalid ones); ours says what
+    // is wrong while it is, and nothing otherwise.
+    match validation {
+        Ok(()) => conds.retain(|c| c.type_ != VALIDATION_PASSED),
+        Err(why) => {
+            if !conditions::is_false(&conds, VALIDATION_PASSED) {
+                plan.events
+                    .push(event("Warning", "Invalid Repository", why.clone()));
+            }
+            conditions::set(
+                &mut conds,
+                NewCondition::no(VALIDATION_PASSED, "ResourceValidationFailed", why),
+                generation,
+                &now,
+            );
+        }
+    }
+    st.conditions = (!conds.is_empty()).then_some(conds);
     let mut refs = inputs.references.clone();
     refs.sort();
     refs.dedup();
-    let mut st = repo.status.clone().unwrap_or_default();
-    st.observed_generation = repo.metadata.generation;
+    st.observed_generation = generation;
     st.references = (!refs.is_empty()).then_some(refs);
     if repo.status.as_ref() != Some(&st) {
         plan.status = Some(to_value(&st));

@@ -2,10 +2,10 @@
 //! `stash-restore-<rs>-0` with the snapshot rule resolved, and the phase from the Job and the
 //! reported host stats (a failed or vanished Job ends the restore Failed with a reason).
 
-use super::backend::{backend_info, missing_secret_keys, repository_variables};
+use super::backend::{backend_info, local_volume, missing_secret_keys, repository_variables};
 use super::backup_configuration::{key_of, service_account_role_binding, task_name};
 use super::backup_session::job_failure;
-use super::job::{build_pod_spec, HookContainers, PodInputs};
+use super::job::{build_pod_spec, interim_volume, HookContainers, PodInputs, INTERIM_DIR};
 use super::labels::invoker_labels;
 use super::{
     add_seconds, controller_ref, to_value, unix, EventSpec, FinalizerAction, ObjectKey, Plan,
@@ -63,6 +63,10 @@ pub struct Selection {
     pub source_host: String,
 }
 
+fn is_snapshot_ref(s: &str) -> bool {
+    s == "latest" || ((4..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Stash's `RestoreOptionsForHost`: the first rule listing `host` wins, else the rule with no
 /// target hosts; no rule means the latest snapshot. Source host defaults to `host`.
 pub fn select_rule(rules: &[RestoreRule], host: &str) -> Result<Selection, String> {
@@ -84,6 +88,14 @@ pub fn select_rule(rules: &[RestoreRule], host: &str) -> Result<Selection, Strin
         if r.snapshots.as_ref().is_some_and(|s| s.len() > 1) {
             return Err(format!(
                 "spec.target.rules[{i}].snapshots: a database restore takes one snapshot"
+            ));
+        }
+        // Passed verbatim to the repository as a snapshot id: restic takes `latest` or an id
+        // prefix, so anything else could only fail later, inside the Job.
+        if let Some(bad) = r.snapshots.iter().flatten().find(|s| !is_snapshot_ref(s)) {
+            return Err(format!(
+                "spec.target.rules[{i}].snapshots: {bad:?} is neither latest nor a snapshot id \
+                 (4 to 64 hexadecimal digits)"
             ));
         }
     }
@@ -183,6 +195,9 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
         .unwrap_or_else(|| namespace.clone());
     let mut errors = Vec::new();
     let mut missing = false;
+    if repo_name.is_empty() {
+        errors.push("spec.repository.name is required".to_owned());
+    }
     match &inputs.repository {
         Some(_) => conditions::set(
             &mut conds,
@@ -344,6 +359,14 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
         if let Err(e) = parse_go_duration_millis(t) {
             errors.push(format!("spec.timeOut: {e}"));
         }
+    }
+    if let Some(e) = rs
+        .spec
+        .interim_volume_template
+        .as_ref()
+        .and_then(super::job::interim_template_error)
+    {
+        errors.push(e);
     }
     let mut events = Vec::new();
     if !errors.is_empty() {
@@ -586,7 +609,7 @@ fn build_job(
     let task = inputs
         .tasks
         .get(&task_name)
-        .ok_or_else(|| format!("Task {task_name} not found"))?;
+        .ok_or_else(|| format!("spec.task.name: Task {task_name} not found"))?;
     let target_ref = rs
         .spec
         .target
@@ -623,6 +646,12 @@ fn build_job(
         .and_then(|t| t.disable_caching)
         .unwrap_or(false);
     vars.insert("ENABLE_CACHE".into(), caching.to_string());
+    let interim = if rs.spec.interim_volume_template.is_some() {
+        format!("{INTERIM_DIR}/data")
+    } else {
+        "/stash-tmp/stash-interim-volume/data".into()
+    };
+    vars.insert("INTERIM_DATA_DIR".into(), interim);
     vars.insert(
         "LICENSE_APISERVICE".into(),
         inputs.settings.license_apiservice.clone(),
@@ -658,6 +687,27 @@ fn build_job(
             "--output-dir=/stash-tmp/output".into(),
         ]
     };
+    let labels = invoker_labels(
+        rs.metadata.labels.as_ref(),
+        "stash-restore",
+        "RestoreSession",
+        &name,
+    );
+    let owner = controller_ref(
+        "stash.appscode.com/v1beta1",
+        "RestoreSession",
+        &name,
+        rs.metadata.uid.as_deref(),
+    );
+    let mut volumes: Vec<_> = local_volume(&repo.spec.backend).into_iter().collect();
+    let claim = match &rs.spec.interim_volume_template {
+        Some(t) => {
+            let (claim, volume) = interim_volume(t, &name, namespace, owner.clone(), &labels)?;
+            volumes.push(volume);
+            Some(claim)
+        }
+        None => None,
+    };
     let hooks = rs.spec.hooks.as_ref();
     let rbac_name = restore_job_rbac_name(&name);
     let pod = build_pod_spec(&PodInputs {
@@ -678,19 +728,8 @@ fn build_job(
                 .map(|_| hook_args("postRestore")),
         },
         operator_image: &inputs.settings.image,
+        volumes,
     })?;
-    let labels = invoker_labels(
-        rs.metadata.labels.as_ref(),
-        "stash-restore",
-        "RestoreSession",
-        &name,
-    );
-    let owner = controller_ref(
-        "stash.appscode.com/v1beta1",
-        "RestoreSession",
-        &name,
-        rs.metadata.uid.as_deref(),
-    );
     let meta = |n: &str| ObjectMeta {
         name: Some(n.to_string()),
         namespace: Some(namespace.to_string()),
@@ -785,6 +824,9 @@ fn build_job(
         }),
         status: None,
     };
+    if let Some(claim) = claim {
+        objects.push(to_value(&claim));
+    }
     objects.push(to_value(&job));
     Ok(objects)
 }

@@ -14,11 +14,11 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
 
 /// Prints the CRDs.
 pub fn run() -> ExitCode {
-    match crds_yaml() {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
+    let written = crds_yaml()
+        .map_err(|e| e.to_string())
+        .and_then(|text| super::print_stdout(&text).map_err(|e| e.to_string()));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("stash crds: {e}");
             ExitCode::FAILURE

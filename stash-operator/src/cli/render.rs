@@ -19,6 +19,49 @@ pub struct RenderArgs {
     /// Image of the operator and the catalog's Functions.
     #[arg(long, default_value = stash_core::plan::DEFAULT_IMAGE)]
     pub image: String,
+    /// Fields a kind does not know: `strict` (default; an error, as the API server's strict
+    /// field validation), `warn` (a warning on stderr) or `ignore`; `true`/`false` as kubectl.
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "strict",
+        num_args = 0..=1,
+        default_missing_value = "strict",
+        value_parser = parse_validate
+    )]
+    pub validate: Validate,
+}
+
+/// kubectl's `--validate` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Validate {
+    /// Unknown fields are an error.
+    #[default]
+    Strict,
+    /// Unknown fields are reported on stderr; rendering goes on.
+    Warn,
+    /// Unknown fields are not looked for.
+    Ignore,
+}
+
+fn parse_validate(text: &str) -> Result<Validate, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "strict" | "true" => Ok(Validate::Strict),
+        "warn" => Ok(Validate::Warn),
+        "ignore" | "false" => Ok(Validate::Ignore),
+        _ => Err(format!(
+            "{text:?} is not a validation mode: use strict, warn or ignore (true = strict, false = ignore)"
+        )),
+    }
+}
+
+/// What `render` produced: the YAML, and warnings for stderr.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    /// The plans as YAML.
+    pub text: String,
+    /// Unknown fields under `--validate=warn`.
+    pub warnings: Vec<stash_core::world::LoadError>,
 }
 
 /// A failure of `render`, with exit status 2.
@@ -38,29 +81,78 @@ pub enum RenderError {
     /// `--now` does not parse.
     #[error("--now {0:?} is not an RFC 3339 timestamp (e.g. 2026-11-27T15:00:00Z)")]
     Now(String),
+    /// Documents have fields their kinds do not know (`--validate=strict`).
+    #[error("{}", unknown_fields_text(.0))]
+    UnknownFields(Vec<stash_core::world::LoadError>),
+    /// Nothing to render.
+    #[error("{0}")]
+    Empty(String),
+}
+
+fn unknown_fields_text(errors: &[stash_core::world::LoadError]) -> String {
+    let mut lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    lines.push(
+        "unknown fields are rejected (--validate=strict, as the API server's strict field validation); \
+         --validate=warn reports them and renders without them"
+            .into(),
+    );
+    lines.join("\n")
 }
 
 /// Renders plans for the given paths to YAML.
-pub fn render(args: &RenderArgs, default_now: Time) -> Result<String, RenderError> {
+pub fn render(args: &RenderArgs, default_now: Time) -> Result<Rendered, RenderError> {
     let now = match &args.now {
         Some(text) => Time(text.parse().map_err(|_| RenderError::Now(text.clone()))?),
         None => default_now,
     };
     let mut world = World::with_catalog(&args.image);
+    let mut unknown = Vec::new();
+    let mut files_read = Vec::new();
+    let mut objects = 0;
     for path in &args.files {
         for file in yaml_files(path)? {
             let text = std::fs::read_to_string(&file).map_err(|source| RenderError::Read {
                 path: file.display().to_string(),
                 source,
             })?;
-            world.load_yaml(&file.display().to_string(), &text)?;
+            let loaded = world.load_yaml(&file.display().to_string(), &text)?;
+            objects += loaded.objects;
+            unknown.extend(loaded.unknown_fields);
+            files_read.push(file.display().to_string());
         }
     }
+    if objects == 0 {
+        return Err(RenderError::Empty(empty_input_message(args, &files_read)));
+    }
+    let warnings = match args.validate {
+        Validate::Strict if !unknown.is_empty() => return Err(RenderError::UnknownFields(unknown)),
+        Validate::Strict | Validate::Ignore => Vec::new(),
+        Validate::Warn => unknown,
+    };
     let settings = Settings {
         image: args.image.clone(),
         ..Settings::default()
     };
-    Ok(plans_to_yaml(&world.plan_all(&settings, &now)))
+    Ok(Rendered {
+        text: plans_to_yaml(&world.plan_all(&settings, &now)),
+        warnings,
+    })
+}
+
+/// Why there is nothing to render, naming what was read.
+fn empty_input_message(args: &RenderArgs, files_read: &[String]) -> String {
+    let given: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
+    if files_read.is_empty() {
+        format!(
+            "no input: {} holds no *.yaml or *.yml files",
+            given.join(", ")
+        )
+    } else {
+        format!(
+            "no input: {} holds no objects (every YAML document is empty)",
+            files_read.join(", ")
+        )
+    }
 }
 
 /// The plans as multi-document YAML: applied objects as manifests, then for each reconciled
@@ -151,12 +243,22 @@ pub fn yaml_files(path: &Path) -> Result<Vec<PathBuf>, RenderError> {
 pub fn run(args: &RenderArgs) -> ExitCode {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     match render(args, now) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
+        Ok(rendered) => {
+            for w in &rendered.warnings {
+                eprintln!("stash render: warning: {w}");
+            }
+            match super::print_stdout(&rendered.text) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("stash render: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(e) => {
-            eprintln!("stash render: {e}");
+            for line in e.to_string().lines() {
+                eprintln!("stash render: {line}");
+            }
             ExitCode::from(2)
         }
     }

@@ -29,7 +29,8 @@ pub fn seed(db: &MysqlServer) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn secret(name: &str, data: &[(&str, &str)]) -> Value {
+/// A Secret of the demo namespace with `stringData`.
+pub fn secret(name: &str, data: &[(&str, &str)]) -> Value {
     let string_data: serde_json::Map<String, Value> = data
         .iter()
         .map(|(k, v)| (k.to_string(), json!(v)))
@@ -37,7 +38,8 @@ fn secret(name: &str, data: &[(&str, &str)]) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}, "type": "Opaque", "stringData": string_data})
 }
 
-fn appbinding(name: &str, db: &MysqlServer) -> Value {
+/// An AppBinding of the demo namespace for `db`, with the Secret `<name>-auth`.
+pub fn appbinding(name: &str, db: &MysqlServer) -> Value {
     json!({
         "apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding",
         "metadata": {"name": name, "namespace": NS},

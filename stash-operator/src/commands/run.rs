@@ -186,12 +186,24 @@ impl Embedded {
     /// Starts the server with the kubelet mapping `image` to `stash_binary`, installs the CRDs
     /// and the catalog, and starts the operator on the server's virtual clock.
     pub async fn start(image: &str, stash_binary: PathBuf) -> Result<Embedded, BoxError> {
-        let server = stash_testkit::FakeApiServer::builder()
+        Self::start_with_kubelet_root(image, stash_binary, None).await
+    }
+
+    /// Like [`Embedded::start`], with the kubelet keeping pod sandboxes and claim data under
+    /// `kubelet_root` (so that a test can look at a PersistentVolumeClaim's data).
+    pub async fn start_with_kubelet_root(
+        image: &str,
+        stash_binary: PathBuf,
+        kubelet_root: Option<PathBuf>,
+    ) -> Result<Embedded, BoxError> {
+        let mut builder = stash_testkit::FakeApiServer::builder()
             .tcp(0)
             .with_controllers()
-            .exec(image, vec![stash_binary.display().to_string()])
-            .start()
-            .await?;
+            .exec(image, vec![stash_binary.display().to_string()]);
+        if let Some(root) = kubelet_root {
+            builder = builder.kubelet_root(root);
+        }
+        let server = builder.start().await?;
         let kubeconfig_path = server
             .kubeconfig_path()
             .ok_or("the embedded server wrote no kubeconfig")?;

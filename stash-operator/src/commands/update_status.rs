@@ -232,7 +232,7 @@ fn update_backup(args: &UpdateStatusArgs) -> Result<String, UpdateError> {
                 &now(),
             ),
             Ok(engine) => post_backup(
-                &engine,
+                &*engine,
                 bc.as_ref().and_then(|b| b.spec.retention_policy.as_ref()),
                 &mut session_conds,
                 &mut report,

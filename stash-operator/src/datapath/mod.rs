@@ -1,19 +1,21 @@
 //! The data path: a MySQL dump streamed into a restic-format repository, and back.
 //!
 //! One small interface, [`RepositoryEngine`], hides which program or library talks to the
-//! repository; [`restic_cli::ResticCli`] is the engine in use (see `bench/datapath/README.md`
-//! for why). Around it: [`backend`] turns Stash's backend flags and storage Secret into the
+//! repository: [`in_process::InProcess`] (the `stash-repo` library, in this process) or
+//! [`restic_cli::ResticCli`] (the stock `restic` program); see `bench/datapath/README.md`. Around it: [`backend`] turns Stash's backend flags and storage Secret into the
 //! engine's environment, [`dump_source`] runs the dump and refuses to end cleanly on a failed
 //! or truncated dump, [`statements`] splits a dump into statements, and [`loader`] sends them
 //! to the database.
 
 pub mod backend;
 pub mod dump_source;
+pub mod in_process;
 pub mod loader;
 pub mod mysql_client;
 pub mod parallel_loader;
 pub mod restic_cli;
 pub mod statements;
+pub mod wipe_out;
 
 use std::io::Read;
 
@@ -155,6 +157,9 @@ pub enum EngineError {
         /// Bytes recorded.
         stored: u64,
     },
+    /// The snapshot or its file cannot be read (absent, damaged, or not indexed).
+    #[error("cannot read the snapshot: {0}")]
+    Unreadable(String),
     /// The engine's output could not be understood.
     #[error("unexpected output from {command}: {detail}")]
     Output {
@@ -176,6 +181,7 @@ impl EngineError {
             EngineError::WrongPassword => "WrongRepositoryPassword",
             EngineError::Failed { .. } => "RepositoryCommandFailed",
             EngineError::Incomplete { .. } => "SnapshotIncomplete",
+            EngineError::Unreadable(_) => "SnapshotReadFailed",
             EngineError::Output { .. } => "UnexpectedEngineOutput",
         }
     }

@@ -91,6 +91,14 @@ impl ResticCli {
         cmd
     }
 
+    /// `restic prune`: removes data no snapshot references (used by the in-process engine,
+    /// which does not repack).
+    pub fn prune(&self) -> Result<(), EngineError> {
+        let mut cmd = self.command("prune");
+        cmd.arg("--quiet");
+        self.run("prune", cmd).map(drop)
+    }
+
     fn spawn_error(&self, source: std::io::Error) -> EngineError {
         EngineError::Spawn {
             program: self.program.display().to_string(),

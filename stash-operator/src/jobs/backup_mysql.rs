@@ -220,7 +220,7 @@ fn run_from_api(args: &BackupMysqlArgs) -> Result<Vec<SnapshotStats>, JobError> 
         wait_timeout: Duration::from_secs(db.wait_timeout),
         wait_interval: WAIT_INTERVAL,
     };
-    let report = run_backup(&engine, &target, &options)?;
+    let report = run_backup(&*engine, &target, &options)?;
     Ok(vec![SnapshotStats::from_summary(
         &report.summary,
         DUMP_FILENAME,

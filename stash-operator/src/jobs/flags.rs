@@ -43,6 +43,21 @@ pub struct RepositoryFlags {
     /// The restic program.
     #[arg(long, default_value = "restic")]
     pub restic: String,
+    /// Repository engine: `auto` (in process where supported, else the restic program),
+    /// `in-process`, or `restic`.
+    #[arg(long, default_value = "auto")]
+    pub engine: EngineKind,
+}
+
+/// Which engine talks to the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    /// In process for local repositories, the restic program for the others.
+    Auto,
+    /// The `stash-repo` library in this process.
+    InProcess,
+    /// The stock `restic` program.
+    Restic,
 }
 
 impl RepositoryFlags {

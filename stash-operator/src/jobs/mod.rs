@@ -1,4 +1,5 @@
-//! Commands run inside backup and restore Jobs: `backup-mysql` and `restore-mysql`.
+//! Commands run inside backup and restore Jobs: `backup-mysql` and `restore-mysql`; and
+//! `wipe-out-repository`, run when a Repository with `spec.wipeOut` is deleted.
 //!
 //! Each has a core that takes resolved inputs (engine, database, options) and does the work,
 //! and a thin layer that reads the storage Secret and the AppBinding from the API and writes
@@ -10,13 +11,16 @@ pub mod flags;
 pub mod kube_read;
 pub mod output;
 pub mod restore_mysql;
+pub mod wipe_out;
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::datapath::backend::{engine_env, BackendError};
+use crate::datapath::in_process::InProcess;
 use crate::datapath::restic_cli::{CacheMode, ResticCli};
+use crate::datapath::RepositoryEngine;
 use output::{HostPhase, HostStats, Output, SnapshotStats, TargetRef, TargetStatus};
 
 /// Why a job command failed, with a stable reason for conditions and metrics.
@@ -37,6 +41,12 @@ pub enum JobError {
     /// The restore failed.
     #[error(transparent)]
     Restore(#[from] restore_mysql::RestoreError),
+    /// Deleting the repository's files failed.
+    #[error(transparent)]
+    WipeOut(#[from] crate::datapath::wipe_out::WipeOutError),
+    /// The chosen engine cannot serve this repository.
+    #[error(transparent)]
+    Engine(#[from] crate::datapath::in_process::Unsupported),
     /// Local files (scratch directory) failed.
     #[error("scratch directory: {0}")]
     Io(#[from] std::io::Error),
@@ -51,6 +61,8 @@ impl JobError {
             JobError::AppBinding(e) => e.reason(),
             JobError::Backup(e) => e.reason(),
             JobError::Restore(e) => e.reason(),
+            JobError::WipeOut(e) => e.reason(),
+            JobError::Engine(_) => "EngineUnsupported",
             JobError::Io(_) => "ScratchDirUnwritable",
         }
     }
@@ -66,13 +78,13 @@ pub mod exit {
     pub const NO_OUTPUT: u8 = 2;
 }
 
-/// The restic engine for the repository flags and storage Secret; credential files go in
+/// The repository engine for the repository flags and storage Secret; credential files go in
 /// `private` (a per-run directory).
 pub async fn engine_from_api(
     client: &kube::Client,
     repo: &flags::RepositoryFlags,
     private: &Path,
-) -> Result<ResticCli, JobError> {
+) -> Result<Box<dyn RepositoryEngine>, JobError> {
     let backend = repo.backend()?;
     let secret = kube_read::read_secret(
         client,
@@ -86,7 +98,23 @@ pub async fn engine_from_api(
     } else {
         CacheMode::Disabled
     };
-    Ok(ResticCli::new(&repo.restic, env, cache))
+    let cli = ResticCli::new(&repo.restic, env.clone(), cache);
+    select_engine(repo.engine, &env, cli)
+}
+
+/// The engine `kind` asks for; `auto` runs in process where the library reaches the storage.
+pub fn select_engine(
+    kind: flags::EngineKind,
+    env: &crate::datapath::backend::EngineEnv,
+    cli: ResticCli,
+) -> Result<Box<dyn RepositoryEngine>, JobError> {
+    Ok(match kind {
+        flags::EngineKind::Restic => Box::new(cli),
+        flags::EngineKind::Auto if !InProcess::supports(env) => Box::new(cli),
+        flags::EngineKind::Auto | flags::EngineKind::InProcess => {
+            Box::new(InProcess::new(env, cli)?)
+        }
+    })
 }
 
 /// Runs `work` on a small runtime (the API reads are async; the data path is not).

@@ -159,5 +159,5 @@ fn run_from_api(args: &RestoreMysqlArgs) -> Result<LoadStats, JobError> {
         wait_timeout: Duration::from_secs(db.wait_timeout),
         wait_interval: WAIT_INTERVAL,
     };
-    Ok(run_restore(&engine, &target, &options)?)
+    Ok(run_restore(&*engine, &target, &options)?)
 }

@@ -190,38 +190,21 @@ pub async fn children(
     Ok(out)
 }
 
-/// The sessions of an invoker.
+/// The sessions of a BackupConfiguration, found by `spec.invoker` (a hand-written session
+/// often lacks the invoker labels): every session of the namespace, filtered by spec.
 pub async fn sibling_sessions(
     ctx: &Context,
     ns: &str,
     invoker: &str,
 ) -> ReadResult<Vec<SiblingSession>> {
-    let selector = format!(
-        "{INVOKER_TYPE}=BackupConfiguration,{INVOKER_NAME}={}",
-        stash_core::names::label_value(invoker)
-    );
     let list = Api::<BackupSession>::namespaced(ctx.client.clone(), ns)
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default())
         .await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|s| s.spec.invoker.as_ref().map(|i| i.name.as_str()) == Some(invoker))
-        .map(|s| SiblingSession {
-            name: s.name_any(),
-            phase: s
-                .status
-                .as_ref()
-                .and_then(|x| x.phase.clone())
-                .unwrap_or_default(),
-            created: s
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.as_second())
-                .unwrap_or(0),
-        })
-        .collect())
+    Ok(stash_core::plan::backup_session::siblings_of(
+        &list.items,
+        ns,
+        invoker,
+    ))
 }
 
 /// A Job and its pods.

@@ -174,17 +174,17 @@ async fn reconcile_backup_session(
         return Ok(Action::await_change());
     };
     let ns = session.namespace().unwrap_or_else(|| "default".into());
-    let invoker_name = session
-        .spec
-        .invoker
-        .as_ref()
-        .map(|i| i.name.clone())
-        .unwrap_or_default();
-    let invoker = gather::get_opt(
-        &Api::<BackupConfiguration>::namespaced(ctx.client.clone(), &ns),
-        &invoker_name,
-    )
-    .await?;
+    let invoker_name = plan::backup_session::configuration_of(&session).map(str::to_string);
+    let invoker = match &invoker_name {
+        Some(name) => {
+            gather::get_opt(
+                &Api::<BackupConfiguration>::namespaced(ctx.client.clone(), &ns),
+                name,
+            )
+            .await?
+        }
+        None => None,
+    };
     let (repository, _, _) = gather::repository(
         &ctx,
         &ns,
@@ -208,7 +208,10 @@ async fn reconcile_backup_session(
     )
     .await?;
     let inputs = plan::backup_session::BackupSessionInputs {
-        siblings: gather::sibling_sessions(&ctx, &ns, &invoker_name).await?,
+        siblings: match &invoker_name {
+            Some(name) => gather::sibling_sessions(&ctx, &ns, name).await?,
+            None => Vec::new(),
+        },
         session: session.clone(),
         invoker,
         repository,
@@ -283,15 +286,34 @@ async fn reconcile_repository(
     let Some(repo) = unwrap_guard(&guard, "Repository") else {
         return Ok(Action::await_change());
     };
+    // The wipe-out Job only matters while the Repository is being deleted.
+    let (wipe_out_job, wipe_out_pods) = match &repo.metadata.deletion_timestamp {
+        Some(_) => {
+            gather::job_and_pods(
+                &ctx,
+                &repo.namespace().unwrap_or_default(),
+                &plan::wipe_out::wipe_out_job_name(&repo.name_any()),
+            )
+            .await?
+        }
+        None => (None, Vec::new()),
+    };
     let inputs = plan::repository::RepositoryInputs {
         references: gather::repository_references(&ctx, &repo).await?,
         repository: repo.clone(),
+        wipe_out_job,
+        wipe_out_pods,
+        settings: ctx.settings.clone(),
+        now: Some(ctx.now()),
     };
     let plan = plan::repository::plan(&inputs);
     apply::execute(&ctx, &repo, &plan).await?;
-    Ok(Action::requeue(
-        Duration::from_secs(300).min(ctx.max_requeue.max(Duration::from_secs(30))),
-    ))
+    Ok(match plan.requeue_after_seconds {
+        Some(_) => ctx.action(&plan),
+        None => Action::requeue(
+            Duration::from_secs(300).min(ctx.max_requeue.max(Duration::from_secs(30))),
+        ),
+    })
 }
 
 /// Pushes a session's metrics when it has just become final and a Pushgateway is configured.
@@ -436,6 +458,7 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         }
     };
     let repo = repo
+        .owns(Api::<Job>::all(client.clone()), wc())
         .with_config(config)
         .graceful_shutdown_on(stop())
         .run(reconcile_repository, error_policy, ctx.clone())

@@ -102,28 +102,29 @@ impl Apiserver {
         let old = state
             .get(&key)
             .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, name))?;
-        if opts
-            .precondition_uid
-            .as_deref()
-            .is_some_and(|u| Some(u) != old["metadata"]["uid"].as_str())
-        {
+        let uid = old["metadata"]["uid"].as_str().unwrap_or_default();
+        if let Some(u) = opts.precondition_uid.as_deref().filter(|u| *u != uid) {
+            // The real server names the Kind (not the resource) in these details.
             return Err(ApiError::precondition_failed(
                 &info.group,
                 &info.plural,
+                &info.kind,
                 name,
-                "UID in precondition does not match the UID of the object",
+                &format!("UID in precondition: {u}, UID in object meta: {uid}"),
             ));
         }
-        if opts
-            .precondition_rv
-            .as_deref()
-            .is_some_and(|rv| Some(rv) != old["metadata"]["resourceVersion"].as_str())
-        {
+        let rv = old["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default();
+        if let Some(want) = opts.precondition_rv.as_deref().filter(|r| *r != rv) {
             return Err(ApiError::precondition_failed(
                 &info.group,
                 &info.plural,
+                &info.kind,
                 name,
-                "ResourceVersion in precondition does not match the ResourceVersion of the object",
+                &format!(
+                    "ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"
+                ),
             ));
         }
         let policy = match (opts.propagation, opts.orphan_dependents) {

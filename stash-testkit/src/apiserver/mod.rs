@@ -24,7 +24,7 @@ use crate::store::{Key, Store};
 
 pub use delete::{DeleteOptions, DeleteOutcome, Propagation};
 pub use read::ListOptions;
-pub use write::{PatchKind, WriteOptions};
+pub use write::{FieldValidation, PatchKind, Warnings, WriteOptions};
 
 /// Captured container output: `(namespace, pod, container)` → text.
 pub type PodLogs = Arc<Mutex<HashMap<(String, String, String), String>>>;

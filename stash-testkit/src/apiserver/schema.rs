@@ -4,19 +4,26 @@
 use serde_json::Value;
 
 use super::name_of;
+use super::write::{FieldValidation, WriteOptions};
 use crate::registry::ResourceInfo;
 use crate::status::{cause, ApiError, ApiResult, Cause};
 
-/// Defaults, prunes and validates `obj` against the resource's schema. With `strict`
-/// (`fieldValidation=Strict`), unknown fields are an error instead of being pruned.
-pub(super) fn process(info: &ResourceInfo, obj: &mut Value, strict: bool) -> ApiResult<()> {
+/// Defaults, prunes and validates `obj` against the resource's schema. Unknown fields are
+/// pruned with a warning (`fieldValidation=Warn`, the default), pruned silently (`Ignore`),
+/// or rejected (`Strict`).
+pub(super) fn process(info: &ResourceInfo, obj: &mut Value, opts: &WriteOptions) -> ApiResult<()> {
     let Some(schema) = info.schema.as_deref() else {
         return Ok(());
     };
     let mut causes = Vec::new();
     let mut pruned = Vec::new();
     walk(schema, obj, "", &mut causes, &mut pruned, true);
-    if strict && !pruned.is_empty() {
+    if opts.field_validation == FieldValidation::Warn {
+        for p in &pruned {
+            opts.warnings.push(format!("unknown field \"{p}\""));
+        }
+    }
+    if opts.field_validation == FieldValidation::Strict && !pruned.is_empty() {
         let fields: Vec<String> = pruned
             .iter()
             .map(|p| format!("unknown field \"{p}\""))
@@ -291,14 +298,23 @@ mod tests {
             }}}}),
         );
         let mut ok = json!({"metadata": {"name": "t"}, "spec": {"n": 2, "opt": null, "gone": null, "extra": 1, "free": {"any": {"thing": 1}}}});
-        process(&info, &mut ok, false).unwrap();
+        let warn = WriteOptions::default();
+        process(&info, &mut ok, &warn).unwrap();
+        assert_eq!(
+            warn.warnings.take(),
+            vec!["unknown field \"spec.extra\"".to_string()]
+        );
         assert_eq!(
             ok["spec"],
             json!({"n": 2, "s": "abc", "opt": null, "free": {"any": {"thing": 1}}})
         );
 
         let mut strict = json!({"metadata": {"name": "t"}, "spec": {"n": 2, "extra": 1}});
-        let err = process(&info, &mut strict, true).unwrap_err();
+        let strict_opts = WriteOptions {
+            field_validation: FieldValidation::Strict,
+            ..WriteOptions::default()
+        };
+        let err = process(&info, &mut strict, &strict_opts).unwrap_err();
         assert_eq!(err.code, 400);
         assert!(
             err.message.contains("unknown field \"spec.extra\""),
@@ -308,7 +324,7 @@ mod tests {
 
         let mut bad =
             json!({"metadata": {"name": "t"}, "spec": {"n": 9, "s": "toolong", "l": ["a", "b"]}});
-        let err = process(&info, &mut bad, false).unwrap_err();
+        let err = process(&info, &mut bad, &WriteOptions::default()).unwrap_err();
         let fields: Vec<&str> = err
             .details
             .causes
@@ -317,7 +333,7 @@ mod tests {
             .collect();
         assert_eq!(fields, vec!["spec.l", "spec.n", "spec.s"], "{err:?}");
         let mut missing = json!({"metadata": {"name": "t"}, "spec": {}});
-        let err = process(&info, &mut missing, false).unwrap_err();
+        let err = process(&info, &mut missing, &WriteOptions::default()).unwrap_err();
         assert_eq!(err.details.causes[0].reason, "FieldValueRequired");
     }
 }

@@ -191,11 +191,72 @@ fn service_defaults(info: &ResourceInfo, obj: &mut Value, old: Option<&Value>) -
     Ok(())
 }
 
-fn crd_status(obj: &Value, now: &str) -> Value {
-    let mut names = obj["spec"]["names"].clone();
+/// The API server's defaults for a pod template's spec and its containers.
+fn pod_spec_defaults(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    for list in ["initContainers", "containers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if !c.is_object() {
+                continue;
+            }
+            set_default(c, "resources", json!({}));
+            set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+            set_default(c, "terminationMessagePolicy", json!("File"));
+            let image = c["image"].as_str().unwrap_or_default();
+            let tag = image
+                .rsplit('/')
+                .next()
+                .and_then(|last| last.split_once(':'));
+            let latest = !image.contains('@') && tag.is_none_or(|(_, t)| t == "latest");
+            set_default(
+                c,
+                "imagePullPolicy",
+                json!(if latest { "Always" } else { "IfNotPresent" }),
+            );
+        }
+    }
+}
+
+/// The API server's defaults for a Deployment.
+fn deployment_defaults(obj: &mut Value) {
+    let spec = &mut obj["spec"];
+    if !spec.is_object() {
+        return;
+    }
+    set_default(spec, "replicas", json!(1));
+    set_default(
+        spec,
+        "strategy",
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+    );
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    set_default(spec, "progressDeadlineSeconds", json!(600));
+    pod_spec_defaults(&mut spec["template"]["spec"]);
+}
+
+/// Defaults a CRD's `spec.names` (singular, listKind) and `spec.conversion`.
+fn crd_defaults(obj: &mut Value) {
+    let names = &mut obj["spec"]["names"];
     let kind = names["kind"].as_str().unwrap_or_default().to_string();
-    set_default(&mut names, "singular", json!(kind.to_lowercase()));
-    set_default(&mut names, "listKind", json!(format!("{kind}List")));
+    set_default(names, "singular", json!(kind.to_lowercase()));
+    set_default(names, "listKind", json!(format!("{kind}List")));
+    set_default(&mut obj["spec"], "conversion", json!({"strategy": "None"}));
+}
+
+/// A CRD's status as stored on create, before the API server has accepted its names.
+fn crd_initial_status(obj: &Value) -> Value {
     let stored: Vec<Value> = obj["spec"]["versions"]
         .as_array()
         .into_iter()
@@ -203,14 +264,22 @@ fn crd_status(obj: &Value, now: &str) -> Value {
         .filter(|v| v["storage"] == json!(true))
         .map(|v| v["name"].clone())
         .collect();
-    json!({
-        "acceptedNames": names,
-        "storedVersions": stored,
-        "conditions": [
-            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
-            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
-        ],
-    })
+    json!({"conditions": null, "acceptedNames": {"plural": "", "kind": ""}, "storedVersions": stored})
+}
+
+/// A CRD's status once its names are accepted and its resources served.
+pub(super) fn crd_established_status(obj: &Value, now: &str) -> Value {
+    let names = obj["spec"]["names"].clone();
+    let mut status = obj["status"].clone();
+    if !status.is_object() {
+        status = crd_initial_status(obj);
+    }
+    status["acceptedNames"] = names;
+    status["conditions"] = json!([
+        {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+        {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
+    ]);
+    status
 }
 
 fn validate_crd(obj: &Value) -> Vec<Cause> {
@@ -290,12 +359,7 @@ fn schedule_causes(spec: &Value) -> Vec<Cause> {
 }
 
 /// Defaults and validation on create.
-pub(super) fn prepare_create(
-    api: &Apiserver,
-    info: &ResourceInfo,
-    obj: &mut Value,
-) -> ApiResult<()> {
-    let now = api.clock.now_string();
+pub(super) fn prepare_create(info: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
     let uid = obj["metadata"]["uid"]
         .as_str()
         .unwrap_or_default()
@@ -303,9 +367,11 @@ pub(super) fn prepare_create(
     let name = name_of(obj).to_string();
     match (info.group.as_str(), info.plural.as_str()) {
         ("", "namespaces") => {
-            if !obj["spec"]["finalizers"].is_array() {
-                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            // A default, so the creator owns it; spec.finalizers and status come later.
+            if !obj["metadata"]["labels"].is_object() {
+                obj["metadata"]["labels"] = json!({});
             }
+            obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
             obj["status"] = json!({"phase": "Active"});
         }
         ("", "secrets") => {
@@ -364,13 +430,22 @@ pub(super) fn prepare_create(
             set_default(spec, "successfulJobsHistoryLimit", json!(3));
             set_default(spec, "failedJobsHistoryLimit", json!(1));
         }
+        ("apps", "deployments") => deployment_defaults(obj),
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             invalid(info, obj, validate_crd(obj))?;
-            obj["status"] = crd_status(obj, &now);
+            crd_defaults(obj);
+            obj["status"] = crd_initial_status(obj);
         }
         _ => {}
     }
     Ok(())
+}
+
+/// What the server sets on create after the writer's fields are recorded (so nobody owns it).
+pub(super) fn finish_create(info: &ResourceInfo, obj: &mut Value) {
+    if info.is("", "namespaces") && !obj["spec"]["finalizers"].is_array() {
+        obj["spec"] = json!({"finalizers": ["kubernetes"]});
+    }
 }
 
 /// Defaults and validation on update.
@@ -401,10 +476,12 @@ pub(super) fn prepare_update(
             invalid(info, new, causes)?;
         }
         ("batch", "cronjobs") => invalid(info, new, schedule_causes(&new["spec"]))?,
+        ("apps", "deployments") => deployment_defaults(new),
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             invalid(info, new, validate_crd(new))?;
-            if new["spec"] != old["spec"] || new.get("status").is_none() {
-                let status = crd_status(new, &api.clock.now_string());
+            crd_defaults(new);
+            if new["spec"]["names"] != old["spec"]["names"] || !new["status"].is_object() {
+                let status = crd_established_status(new, &api.clock.now_string());
                 new["status"] = status;
             }
         }

@@ -25,9 +25,52 @@ pub struct WriteOptions {
     pub explicit_manager: bool,
     /// `force=true` (apply only).
     pub force: bool,
-    /// `fieldValidation=Strict`: unknown fields of custom resources are rejected (400)
-    /// instead of pruned.
-    pub strict_fields: bool,
+    /// `fieldValidation`: what happens to unknown fields of custom resources.
+    pub field_validation: FieldValidation,
+    /// Warnings for the client (`Warning` headers), collected during the write.
+    pub warnings: Warnings,
+}
+
+/// What the server does with unknown fields (`fieldValidation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them and warn (the server's default).
+    #[default]
+    Warn,
+    /// Reject the request (400 BadRequest naming the fields).
+    Strict,
+}
+
+impl FieldValidation {
+    /// Parses the `fieldValidation` query parameter (empty = the default, `Warn`).
+    pub fn parse(value: Option<&str>) -> ApiResult<Self> {
+        match value.unwrap_or_default() {
+            "" | "Warn" => Ok(Self::Warn),
+            "Ignore" => Ok(Self::Ignore),
+            "Strict" => Ok(Self::Strict),
+            other => Err(ApiError::bad_request(format!(
+                "fieldValidation parameter unsupported: {other:?}, must be one of \"Ignore\", \"Warn\", or \"Strict\""
+            ))),
+        }
+    }
+}
+
+/// Warnings a write collects for its response, shared with the caller.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Warnings {
+    /// Adds a warning.
+    pub fn push(&self, text: String) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(text);
+    }
+
+    /// The warnings so far, in order.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 impl WriteOptions {
@@ -286,9 +329,9 @@ impl Apiserver {
         if !causes.is_empty() {
             return Err(ApiError::invalid(&info.group, &info.kind, &name, causes));
         }
-        strategy::prepare_create(self, info, &mut obj)?;
+        strategy::prepare_create(info, &mut obj)?;
         if info.custom {
-            schema::process(info, &mut obj, opts.strict_fields)?;
+            schema::process(info, &mut obj, opts)?;
         }
         let schema = merge_schema(info);
         let scope = WriteScope {
@@ -307,12 +350,38 @@ impl Apiserver {
             ),
             Ownership::Applied => ssa::retain_existing(&mut obj, schema),
         }
+        strategy::finish_create(info, &mut obj);
         if opts.dry_run {
             return Ok(Self::present(info, &obj));
         }
-        let stored = state.put(key, obj);
+        let stored = state.put(key.clone(), obj);
         strategy::after_commit(self, state, info, None, Some(&stored));
+        if info.is("apiextensions.k8s.io", "customresourcedefinitions") {
+            self.establish_crd(state, info, key);
+        }
         Ok(Self::present(info, &stored))
+    }
+
+    /// Accepts a new CRD's names and marks it Established, as the API server's own
+    /// controllers do right after the create (a second write, on `status`).
+    fn establish_crd(&self, state: &mut State, info: &ResourceInfo, key: Key) {
+        let Some(old) = state.get(&key) else {
+            return;
+        };
+        let mut new = Self::present(info, &old);
+        new["status"] = strategy::crd_established_status(&new, &self.clock.now_string());
+        // The object was committed under this lock a moment ago; the status write cannot
+        // conflict, and if it failed the CRD would still serve its resources.
+        let _ = self.finish_update(
+            state,
+            info,
+            key,
+            &old,
+            new,
+            "status",
+            &WriteOptions::manager("kube-apiserver"),
+            Ownership::Update,
+        );
     }
 
     /// Replaces an object (PUT), optionally through the `status` subresource.
@@ -348,16 +417,17 @@ impl Apiserver {
             .filter(|s| !s.is_empty())
         {
             None if info.custom => {
+                // The real server names the resource (plural), not the Kind, here.
                 return Err(ApiError::invalid(
                     &info.group,
-                    &info.kind,
+                    &info.plural,
                     name,
                     vec![cause(
                         "FieldValueInvalid",
                         "metadata.resourceVersion",
                         "Invalid value: 0x0: must be specified for an update",
                     )],
-                ))
+                ));
             }
             Some(rv) if Some(rv) != old["metadata"]["resourceVersion"].as_str() => {
                 return Err(ApiError::conflict(&info.group, &info.plural, name))
@@ -472,16 +542,19 @@ impl Apiserver {
         opts: &WriteOptions,
     ) -> ApiResult<(Value, bool)> {
         if !opts.explicit_manager || opts.field_manager.is_empty() {
-            return Err(ApiError::invalid(
+            let mut e = ApiError::invalid(
                 "meta.k8s.io",
-                "PatchOptions.meta.k8s.io",
+                "PatchOptions",
                 "",
                 vec![cause(
                     "FieldValueRequired",
                     "fieldManager",
                     "Required value: is required for apply patch",
                 )],
-            ));
+            );
+            e.message = "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into();
+            e.details.name = None;
+            return Err(e);
         }
         if !config.is_object() {
             return Err(ApiError::bad_request("apply patch must be an object"));
@@ -518,9 +591,9 @@ impl Apiserver {
             config["metadata"] = json!({});
         }
         config["metadata"]["name"] = json!(name);
-        if info.custom && opts.strict_fields {
+        if info.custom && opts.field_validation == FieldValidation::Strict {
             // Strict decoding rejects unknown fields before any merge or conflict check.
-            if let Err(e) = schema::process(info, &mut config.clone(), true) {
+            if let Err(e) = schema::process(info, &mut config.clone(), opts) {
                 if e.code == 400 {
                     return Err(e);
                 }
@@ -696,7 +769,7 @@ impl Apiserver {
         }
         strategy::prepare_update(self, info, old, &mut new)?;
         if info.custom {
-            schema::process(info, &mut new, opts.strict_fields)?;
+            schema::process(info, &mut new, opts)?;
         }
         let schema = merge_schema(info);
         let now = self.clock.now_string();
@@ -731,9 +804,11 @@ impl Apiserver {
             return Ok(new);
         }
         if finished {
-            let last = state.remove(&key).unwrap_or_else(|| Arc::new(new.clone()));
+            // The answer is the final content, still at the resourceVersion it had; the
+            // DELETED event carries the deletion's own resourceVersion.
+            state.remove(&key);
             strategy::after_commit(self, state, info, Some(old), None);
-            return Ok(Self::present(info, &last));
+            return Ok(Self::present(info, &new));
         }
         let stored = state.put(key, new);
         strategy::after_commit(self, state, info, Some(old), Some(&stored));

@@ -169,6 +169,10 @@ impl Kubelet {
                 continue;
             }
             let now = self.api.clock.now_string();
+            if let Err(message) = self.bind_claims(&pod, &ns) {
+                self.unschedulable(&pods, &pod, &message);
+                continue;
+            }
             let node_name = self.node.clone();
             let bound = self.api.modify(&pods, &ns, &name, "", MANAGER, |p| {
                 if !p["spec"].is_object() {
@@ -201,7 +205,7 @@ impl Kubelet {
                 config: self.config.clone(),
                 pod: bound,
                 dir: self.root.join("pods").join(format!("{ns}_{name}_{uid}")),
-                claims: self.root.join("claims"),
+                claims: self.root.clone(),
                 kill: kill_rx,
                 mount_ns: self.mount_ns,
                 containers: self.containers.clone(),
@@ -215,11 +219,95 @@ impl Kubelet {
     }
 }
 
+/// The host directory holding the data of the PersistentVolumeClaim `namespace/claim` under a
+/// kubelet root: like a local-path provisioner, each claim gets its own stable directory.
+pub fn claim_dir(root: &std::path::Path, namespace: &str, claim: &str) -> PathBuf {
+    root.join("claims").join(namespace).join(claim)
+}
+
+impl Kubelet {
+    /// Checks that every claim the pod mounts exists and is not being deleted, and marks the
+    /// claims Bound (a local-path provisioner binds on first use). The error is the scheduler's.
+    fn bind_claims(&self, pod: &Value, ns: &str) -> Result<(), String> {
+        let claims: Vec<&str> = pod["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+            .collect();
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let info = self
+            .api
+            .resource("", "v1", "persistentvolumeclaims")
+            .map_err(|e| e.to_string())?;
+        for claim in &claims {
+            let pvc = self
+                .api
+                .get(&info, ns, claim)
+                .map_err(|_| format!("persistentvolumeclaim \"{claim}\" not found"))?;
+            if pvc["metadata"].get("deletionTimestamp").is_some() {
+                return Err(format!(
+                    "persistentvolumeclaim \"{claim}\" is being deleted"
+                ));
+            }
+        }
+        for claim in claims {
+            let _ = self.api.modify(&info, ns, claim, "status", MANAGER, |c| {
+                if c["status"]["phase"] == "Bound" {
+                    return false;
+                }
+                let modes = c["spec"]["accessModes"].clone();
+                let size = c["spec"]["resources"]["requests"]["storage"].clone();
+                c["status"] =
+                    json!({"phase": "Bound", "accessModes": modes, "capacity": {"storage": size}});
+                true
+            });
+        }
+        Ok(())
+    }
+
+    /// Leaves a pod Pending with the scheduler's condition and event, once per message.
+    fn unschedulable(&self, pods: &crate::registry::ResourceInfo, pod: &Value, message: &str) {
+        let message = format!("0/1 nodes are available: {message}.");
+        let conditions = &pod["status"]["conditions"];
+        if conditions
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "PodScheduled" && c["message"] == message.as_str())
+        {
+            return;
+        }
+        let now = self.api.clock.now_string();
+        let (ns, name) = (namespace_of(pod), name_of(pod));
+        let _ = self.api.modify(pods, ns, name, "status", MANAGER, |p| {
+            if !p["status"].is_object() {
+                p["status"] = json!({});
+            }
+            p["status"]["phase"] = json!("Pending");
+            p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                               "message": message, "lastProbeTime": null, "lastTransitionTime": now}]);
+            true
+        });
+        super::record_event(
+            &self.api,
+            pod,
+            "Warning",
+            "FailedScheduling",
+            &message,
+            "default-scheduler",
+        );
+    }
+}
+
 struct PodRun {
     api: Apiserver,
     config: KubeletConfig,
     pod: Value,
     dir: PathBuf,
+    /// The kubelet root, under which claims have their directories ([`claim_dir`]).
     claims: PathBuf,
     kill: watch::Receiver<bool>,
     mount_ns: bool,
@@ -504,7 +592,7 @@ impl PodRun {
             let path = if let Some(p) = v["hostPath"]["path"].as_str() {
                 PathBuf::from(p)
             } else if let Some(claim) = v["persistentVolumeClaim"]["claimName"].as_str() {
-                self.claims.join(self.ns()).join(claim)
+                claim_dir(&self.claims, self.ns(), claim)
             } else {
                 for (plural, field, name_field) in [
                     ("secrets", "secret", "secretName"),
@@ -555,17 +643,29 @@ impl PodRun {
             .as_str()
             .map(PathBuf::from)
             .unwrap_or_else(|| self.dir.join("work"));
-        let mounts: Vec<(PathBuf, String)> = c["volumeMounts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| {
-                Some((
-                    volumes.get(m["name"].as_str()?)?.clone(),
-                    m["mountPath"].as_str()?.to_string(),
-                ))
-            })
-            .collect();
+        let mut mounts: Vec<(PathBuf, String)> = Vec::new();
+        for m in c["volumeMounts"].as_array().into_iter().flatten() {
+            let (Some(src), Some(dst)) = (
+                m["name"].as_str().and_then(|n| volumes.get(n)),
+                m["mountPath"].as_str(),
+            ) else {
+                continue;
+            };
+            let src = match m["subPath"].as_str().filter(|p| !p.is_empty()) {
+                Some(sub) if sub.starts_with('/') || sub.split('/').any(|p| p == "..") => {
+                    return fail(self, format!("volumeMount {dst}: invalid subPath {sub:?}"));
+                }
+                Some(sub) => {
+                    let dir = src.join(sub);
+                    if let Err(e) = std::fs::create_dir_all(&dir) {
+                        return fail(self, format!("volumeMount {dst}: subPath {sub}: {e}"));
+                    }
+                    dir
+                }
+                None => src.clone(),
+            };
+            mounts.push((src, dst.to_string()));
+        }
         let mut mount_env: Vec<(String, String)> = Vec::new();
         let in_mount_ns = self.mount_ns && !mounts.is_empty();
         let handle = ContainerHandle {

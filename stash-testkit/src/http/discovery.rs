@@ -99,6 +99,7 @@ fn resource_entries(r: &ResourceInfo) -> Vec<Value> {
     if !r.categories.is_empty() {
         main["categories"] = json!(r.categories);
     }
+    main["storageVersionHash"] = json!(r.storage_version_hash());
     let mut out = vec![main];
     for sub in r.subresources() {
         let verbs = match sub {
@@ -202,7 +203,7 @@ pub fn aggregated(registry: &Registry, core: bool) -> Value {
                 json!({"version": v, "resources": resources, "freshness": "Current"})
             })
             .collect();
-        let mut metadata = json!({"creationTimestamp": null});
+        let mut metadata = json!({});
         if !g.is_empty() {
             metadata["name"] = json!(g);
         }

@@ -5,6 +5,7 @@ mod control;
 pub mod discovery;
 mod exec;
 mod logs;
+pub mod openapi;
 pub mod path;
 pub mod protobuf;
 pub mod requests;
@@ -23,7 +24,7 @@ use http::{header, HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::apiserver::{
-    Apiserver, DeleteOptions, DeleteOutcome, ListOptions, PatchKind, WriteOptions,
+    Apiserver, DeleteOptions, DeleteOutcome, FieldValidation, ListOptions, PatchKind, WriteOptions,
 };
 use crate::controllers::ControllerManager;
 use crate::faults::{FaultAction, Faults};
@@ -196,6 +197,17 @@ async fn route(
             );
             return Ok(resp);
         }
+        (&Method::GET, "/openapi/v3") => {
+            return Ok(json_response(StatusCode::OK, &openapi::index(registry)))
+        }
+        (&Method::GET, p) if p.starts_with("/openapi/v3/apis/") => {
+            let gv = &p["/openapi/v3/apis/".len()..];
+            let doc = gv
+                .split_once('/')
+                .and_then(|(g, v)| openapi::group_version(registry, g, v))
+                .ok_or_else(ApiError::no_route)?;
+            return Ok(json_response(StatusCode::OK, &doc));
+        }
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/testkit/v1/") {
@@ -271,7 +283,7 @@ fn parse_body(body: &[u8]) -> ApiResult<Value> {
         .map_err(|e| ApiError::bad_request(format!("couldn't parse the request body as JSON: {e}")))
 }
 
-fn write_options(query: &HashMap<String, String>, headers: &HeaderMap) -> WriteOptions {
+fn write_options(query: &HashMap<String, String>, headers: &HeaderMap) -> ApiResult<WriteOptions> {
     let explicit = query.get("fieldManager").filter(|m| !m.is_empty()).cloned();
     let derived = headers
         .get(header::USER_AGENT)
@@ -280,13 +292,14 @@ fn write_options(query: &HashMap<String, String>, headers: &HeaderMap) -> WriteO
         .filter(|s| !s.is_empty())
         .unwrap_or("unknown")
         .to_string();
-    WriteOptions {
+    Ok(WriteOptions {
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         explicit_manager: explicit.is_some(),
         field_manager: explicit.unwrap_or(derived),
         force: query.get("force").is_some_and(|f| f == "true"),
-        strict_fields: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
-    }
+        field_validation: FieldValidation::parse(query.get("fieldValidation").map(String::as_str))?,
+        warnings: Default::default(),
+    })
 }
 
 fn accepts_metadata_only(headers: &HeaderMap) -> bool {
@@ -369,7 +382,7 @@ async fn resource(
         return Err(ApiError::no_route());
     }
     let metadata_only = accepts_metadata_only(headers);
-    let opts = write_options(query, headers);
+    let opts = write_options(query, headers)?;
     match verb {
         "get" if sub == "log" => logs::pod_log(api, &ns, &name, query),
         "get" if table::wanted(headers, &info) => {
@@ -406,6 +419,16 @@ async fn resource(
                     t["metadata"]["continue"] = c.clone();
                 }
                 return Ok(json_response(StatusCode::OK, &t));
+            }
+            if !info.custom {
+                // Items of a built-in list carry no apiVersion/kind (a typed list's items are
+                // typed by the list); custom resource lists are unstructured and keep them.
+                for item in list["items"].as_array_mut().into_iter().flatten() {
+                    if let Some(o) = item.as_object_mut() {
+                        o.remove("apiVersion");
+                        o.remove("kind");
+                    }
+                }
             }
             if metadata_only {
                 let items: Vec<Value> = list["items"]
@@ -455,12 +478,18 @@ async fn resource(
                 return Err(ApiError::method_not_supported("POST on a named resource"));
             }
             let obj = api.create(&info, &ns, parse_body(body)?, &opts)?;
-            Ok(json_response(StatusCode::CREATED, &obj))
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &obj),
+                &opts.warnings.take(),
+            ))
         }
         "update" => {
             let sub = if sub == "finalize" { "" } else { sub };
             let obj = api.update(&info, &ns, &name, parse_body(body)?, sub, &opts)?;
-            Ok(json_response(StatusCode::OK, &obj))
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &obj),
+                &opts.warnings.take(),
+            ))
         }
         "patch" => {
             let ct = headers
@@ -493,13 +522,14 @@ async fn resource(
                     .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
             };
             let (obj, created) = api.patch(&info, &ns, &name, kind, &patch, sub, &opts)?;
-            Ok(json_response(
-                if created {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                },
-                &obj,
+            let code = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(with_warnings(
+                json_response(code, &obj),
+                &opts.warnings.take(),
             ))
         }
         "delete" => {

@@ -8,9 +8,10 @@ use serde_json::{json, Value};
 use super::watch::metadata_only;
 use crate::registry::ResourceInfo;
 
-/// Whether the client prefers a `Table` and this resource has columns worth printing.
+/// Whether the client prefers a `Table` and this resource can be printed as one: every custom
+/// resource, and the built-ins that have a printer here.
 pub fn wanted(headers: &HeaderMap, info: &ResourceInfo) -> bool {
-    !info.printer_columns.is_empty()
+    (info.custom || builtin_columns(info).is_some())
         && headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
@@ -19,6 +20,108 @@ pub fn wanted(headers: &HeaderMap, info: &ResourceInfo) -> bool {
                     .next()
                     .is_some_and(|first| first.contains("as=Table"))
             })
+}
+
+/// How one column's cell is computed.
+enum Cell {
+    /// A CRD printer column: a JSONPath and a type.
+    Path(String),
+    /// The number of members of these maps (e.g. a ConfigMap's `data` plus `binaryData`).
+    Count(&'static [&'static str]),
+    /// The string at this JSONPath.
+    Text(&'static str),
+    /// The age of the object.
+    Age,
+}
+
+struct Column {
+    definition: Value,
+    kind: String,
+    cell: Cell,
+}
+
+const NAME_DESCRIPTION: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
+
+const AGE_DESCRIPTION: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+
+fn definition(name: &str, kind: &str, format: &str, description: &str, priority: i64) -> Value {
+    json!({"name": name, "type": kind, "format": format, "description": description, "priority": priority})
+}
+
+/// The columns of the built-in printers this server has (as kube-apiserver prints them).
+fn builtin_columns(info: &ResourceInfo) -> Option<Vec<Column>> {
+    let col = |name: &str, kind: &str, description: &str, cell: Cell| Column {
+        definition: definition(name, kind, "", description, 0),
+        kind: kind.to_string(),
+        cell,
+    };
+    let age = || col("Age", "string", AGE_DESCRIPTION, Cell::Age);
+    let columns = match (info.group.as_str(), info.plural.as_str()) {
+        ("", "configmaps") => vec![
+            col(
+                "Data",
+                "string",
+                "Data contains the configuration data.",
+                Cell::Count(&["data", "binaryData"]),
+            ),
+            age(),
+        ],
+        ("", "secrets") => vec![
+            col(
+                "Type",
+                "string",
+                "Used to facilitate programmatic handling of secret data.",
+                Cell::Text(".type"),
+            ),
+            col(
+                "Data",
+                "string",
+                "Data contains the secret data.",
+                Cell::Count(&["data"]),
+            ),
+            age(),
+        ],
+        ("", "namespaces") => vec![
+            col(
+                "Status",
+                "string",
+                "The status of the namespace",
+                Cell::Text(".status.phase"),
+            ),
+            age(),
+        ],
+        _ => return None,
+    };
+    Some(columns)
+}
+
+/// A CRD version's columns: its `additionalPrinterColumns`, or an `Age` column when it has
+/// none (the API server adds `Age` only then).
+fn custom_columns(info: &ResourceInfo) -> Vec<Column> {
+    if info.printer_columns.is_empty() {
+        return vec![Column {
+            definition: definition("Age", "date", "", AGE_DESCRIPTION, 0),
+            kind: "date".into(),
+            cell: Cell::Path(".metadata.creationTimestamp".into()),
+        }];
+    }
+    info.printer_columns
+        .iter()
+        .map(|c| {
+            let kind = c["type"].as_str().unwrap_or("string").to_string();
+            Column {
+                definition: definition(
+                    c["name"].as_str().unwrap_or_default(),
+                    &kind,
+                    c["format"].as_str().unwrap_or_default(),
+                    c["description"].as_str().unwrap_or_default(),
+                    c["priority"].as_i64().unwrap_or(0),
+                ),
+                kind,
+                cell: Cell::Path(c["jsonPath"].as_str().unwrap_or_default().to_string()),
+            }
+        })
+        .collect()
 }
 
 /// Kubernetes' short human durations (`45s`, `3m20s`, `5h`, `2d3h`, ...).
@@ -104,6 +207,33 @@ fn age_of(value: &Value, now: Timestamp) -> Value {
     }
 }
 
+/// A CRD cell by its column type, as the API server's table convertor renders it: strings as
+/// printed text, dates as ages, other types as the JSON value.
+fn typed_cell(kind: &str, value: Option<Value>, now: Timestamp) -> Value {
+    match (kind, value) {
+        (_, None | Some(Value::Null)) => Value::Null,
+        ("date", Some(v)) => match age_of(&v, now) {
+            Value::Null => json!("<invalid>"),
+            age => age,
+        },
+        ("string", Some(Value::String(s))) => Value::String(s),
+        ("string", Some(v)) => Value::String(v.to_string()),
+        (_, Some(v)) => v,
+    }
+}
+
+fn cell(column: &Column, obj: &Value, now: Timestamp) -> Value {
+    match &column.cell {
+        Cell::Path(path) => typed_cell(&column.kind, eval(obj, path), now),
+        Cell::Count(maps) => json!(maps
+            .iter()
+            .map(|m| obj[*m].as_object().map_or(0, |o| o.len()))
+            .sum::<usize>()),
+        Cell::Text(path) => eval(obj, path).unwrap_or(Value::Null),
+        Cell::Age => age_of(&obj["metadata"]["creationTimestamp"], now),
+    }
+}
+
 /// Renders objects as a `Table`.
 pub fn render(
     info: &ResourceInfo,
@@ -111,30 +241,18 @@ pub fn render(
     resource_version: Option<&Value>,
     now: Timestamp,
 ) -> Value {
-    let mut columns = vec![
-        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
-    ];
-    for c in &info.printer_columns {
-        columns.push(json!({
-            "name": c["name"], "type": c["type"], "format": c.get("format").cloned().unwrap_or(json!("")),
-            "description": c.get("description").cloned().unwrap_or(json!("")), "priority": c.get("priority").cloned().unwrap_or(json!(0)),
-        }));
-    }
-    columns.push(json!({"name": "Age", "type": "date", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0}));
+    let columns = if info.custom {
+        custom_columns(info)
+    } else {
+        builtin_columns(info).unwrap_or_default()
+    };
+    let mut definitions = vec![definition("Name", "string", "name", NAME_DESCRIPTION, 0)];
+    definitions.extend(columns.iter().map(|c| c.definition.clone()));
     let rows: Vec<Value> = objects
         .iter()
         .map(|obj| {
             let mut cells = vec![obj["metadata"]["name"].clone()];
-            for c in &info.printer_columns {
-                let v =
-                    eval(obj, c["jsonPath"].as_str().unwrap_or_default()).unwrap_or(Value::Null);
-                cells.push(if c["type"] == "date" {
-                    age_of(&v, now)
-                } else {
-                    v
-                });
-            }
-            cells.push(age_of(&obj["metadata"]["creationTimestamp"], now));
+            cells.extend(columns.iter().map(|c| cell(c, obj, now)));
             json!({"cells": cells, "object": metadata_only(obj)})
         })
         .collect();
@@ -142,9 +260,8 @@ pub fn render(
     if let Some(rv) = resource_version {
         metadata["resourceVersion"] = rv.clone();
     }
-    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": columns, "rows": rows})
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": definitions, "rows": rows})
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +277,48 @@ mod tests {
         );
         assert_eq!(eval(&obj, ".spec.items[1]"), Some(json!(2)));
         assert_eq!(eval(&obj, ".spec.missing"), None);
+    }
+
+    #[test]
+    fn crd_columns_are_as_declared_and_age_only_when_none_are() {
+        let crd = |columns: Value| {
+            json!({"spec": {"group": "example.com", "scope": "Namespaced",
+                "names": {"kind": "Thing", "plural": "things"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "additionalPrinterColumns": columns}]}})
+        };
+        let names = |t: &Value| -> Vec<String> {
+            t["columnDefinitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let obj = json!({"metadata": {"name": "a", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"n": 3}});
+        let with = crate::registry::crd_resources(&crd(json!([
+            {"name": "N", "type": "string", "jsonPath": ".spec.n"}])))
+        .remove(0);
+        let t = render(&with, std::slice::from_ref(&obj), None, now);
+        assert_eq!(names(&t), ["Name", "N"]);
+        assert_eq!(t["rows"][0]["cells"], json!(["a", "3"]));
+        let without = crate::registry::crd_resources(&crd(json!([]))).remove(0);
+        let t = render(&without, &[obj], None, now);
+        assert_eq!(names(&t), ["Name", "Age"]);
+        assert_eq!(t["rows"][0]["cells"], json!(["a", "60s"]));
+    }
+
+    #[test]
+    fn configmaps_print_their_data_count() {
+        let info = crate::registry::Registry::new()
+            .get("", "v1", "configmaps")
+            .unwrap();
+        let obj = json!({"metadata": {"name": "c", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "data": {"a": "1"}, "binaryData": {"b": ""}});
+        let t = render(&info, &[obj], None, "2026-01-01T00:00:05Z".parse().unwrap());
+        assert_eq!(t["rows"][0]["cells"], json!(["c", 2, "5s"]));
     }
 
     #[test]

@@ -115,27 +115,72 @@ fn merge_list(
             *target = Value::Array(list);
         }
         ListType::Map(keys) => {
-            let mut list = target.as_array().cloned().unwrap_or_default();
+            let original = target.as_array().cloned().unwrap_or_default();
+            let server_order: Vec<String> = original.iter().map(|l| item_key(l, &keys)).collect();
+            let mut deleted = Vec::new();
+            let mut patched: Vec<(String, Value)> = Vec::new();
             for item in items {
                 let key = item_key(item, &keys);
-                let pos = list.iter().position(|l| item_key(l, &keys) == key);
                 if item.get("$patch").and_then(Value::as_str) == Some("delete") {
-                    if let Some(i) = pos {
-                        list.remove(i);
-                    }
+                    deleted.push(key);
                     continue;
                 }
+                let base = match patched.iter().position(|(k, _)| *k == key) {
+                    Some(i) => patched.remove(i).1,
+                    None => original
+                        .iter()
+                        .find(|l| item_key(l, &keys) == key)
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                };
+                let mut merged = base;
                 path.push("[]".into());
-                match pos {
-                    Some(i) => merge_object(&mut list[i], item, schema, path)?,
-                    None => list.push(strip_directives(item)),
+                if merged.is_null() {
+                    merged = strip_directives(item);
+                } else {
+                    merge_object(&mut merged, item, schema, path)?;
                 }
                 path.pop();
+                patched.push((key, merged));
             }
-            *target = Value::Array(list);
+            let server_only: Vec<(String, Value)> = original
+                .into_iter()
+                .map(|l| (item_key(&l, &keys), l))
+                .filter(|(k, _)| !deleted.contains(k) && !patched.iter().any(|(p, _)| p == k))
+                .collect();
+            *target = Value::Array(merge_sorted(server_only, patched, &server_order));
         }
     }
     Ok(())
+}
+
+/// Interleaves the items only the server has with the patch's items as the API server does:
+/// each keeps its own order; a server-only item goes first only when both it and the next
+/// patch item were in the original list and it came earlier there.
+fn merge_sorted(
+    server_only: Vec<(String, Value)>,
+    patched: Vec<(String, Value)>,
+    server_order: &[String],
+) -> Vec<Value> {
+    let position = |k: &str| server_order.iter().position(|s| s == k);
+    let mut out = Vec::with_capacity(server_only.len() + patched.len());
+    let mut left = server_only.into_iter().peekable();
+    let mut right = patched.into_iter().peekable();
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some((l, _)), Some((r, _))) => {
+                matches!((position(l), position(r)), (Some(a), Some(b)) if a < b)
+            }
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        if let Some((_, v)) = next {
+            out.push(v);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -158,7 +203,7 @@ mod tests {
         assert_eq!(
             pod,
             json!({"spec": {"containers": [
-            {"name": "a", "image": "x", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+            {"name": "a", "image": "x", "env": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]},
             {"name": "c", "image": "z"}]}})
         );
     }

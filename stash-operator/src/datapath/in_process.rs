@@ -1,0 +1,268 @@
+//! [`RepositoryEngine`] in process, on the `stash-repo` library: the dump is chunked, hashed,
+//! compressed, encrypted and uploaded by this process's own threads, and restores read packs
+//! directly. Pruning (repacking) stays with the restic CLI, which is run only when asked to.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use stash_core::retention;
+use stash_repo::http::{RestBackend, S3Backend, S3Credentials};
+use stash_repo::{backend::FileKind, Backend, Id, LocalBackend, RepoError, Repository};
+
+use super::backend::EngineEnv;
+use super::restic_cli::ResticCli;
+use super::{
+    EngineError, ForgetOutcome, RepoStats, RepositoryEngine, RetentionPolicy, SnapshotInfo,
+    SnapshotSummary,
+};
+
+/// The in-process engine.
+pub struct InProcess {
+    backend: Arc<dyn Backend>,
+    password: String,
+    /// Runs `restic prune` after a forget that asks for it.
+    pruner: ResticCli,
+}
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcess")
+            .field("location", &self.backend.location())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the in-process engine cannot serve a repository.
+#[derive(Debug, thiserror::Error)]
+#[error("the in-process engine does not support repository {0:?} (use --engine=restic)")]
+pub struct Unsupported(pub String);
+
+impl InProcess {
+    /// An engine for the repository `env` names: a local directory, S3 or a REST server,
+    /// without a custom CA or disabled TLS verification (those stay with restic).
+    pub fn new(env: &EngineEnv, pruner: ResticCli) -> Result<InProcess, Unsupported> {
+        let location = env
+            .env
+            .get("RESTIC_REPOSITORY")
+            .cloned()
+            .unwrap_or_default();
+        let scheme = || location.split(':').next().unwrap_or_default().to_owned();
+        if !Self::supports(env) {
+            return Err(Unsupported(scheme()));
+        }
+        let var = |k: &str| env.env.get(k).cloned().unwrap_or_default();
+        let backend: Arc<dyn Backend> = if let Some(rest) = location.strip_prefix("rest:") {
+            Arc::new(RestBackend::new(rest).map_err(|_| Unsupported(scheme()))?)
+        } else if let Some(s3) = location.strip_prefix("s3:") {
+            let creds = S3Credentials {
+                access_key: var("AWS_ACCESS_KEY_ID"),
+                secret_key: var("AWS_SECRET_ACCESS_KEY"),
+                session_token: env.env.get("AWS_SESSION_TOKEN").cloned(),
+                region: var("AWS_DEFAULT_REGION"),
+            };
+            Arc::new(S3Backend::new(s3, creds).map_err(|_| Unsupported(scheme()))?)
+        } else {
+            Arc::new(LocalBackend::new(&location))
+        };
+        Ok(InProcess {
+            backend,
+            password: env.env.get("RESTIC_PASSWORD").cloned().unwrap_or_default(),
+            pruner,
+        })
+    }
+
+    /// True when [`InProcess::new`] would accept `env`.
+    pub fn supports(env: &EngineEnv) -> bool {
+        let location = env.env.get("RESTIC_REPOSITORY").map_or("", String::as_str);
+        let reachable = location.starts_with('/')
+            || location.starts_with("s3:")
+            || location.starts_with("rest:");
+        // A custom CA or skipped verification needs TLS settings this engine does not take.
+        reachable && env.flags.is_empty()
+    }
+
+    fn open(&self) -> Result<Repository, EngineError> {
+        Repository::open(Arc::clone(&self.backend), self.password.as_bytes())
+            .map_err(|e| engine_error("open", e))
+    }
+}
+
+fn engine_error(command: &str, e: RepoError) -> EngineError {
+    match e {
+        RepoError::Missing(at) => EngineError::RepositoryMissing(at),
+        RepoError::Locked(holder) => {
+            EngineError::Locked(format!("repository is already locked {holder}"))
+        }
+        RepoError::Source(why) => EngineError::SourceFailed(why),
+        e @ (RepoError::NotFound(_)
+        | RepoError::BlobMissing(_)
+        | RepoError::BlobHash { .. }
+        | RepoError::Mac) => EngineError::Unreadable(e.to_string()),
+        other => EngineError::Failed {
+            command: command.to_owned(),
+            status: other.reason().to_owned(),
+            stderr: other.to_string(),
+        },
+    }
+}
+
+fn parse_ids(ids: &[String]) -> Result<Vec<Id>, EngineError> {
+    ids.iter()
+        .map(|s| Id::parse(s).map_err(|e| engine_error("forget", e)))
+        .collect()
+}
+
+impl RepositoryEngine for InProcess {
+    fn init_if_missing(&self) -> Result<bool, EngineError> {
+        let exists = self
+            .backend
+            .exists(FileKind::Config, "config")
+            .map_err(|e| engine_error("init", e))?;
+        if exists {
+            return Ok(false);
+        }
+        Repository::init(Arc::clone(&self.backend), self.password.as_bytes())
+            .map_err(|e| engine_error("init", e))?;
+        Ok(true)
+    }
+
+    fn backup_stream(
+        &self,
+        source: &mut dyn Read,
+        host: &str,
+        filename: &str,
+    ) -> Result<SnapshotSummary, EngineError> {
+        let repo = self.open()?;
+        let options = stash_repo::BackupOptions {
+            hostname: host.to_owned(),
+            path: format!("/{}", filename.trim_start_matches('/')),
+            ..stash_repo::BackupOptions::default()
+        };
+        let summary = stash_repo::backup_stream(&repo, source, &options)
+            .map_err(|e| engine_error("backup", e))?;
+        Ok(SnapshotSummary {
+            snapshot_id: summary.snapshot_id.to_hex(),
+            files_new: 1,
+            files_changed: 0,
+            files_unmodified: 0,
+            total_files_processed: 1,
+            data_added: summary.data_added,
+            total_bytes_processed: summary.bytes,
+        })
+    }
+
+    fn dump(
+        &self,
+        snapshot: &str,
+        host: Option<&str>,
+        filename: &str,
+    ) -> Result<Box<dyn Read + Send>, EngineError> {
+        let repo = self.open()?;
+        let path = format!("/{}", filename.trim_start_matches('/'));
+        let reader = stash_repo::open_file(&repo, snapshot, host, &path)
+            .map_err(|e| engine_error("dump", e))?;
+        Ok(Box::new(reader))
+    }
+
+    fn snapshots(&self, host: Option<&str>) -> Result<Vec<SnapshotInfo>, EngineError> {
+        let repo = self.open()?;
+        let list = repo.snapshots().map_err(|e| engine_error("snapshots", e))?;
+        Ok(list
+            .into_iter()
+            .filter(|(_, s)| host.is_none_or(|h| s.hostname == h))
+            .map(|(id, s)| SnapshotInfo {
+                id: id.to_hex(),
+                time: s.time,
+                hostname: s.hostname,
+                paths: s.paths,
+                tags: s.tags,
+            })
+            .collect())
+    }
+
+    fn forget_snapshots(&self, ids: &[String]) -> Result<(), EngineError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let repo = self.open()?;
+        stash_repo::forget(&repo, &parse_ids(ids)?).map_err(|e| engine_error("forget", e))?;
+        self.pruner.prune()
+    }
+
+    fn apply_retention(&self, policy: &RetentionPolicy) -> Result<ForgetOutcome, EngineError> {
+        let repo = self.open()?;
+        let all = repo.snapshots().map_err(|e| engine_error("forget", e))?;
+        if policy.is_empty() {
+            return Ok(ForgetOutcome {
+                kept: all.len(),
+                removed: 0,
+            });
+        }
+        let infos: Vec<retention::SnapshotInfo> = all
+            .iter()
+            .map(|(id, s)| retention::SnapshotInfo {
+                id: id.to_hex(),
+                time: stash_repo::repo::parse_time(&s.time)
+                    .map_or(i64::MIN, |ns| ns.div_euclid(1_000_000_000)),
+                host: s.hostname.clone(),
+                paths: s.paths.clone(),
+                tags: s.tags.clone().unwrap_or_default(),
+            })
+            .collect();
+        let count = |n: u32| (n > 0).then_some(i64::from(n));
+        let core_policy = stash_core::api::RetentionPolicy {
+            keep_last: count(policy.keep_last),
+            keep_hourly: count(policy.keep_hourly),
+            keep_daily: count(policy.keep_daily),
+            keep_weekly: count(policy.keep_weekly),
+            keep_monthly: count(policy.keep_monthly),
+            keep_yearly: count(policy.keep_yearly),
+            keep_tags: (!policy.keep_tags.is_empty()).then(|| policy.keep_tags.clone()),
+            prune: Some(policy.prune),
+            ..Default::default()
+        };
+        let plan = retention::select(&infos, &core_policy);
+        let forget = parse_ids(&plan.forget)?;
+        if !forget.is_empty() {
+            stash_repo::forget(&repo, &forget).map_err(|e| engine_error("forget", e))?;
+            if policy.prune {
+                self.pruner.prune()?;
+            }
+        }
+        Ok(ForgetOutcome {
+            kept: plan.keep.len(),
+            removed: plan.forget.len(),
+        })
+    }
+
+    fn check(&self, read_data: bool) -> Result<(), EngineError> {
+        let repo = self.open()?;
+        let problems =
+            stash_repo::check::check(&repo, read_data).map_err(|e| engine_error("check", e))?;
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(EngineError::Failed {
+            command: "check".to_owned(),
+            status: "RepositoryDamaged".to_owned(),
+            stderr: problems.join("\n"),
+        })
+    }
+
+    fn stats(&self) -> Result<RepoStats, EngineError> {
+        let repo = self.open()?;
+        let index = repo.load_index().map_err(|e| engine_error("stats", e))?;
+        let snapshots = repo.snapshots().map_err(|e| engine_error("stats", e))?;
+        Ok(RepoStats {
+            total_size: index.blobs.values().map(|l| l.length).sum(),
+            snapshot_count: snapshots.len(),
+        })
+    }
+
+    fn unlock_stale(&self) -> Result<(), EngineError> {
+        let repo = self.open()?;
+        stash_repo::lock::remove_stale_locks(&repo)
+            .map(drop)
+            .map_err(|e| engine_error("unlock", e))
+    }
+}
