@@ -120,6 +120,16 @@ impl LabelSelector {
         })
     }
 
+    /// The `key=value` requirements: every match carries each of these labels, so a label
+    /// index can answer from the smallest of their sets.
+    pub fn equalities(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.reqs.iter().filter_map(|(k, op)| match op {
+            LabelOp::Eq(v) => Some((k.as_str(), v.as_str())),
+            LabelOp::In(vs) if vs.len() == 1 => Some((k.as_str(), vs[0].as_str())),
+            _ => None,
+        })
+    }
+
     /// Evaluates against an object.
     pub fn matches(&self, obj: &Value) -> bool {
         self.is_empty() || self.matches_labels(&obj["metadata"]["labels"])

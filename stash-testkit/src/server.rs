@@ -124,6 +124,7 @@ impl FakeApiServerBuilder {
             server_address: addr
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "127.0.0.1:0".into()),
+            requests: Default::default(),
         };
         let controllers = self.controllers.map(|set| {
             let mut kubelet = self.kubelet.clone();
@@ -195,6 +196,11 @@ impl FakeApiServer {
     /// The HTTP router: serve it, or pass it to `kube::Client::new(router, "default")`.
     pub fn router(&self) -> Router {
         router(self.state.clone())
+    }
+
+    /// Requests served so far, by client, verb and resource.
+    pub fn requests(&self) -> &crate::http::requests::RequestCounter {
+        &self.state.requests
     }
 
     /// The TCP address, when serving on TCP.

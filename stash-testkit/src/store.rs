@@ -1,7 +1,8 @@
 //! The revisioned in-memory object store: a global resourceVersion, a bounded event log for
 //! watch replay, and retained snapshots for consistent pagination.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use imbl::OrdMap;
@@ -74,17 +75,24 @@ pub struct Change {
 /// Objects by key; cloning is O(1).
 pub type Objects = OrdMap<Key, Arc<Value>>;
 
+/// `(group/plural, label key, label value)`: the label index's key.
+type LabelKey = (String, String, String);
+
 /// The mutable state behind the store lock.
 #[derive(Debug)]
 pub struct State {
     rev: u64,
     objects: Objects,
+    /// Current objects by label, so a selector with `key=value` visits only its matches.
+    labels: HashMap<LabelKey, BTreeSet<Key>>,
     log: VecDeque<Arc<Change>>,
     log_capacity: usize,
     /// A watch may resume from any revision >= this one.
     floor: u64,
     snapshots: VecDeque<(u64, Objects)>,
     tx: broadcast::Sender<Arc<Change>>,
+    /// Changes per `group/plural`: a watch wakes only for its own resource.
+    by_resource: HashMap<String, broadcast::Sender<Arc<Change>>>,
 }
 
 impl State {
@@ -103,6 +111,44 @@ impl State {
         self.objects.get(key).cloned()
     }
 
+    /// The keys of current objects of `resource` carrying every `key=value` label given, in
+    /// key order; `None` when no label is given (the caller scans instead).
+    pub fn keys_with_labels<'a>(
+        &self,
+        resource: &str,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Option<Vec<Key>> {
+        let mut smallest: Option<&BTreeSet<Key>> = None;
+        for (k, v) in labels {
+            let lookup = (resource.to_string(), k.to_string(), v.to_string());
+            let Some(set) = self.labels.get(&lookup) else {
+                return Some(Vec::new());
+            };
+            if smallest.is_none_or(|s| set.len() < s.len()) {
+                smallest = Some(set);
+            }
+        }
+        smallest.map(|s| s.iter().cloned().collect())
+    }
+
+    fn index_labels(&mut self, key: &Key, object: &Value, add: bool) {
+        let Some(labels) = object["metadata"]["labels"].as_object() else {
+            return;
+        };
+        for (k, v) in labels {
+            let Some(v) = v.as_str() else { continue };
+            let lookup = (key.resource.clone(), k.clone(), v.to_string());
+            if add {
+                self.labels.entry(lookup).or_default().insert(key.clone());
+            } else if let Some(set) = self.labels.get_mut(&lookup) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.labels.remove(&lookup);
+                }
+            }
+        }
+    }
+
     /// Stores `object` under `key` with a new revision, logs and broadcasts the change.
     pub fn put(&mut self, key: Key, mut object: Value) -> Arc<Value> {
         self.rev += 1;
@@ -110,6 +156,10 @@ impl State {
         compact_managed_fields(&mut object);
         let object = Arc::new(object);
         let previous = self.objects.insert(key.clone(), object.clone());
+        if let Some(p) = &previous {
+            self.index_labels(&key, p, false);
+        }
+        self.index_labels(&key, &object, true);
         let kind = if previous.is_some() {
             ChangeKind::Modified
         } else {
@@ -128,6 +178,7 @@ impl State {
     /// Removes the object under `key` with a new revision; returns its last state.
     pub fn remove(&mut self, key: &Key) -> Option<Arc<Value>> {
         let previous = self.objects.remove(key)?;
+        self.index_labels(key, &previous, false);
         self.rev += 1;
         let mut last = (*previous).clone();
         last["metadata"]["resourceVersion"] = Value::String(self.rev.to_string());
@@ -151,6 +202,9 @@ impl State {
             }
         }
         // No receivers is fine: nobody is watching.
+        if let Some(tx) = self.by_resource.get(&change.key.resource) {
+            let _ = tx.send(change.clone());
+        }
         let _ = self.tx.send(change);
     }
 
@@ -191,6 +245,14 @@ impl State {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
         self.tx.subscribe()
     }
+
+    /// Subscribes to changes of one resource (`group/plural`) committed after this moment.
+    pub fn subscribe_resource(&mut self, resource: &str) -> broadcast::Receiver<Arc<Change>> {
+        self.by_resource
+            .entry(resource.to_string())
+            .or_insert_with(|| broadcast::channel(8192).0)
+            .subscribe()
+    }
 }
 
 /// Stores `metadata.managedFields` as one JSON string: the nested field tries are most of an
@@ -218,6 +280,7 @@ pub fn expand_managed_fields(object: &mut Value) {
 #[derive(Debug, Clone)]
 pub struct Store {
     state: Arc<Mutex<State>>,
+    visited: Arc<AtomicU64>,
     expire: Arc<watch::Sender<u64>>,
 }
 
@@ -227,14 +290,17 @@ impl Store {
         let (tx, _) = broadcast::channel(8192);
         let (expire, _) = watch::channel(0);
         Self {
+            visited: Arc::new(AtomicU64::new(0)),
             state: Arc::new(Mutex::new(State {
                 rev: 1,
                 objects: OrdMap::new(),
+                labels: HashMap::new(),
                 log: VecDeque::new(),
                 log_capacity: log_capacity.max(1),
                 floor: 1,
                 snapshots: VecDeque::new(),
                 tx,
+                by_resource: HashMap::new(),
             })),
             expire: Arc::new(expire),
         }
@@ -270,6 +336,17 @@ impl Store {
     /// The current revision.
     pub fn rev(&self) -> u64 {
         self.lock().rev
+    }
+
+    /// Counts objects a scan examined (lists and watches report theirs here).
+    pub fn count_visits(&self, n: usize) {
+        self.visited.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// How many stored objects lists and watches have examined so far: a measure of the work
+    /// a request did, which indexes keep proportional to its answer.
+    pub fn visited(&self) -> u64 {
+        self.visited.load(Ordering::Relaxed)
     }
 }
 

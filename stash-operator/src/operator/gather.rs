@@ -1,8 +1,9 @@
 //! Reads: everything a planner needs about one object, in one place.
 
-use super::Context;
+use super::{cache, Context};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams};
 use kube::ResourceExt;
 use stash_core::api::{
@@ -39,11 +40,16 @@ pub async fn repository(
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| ns.to_string());
-    let repo = get_opt(
-        &Api::<Repository>::namespaced(ctx.client.clone(), &repo_ns),
-        &r.name,
-    )
-    .await?;
+    let repo = match ctx.caches() {
+        Some(c) => cache::get(&c.repositories, &repo_ns, &r.name).await,
+        None => {
+            get_opt(
+                &Api::<Repository>::namespaced(ctx.client.clone(), &repo_ns),
+                &r.name,
+            )
+            .await?
+        }
+    };
     let secret_name = repo
         .as_ref()
         .and_then(|x| x.spec.backend.storage_secret_name.clone())
@@ -91,6 +97,9 @@ pub async fn appbinding(
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| ns.to_string());
+    if let Some(c) = ctx.caches() {
+        return Ok(cache::get(&c.appbindings, &target_ns, &name).await);
+    }
     get_opt(
         &Api::<AppBinding>::namespaced(ctx.client.clone(), &target_ns),
         &name,
@@ -102,6 +111,14 @@ pub async fn appbinding(
 pub async fn catalog(
     ctx: &Context,
 ) -> ReadResult<(BTreeMap<String, Task>, BTreeMap<String, Function>)> {
+    if let Some(c) = ctx.caches() {
+        let tasks = cache::all(&c.tasks).await;
+        let functions = cache::all(&c.functions).await;
+        return Ok((
+            tasks.into_iter().map(|t| (t.name_any(), t)).collect(),
+            functions.into_iter().map(|f| (f.name_any(), f)).collect(),
+        ));
+    }
     let tasks = Api::<Task>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?;
@@ -120,6 +137,9 @@ pub async fn catalog(
 
 /// Labels of a namespace.
 pub async fn namespace_labels(ctx: &Context, ns: &str) -> ReadResult<BTreeMap<String, String>> {
+    if let Some(c) = ctx.caches() {
+        return Ok(cache::namespace_labels(&c.namespaces, ns).await);
+    }
     Ok(get_opt(&Api::<Namespace>::all(ctx.client.clone()), ns)
         .await?
         .and_then(|n| n.metadata.labels)
@@ -214,30 +234,54 @@ pub async fn repository_references(
     let ns = repo.namespace().unwrap_or_default();
     let name = repo.name_any();
     use stash_core::plan::repository::{invoker_reference, references_repository};
-    let mut refs = Vec::new();
-    for bc in Api::<BackupConfiguration>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-    {
-        let bc_ns = bc.namespace().unwrap_or_default();
-        if references_repository(&bc_ns, bc.spec.repository.as_ref(), &ns, &name) {
-            refs.push(invoker_reference(
-                "BackupConfiguration",
-                &bc_ns,
-                &bc.name_any(),
-            ));
+    // Borrowed names: this runs for every invoker in the cluster, per Repository.
+    let refers = |kind: &str, meta: &ObjectMeta, repo: Option<&ObjectRef>| {
+        let object_ns = meta.namespace.as_deref().unwrap_or_default();
+        let object = meta.name.as_deref().unwrap_or_default();
+        references_repository(object_ns, repo, &ns, &name)
+            .then(|| invoker_reference(kind, object_ns, object))
+    };
+    let mut refs: Vec<TypedObjectReference> = match ctx.caches() {
+        Some(c) => {
+            let mut refs = cache::find(&c.backup_configurations, |bc: &BackupConfiguration| {
+                refers(
+                    "BackupConfiguration",
+                    &bc.metadata,
+                    bc.spec.repository.as_ref(),
+                )
+            })
+            .await;
+            refs.extend(
+                cache::find(&c.restore_sessions, |rs: &RestoreSession| {
+                    refers("RestoreSession", &rs.metadata, rs.spec.repository.as_ref())
+                })
+                .await,
+            );
+            refs
         }
-    }
-    for rs in Api::<RestoreSession>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-    {
-        let rs_ns = rs.namespace().unwrap_or_default();
-        if references_repository(&rs_ns, rs.spec.repository.as_ref(), &ns, &name) {
-            refs.push(invoker_reference("RestoreSession", &rs_ns, &rs.name_any()));
+        None => {
+            let backups = Api::<BackupConfiguration>::all(ctx.client.clone())
+                .list(&ListParams::default())
+                .await?
+                .items;
+            let restores = Api::<RestoreSession>::all(ctx.client.clone())
+                .list(&ListParams::default())
+                .await?
+                .items;
+            let backups = backups.into_iter().filter_map(|bc| {
+                refers(
+                    "BackupConfiguration",
+                    &bc.metadata,
+                    bc.spec.repository.as_ref(),
+                )
+            });
+            let restores = restores.into_iter().filter_map(|rs| {
+                refers("RestoreSession", &rs.metadata, rs.spec.repository.as_ref())
+            });
+            backups.chain(restores).collect()
         }
-    }
+    };
+    // The caches hold objects in no particular order; a list answers in this one.
+    refs.sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
     Ok(refs)
 }

@@ -2,6 +2,7 @@
 //! the `stash-core` planner and carries out the plan. No policy lives here.
 
 pub mod apply;
+pub mod cache;
 pub mod catalog;
 pub mod clock;
 pub mod gather;
@@ -43,6 +44,8 @@ pub struct Context {
     pub max_requeue: Duration,
     /// Pushgateway base URL, when metrics are also pushed (Stash's behaviour).
     pub pushgateway_url: Option<String>,
+    /// Reflector caches, once the controllers run (before that, reads go to the API).
+    pub caches: std::sync::OnceLock<cache::Caches>,
 }
 
 impl Context {
@@ -65,7 +68,13 @@ impl Context {
             metrics: metrics::Metrics::default(),
             max_requeue,
             pushgateway_url: None,
+            caches: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The reflector caches, when the controllers run.
+    pub fn caches(&self) -> Option<&cache::Caches> {
+        self.caches.get()
     }
 
     fn now(&self) -> Time {
@@ -423,17 +432,39 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         .graceful_shutdown_on(stop())
         .run(reconcile_restore_session, error_policy, ctx.clone())
         .for_each(|_| async {});
+    let (tasks, tasks_sync) = cache::reflect(&client);
+    let (functions, functions_sync) = cache::reflect(&client);
+    let (appbindings, appbindings_sync) = cache::reflect(&client);
+    let (namespaces, namespaces_sync) = cache::reflect(&client);
     let repo = Controller::new(
         Api::<DeserializeGuard<Repository>>::all(client.clone()),
         wc(),
-    )
-    .owns(Api::<Job>::all(client.clone()), wc())
-    .with_config(config)
-    .graceful_shutdown_on(stop())
-    .run(reconcile_repository, error_policy, ctx.clone())
-    .for_each(|_| async {});
+    );
+    // A restart of the controllers keeps the caches of the first run (they stay current).
+    let _ = ctx.caches.set(cache::Caches {
+        tasks,
+        functions,
+        repositories: repo.store(),
+        appbindings,
+        namespaces,
+        backup_configurations: bc_store.clone(),
+        restore_sessions: rs_store.clone(),
+    });
+    let caches = async {
+        let stop = stop();
+        tokio::select! {
+            _ = stop => {}
+            _ = futures_util::future::join4(tasks_sync, functions_sync, appbindings_sync, namespaces_sync) => {}
+        }
+    };
+    let repo = repo
+        .owns(Api::<Job>::all(client.clone()), wc())
+        .with_config(config)
+        .graceful_shutdown_on(stop())
+        .run(reconcile_repository, error_policy, ctx.clone())
+        .for_each(|_| async {});
     let prune = prune_metrics(ctx.clone(), bc_store, rs_store, stop());
-    futures_util::join!(bc, bs, rs, repo, prune);
+    futures_util::join!(bc, bs, rs, repo, prune, caches);
 }
 
 /// Every minute, drops metrics of BackupConfigurations and RestoreSessions that are gone, as

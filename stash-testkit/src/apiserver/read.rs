@@ -66,14 +66,19 @@ impl Apiserver {
         opts: &ListOptions,
     ) -> ApiResult<Value> {
         let prefix = info.storage_prefix();
-        let (rev, objects, start_after) = {
+        let ns_filter = if info.namespaced {
+            namespace.filter(|n| !n.is_empty())
+        } else {
+            None
+        };
+        let (rev, objects, start_after, indexed) = {
             let state = self.store.lock();
             if let Some(token) = opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
                 let (rev, after) = decode_continue(token)?;
                 let snap = state.snapshot(rev).ok_or_else(|| {
                     ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
                 })?;
-                (rev, snap, Some(after))
+                (rev, snap, Some(after), None)
             } else {
                 let requested = opts
                     .resource_version
@@ -90,16 +95,17 @@ impl Apiserver {
                                 state.rev()
                             ))
                         })?;
-                        (rev, snap, None)
+                        (rev, snap, None, None)
                     }
-                    _ => (state.rev(), state.objects().clone(), None),
+                    // The label index reflects the current revision only.
+                    _ => (
+                        state.rev(),
+                        state.objects().clone(),
+                        None,
+                        state.keys_with_labels(&prefix, opts.labels.equalities()),
+                    ),
                 }
             }
-        };
-        let ns_filter = if info.namespaced {
-            namespace.filter(|n| !n.is_empty())
-        } else {
-            None
         };
         let start = match &start_after {
             Some(k) => k.clone(),
@@ -108,18 +114,23 @@ impl Apiserver {
         let mut items = Vec::new();
         let mut last_key = None;
         let mut remaining = 0usize;
-        for (k, v) in objects.range(start.clone()..) {
-            if k.resource != prefix {
-                break;
-            }
-            if start_after.as_ref() == Some(k) {
-                continue;
-            }
-            if let Some(ns) = ns_filter {
-                if k.namespace != ns {
-                    break;
-                }
-            }
+        let mut visited = 0usize;
+        let in_namespace = |k: &Key| ns_filter.is_none_or(|ns| k.namespace == ns);
+        let candidates: Box<dyn Iterator<Item = (&Key, &std::sync::Arc<Value>)>> = match &indexed {
+            Some(keys) => Box::new(
+                keys.iter()
+                    .filter(|k| in_namespace(k))
+                    .filter_map(|k| objects.get_key_value(k)),
+            ),
+            None => Box::new(
+                objects
+                    .range(start.clone()..)
+                    .take_while(|(k, _)| k.resource == prefix && in_namespace(k))
+                    .filter(|(k, _)| start_after.as_ref() != Some(*k)),
+            ),
+        };
+        for (k, v) in candidates {
+            visited += 1;
             if !opts.labels.matches(v) || !opts.fields.matches(v) {
                 continue;
             }
@@ -130,6 +141,7 @@ impl Apiserver {
             items.push(Self::present(info, v));
             last_key = Some(k.clone());
         }
+        self.store.count_visits(visited);
         let mut metadata = json!({"resourceVersion": rev.to_string()});
         if remaining > 0 {
             if let Some(last) = &last_key {
@@ -144,5 +156,83 @@ impl Apiserver {
             "metadata": metadata,
             "items": items,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::{DeleteOptions, WriteOptions};
+    use crate::clock::VirtualClock;
+
+    fn names(list: &Value) -> Vec<String> {
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| {
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// A list with `key=value` labels does work proportional to its matches, not to the
+    /// objects of the resource or namespace (the label index), and follows label changes.
+    #[test]
+    fn label_selected_lists_visit_only_their_matches() {
+        let api = Apiserver::new(VirtualClock::default());
+        let cm = api.resource("", "v1", "configmaps").unwrap();
+        let ns = api.resource("", "v1", "namespaces").unwrap();
+        let w = WriteOptions::manager("test");
+        for n in 0..10 {
+            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("ns-{n}")}});
+            api.create(&ns, "", body, &w).unwrap();
+        }
+        for i in 0..1000 {
+            let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": format!("cm-{i}"), "labels": {"owner": format!("o-{i}"), "tier": if i % 100 == 0 { "rare" } else { "common" }},
+            }});
+            api.create(&cm, &format!("ns-{}", i % 10), body, &w)
+                .unwrap();
+        }
+        let list = |namespace: Option<&str>, selector: &str| {
+            let opts = ListOptions {
+                labels: LabelSelector::parse(selector).unwrap(),
+                ..ListOptions::default()
+            };
+            let before = api.store.visited();
+            let list = api.list(&cm, namespace, &opts).unwrap();
+            (names(&list), api.store.visited() - before)
+        };
+
+        assert_eq!(
+            list(Some("ns-3"), "owner=o-123"),
+            (vec!["cm-123".into()], 1)
+        );
+        assert_eq!(list(Some("ns-4"), "owner=o-123").0, Vec::<String>::new());
+        let (rare, visited) = list(None, "tier=rare,owner!=o-0");
+        assert_eq!(rare.len(), 9);
+        assert_eq!(
+            visited, 10,
+            "only the objects labelled tier=rare are examined"
+        );
+        assert_eq!(list(None, "tier=absent"), (vec![], 0));
+        // Without an equality the list scans the namespace, as before.
+        assert_eq!(list(Some("ns-3"), "owner").1, 100);
+
+        // The index follows relabelling and deletion.
+        api.modify(&cm, "ns-3", "cm-123", "", "test", |o| {
+            o["metadata"]["labels"]["owner"] = json!("o-new");
+            true
+        })
+        .unwrap();
+        assert_eq!(list(Some("ns-3"), "owner=o-123").0, Vec::<String>::new());
+        assert_eq!(list(Some("ns-3"), "owner=o-new").0, vec!["cm-123"]);
+        api.delete(&cm, "ns-3", "cm-123", &DeleteOptions::default())
+            .unwrap();
+        assert_eq!(list(Some("ns-3"), "owner=o-new"), (vec![], 0));
     }
 }

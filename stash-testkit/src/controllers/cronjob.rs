@@ -2,6 +2,8 @@
 //! clock, honours suspend, concurrencyPolicy and startingDeadlineSeconds, tracks active Jobs
 //! and prunes finished ones beyond the history limits.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 
 use super::cron::Schedule;
@@ -32,6 +34,25 @@ fn job_ref(job: &Value) -> Value {
     })
 }
 
+/// Objects by the uid of their controller (one lookup per owner instead of a scan).
+pub(super) fn by_controller_uid(objects: &[std::sync::Arc<Value>]) -> HashMap<&str, Vec<&Value>> {
+    let mut out: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for o in objects {
+        for r in o["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if r["controller"] == true {
+                if let Some(uid) = r["uid"].as_str() {
+                    out.entry(uid).or_default().push(o);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// One pass over every CronJob.
 pub(super) fn sync(api: &Apiserver) {
     let (Ok(cj_info), Ok(jobs_info)) = (
@@ -41,6 +62,7 @@ pub(super) fn sync(api: &Apiserver) {
         return;
     };
     let jobs = api.objects_of(&jobs_info);
+    let by_controller = by_controller_uid(&jobs);
     let now = api.clock.now();
     for cj in api.objects_of(&cj_info) {
         if cj["metadata"].get("deletionTimestamp").is_some() {
@@ -50,10 +72,12 @@ pub(super) fn sync(api: &Apiserver) {
         let name = name_of(&cj).to_string();
         let uid = uid_of(&cj).to_string();
         let spec = &cj["spec"];
-        let mine: Vec<&Value> = jobs
-            .iter()
+        let mine: Vec<&Value> = by_controller
+            .get(uid.as_str())
+            .into_iter()
+            .flatten()
+            .copied()
             .filter(|j| namespace_of(j) == ns && controlled_by(j, &uid))
-            .map(|j| &**j)
             .collect();
         let mut active: Vec<Value> = mine
             .iter()

@@ -34,6 +34,37 @@ fn remove_finalizer(api: &Apiserver, info: &ResourceInfo, key: &Key, f: &str) {
     });
 }
 
+/// Whether every owner of these objects exists (by name and uid, within the dependent's
+/// namespace). When so, and nothing was deleted, a full pass would change nothing.
+pub(super) fn owners_live(api: &Apiserver, objects: &[Arc<Value>]) -> bool {
+    let state = api.store.lock();
+    objects.iter().all(|obj| {
+        let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
+        obj["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|r| {
+                let (Some(api_version), Some(kind), Some(name)) = (
+                    r["apiVersion"].as_str(),
+                    r["kind"].as_str(),
+                    r["name"].as_str(),
+                ) else {
+                    return false;
+                };
+                let Some(info) = api.registry.by_kind(api_version, kind) else {
+                    return false;
+                };
+                state
+                    .get(&Apiserver::key(&info, ns, name))
+                    .is_some_and(|o| {
+                        uid_of(&o) == r["uid"].as_str().unwrap_or_default()
+                            && o["metadata"].get("deletionTimestamp").is_none()
+                    })
+            })
+    })
+}
+
 /// One garbage-collection pass.
 pub(super) fn sync(api: &Apiserver) {
     let objects = api.store.lock().objects().clone();

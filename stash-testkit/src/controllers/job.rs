@@ -63,14 +63,17 @@ impl JobController {
         let now_s = format_time(now);
         let jobs = api.objects_of(&jobs_info);
         release_orphans(api, &pods_info, &pods, &jobs);
+        let by_controller = super::cronjob::by_controller_uid(&pods);
         for job in jobs {
             let ns = namespace_of(&job).to_string();
             let name = name_of(&job).to_string();
             let uid = uid_of(&job).to_string();
-            let mine: Vec<&Value> = pods
-                .iter()
+            let mine: Vec<&Value> = by_controller
+                .get(uid.as_str())
+                .into_iter()
+                .flatten()
+                .copied()
                 .filter(|p| namespace_of(p) == ns && owned_by(p, &uid))
-                .map(|p| &**p)
                 .collect();
             // Count finished pods that still carry the tracking finalizer, then release them.
             let newly: Vec<&Value> = mine
@@ -267,6 +270,7 @@ fn release_orphans(
     pods: &[std::sync::Arc<Value>],
     jobs: &[std::sync::Arc<Value>],
 ) {
+    let job_uids: std::collections::HashSet<&str> = jobs.iter().map(|j| uid_of(j)).collect();
     for pod in pods {
         let tracked = pod["metadata"]["finalizers"]
             .as_array()
@@ -280,7 +284,7 @@ fn release_orphans(
             .flatten()
             .find(|r| r["controller"] == true && r["kind"] == "Job")
             .and_then(|r| r["uid"].as_str());
-        let job_exists = owner.is_some_and(|uid| jobs.iter().any(|j| uid_of(j) == uid));
+        let job_exists = owner.is_some_and(|uid| job_uids.contains(uid));
         if !job_exists {
             let _ = api.modify(
                 pods_info,

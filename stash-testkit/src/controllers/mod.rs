@@ -14,7 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
+
+use crate::store::{Change, ChangeKind};
+use std::collections::BTreeSet;
 
 use crate::apiserver::Apiserver;
 pub use kubelet::{Kubelet, KubeletConfig, LogSink, NodeClock};
@@ -186,6 +189,7 @@ impl ControllerManager {
         let mut changes = inner.api.store.lock().subscribe();
         let mut clock = inner.api.clock.subscribe();
         let mut stop = inner.stop.subscribe();
+        let mut dirty = Dirty::everything();
         loop {
             if *stop.borrow() {
                 return;
@@ -193,11 +197,15 @@ impl ControllerManager {
             let seen = inner.requested.load(Ordering::SeqCst);
             for _ in 0..50 {
                 let before = inner.api.store.rev();
-                self.pass();
+                self.pass(&dirty);
                 if inner.set.kubelet {
-                    // A failed call is retried on the next pass, as a real kubelet would.
+                    // A failed call is retried on the next pass, as a real kubelet would. It
+                    // runs every pass: it reads through the API, as it does standalone.
                     let _ = inner.kubelet.sync().await;
                 }
+                // What the pass and the kubelet wrote is what the next pass looks at.
+                dirty = Dirty::default();
+                dirty.drain(&mut changes);
                 if inner.api.store.rev() == before {
                     break;
                 }
@@ -205,42 +213,105 @@ impl ControllerManager {
             }
             inner.done.send_replace(seen);
             tokio::select! {
-                _ = inner.trigger.notified() => {}
-                r = changes.recv() => {
-                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
-                        return;
-                    }
-                }
+                _ = inner.trigger.notified() => dirty.all = true,
+                r = changes.recv() => match r {
+                    Ok(change) => dirty.note(&change),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => dirty.all = true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
                 r = clock.changed() => {
                     if r.is_err() {
                         return;
                     }
+                    dirty.all = true;
                 }
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => dirty.all = true,
                 _ = stop.changed() => return,
             }
             // Coalesce bursts of writes into one pass.
             tokio::time::sleep(Duration::from_millis(2)).await;
-            while changes.try_recv().is_ok() {}
+            dirty.drain(&mut changes);
         }
     }
 
-    fn pass(&self) {
+    fn pass(&self, dirty: &Dirty) {
         let inner = &self.inner;
         if inner.set.namespace {
             namespace::sync(&inner.api);
         }
-        if inner.set.gc {
+        if inner.set.gc
+            && (dirty.all || dirty.deletions || !gc::owners_live(&inner.api, &dirty.owned))
+        {
             gc::sync(&inner.api);
         }
-        if inner.set.cronjob {
+        if inner.set.cronjob && dirty.any(&["batch/cronjobs", "batch/jobs"]) {
             cronjob::sync(&inner.api);
         }
-        if inner.set.job {
+        if inner.set.job && dirty.any(&["batch/jobs", "/pods"]) {
             inner.jobs.sync(&inner.api);
         }
-        if inner.set.endpoints {
+        if inner.set.endpoints
+            && dirty.any(&[
+                "/services",
+                "/pods",
+                "/endpoints",
+                "discovery.k8s.io/endpointslices",
+            ])
+        {
             endpoints::sync(&inner.api);
         }
+    }
+}
+
+/// What changed since the last pass, so that a write touches only the controllers it concerns
+/// instead of a scan of the whole store per write (quadratic when N objects are created).
+#[derive(Debug, Default)]
+struct Dirty {
+    /// Run every controller in full (clock moved, timer, a test asked, or changes were lost).
+    all: bool,
+    /// Storage prefixes (`group/plural`) written to.
+    resources: BTreeSet<String>,
+    /// Something was deleted or is being deleted: the garbage collector scans everything.
+    deletions: bool,
+    /// Written objects that have owners: the garbage collector checks just these.
+    owned: Vec<Arc<serde_json::Value>>,
+}
+
+impl Dirty {
+    fn everything() -> Self {
+        Self {
+            all: true,
+            ..Self::default()
+        }
+    }
+
+    fn note(&mut self, change: &Change) {
+        if self.all {
+            return;
+        }
+        self.resources.insert(change.key.resource.clone());
+        let meta = &change.object["metadata"];
+        if change.kind == ChangeKind::Deleted || meta.get("deletionTimestamp").is_some() {
+            self.deletions = true;
+        } else if meta["ownerReferences"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            self.owned.push(change.object.clone());
+        }
+    }
+
+    fn drain(&mut self, changes: &mut broadcast::Receiver<Arc<Change>>) {
+        loop {
+            match changes.try_recv() {
+                Ok(change) => self.note(&change),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => self.all = true,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn any(&self, resources: &[&str]) -> bool {
+        self.all || resources.iter().any(|r| self.resources.contains(*r))
     }
 }

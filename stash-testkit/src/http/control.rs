@@ -38,6 +38,21 @@ pub(super) async fn testkit(
                 &json!({"now": state.api.clock.now_string()}),
             ))
         }
+        (&Method::GET, "requests") => {
+            let mut report = state.requests.report();
+            // Writes are revisions: a client can tell writes at rest from this alone.
+            report["resourceVersion"] = json!(state.api.store.rev().to_string());
+            // `since=REV`: the writes committed after REV, by resource and writer.
+            if let Some(since) = query.get("since").and_then(|s| s.parse::<u64>().ok()) {
+                let store = state.api.store.lock();
+                let mut writes: std::collections::BTreeMap<String, u64> = Default::default();
+                for change in store.changes_after(since.max(store.floor())) {
+                    *writes.entry(change.key.resource.clone()).or_default() += 1;
+                }
+                report["writesSince"] = json!(writes);
+            }
+            Ok(json_response(StatusCode::OK, &report))
+        }
         (&Method::GET, "faults") => Ok(json_response(
             StatusCode::OK,
             &serde_json::to_value(state.faults.list()).unwrap_or_default(),

@@ -9,6 +9,7 @@ mod logs;
 pub mod openapi;
 pub mod path;
 pub mod protobuf;
+pub mod requests;
 pub mod table;
 pub mod watch;
 
@@ -45,6 +46,8 @@ pub struct HttpState {
     pub bookmark_interval: Duration,
     /// Address reported in `/api` discovery.
     pub server_address: String,
+    /// Requests served, by client and verb (`GET /testkit/v1/requests`).
+    pub requests: requests::RequestCounter,
 }
 
 /// Builds the router. It can be served on TCP or handed to `kube::Client::new` directly.
@@ -137,6 +140,15 @@ async fn handle(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     };
     let query = query_map(parts.uri.query());
     let path = parts.uri.path().to_string();
+    if !path.starts_with("/testkit/") {
+        let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+        let (resource, collection) = match path::parse(&path) {
+            Some(ApiPath::Resource(r)) => (r.resource, r.name.is_none()),
+            _ => (String::new(), false),
+        };
+        let verb = requests::verb(&parts.method, &parts.headers, watch, collection);
+        state.requests.record(&parts.headers, verb, &resource);
+    }
     match route(&state, &parts.method, &path, &query, &parts.headers, &bytes).await {
         Ok(resp) => resp,
         Err(e) => error_response(&e),

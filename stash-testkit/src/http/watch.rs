@@ -157,9 +157,9 @@ pub fn start(
             },
         }
         let start = {
-            let state = api.store.lock();
+            let mut state = api.store.lock();
             let rev = state.rev();
-            let rx = state.subscribe();
+            let rx = state.subscribe_resource(&watcher.prefix);
             let requested = watcher
                 .params
                 .resource_version

@@ -1,0 +1,163 @@
+//! API load of the operator: reconciles read Tasks, Functions, Repositories, AppBindings and
+//! the invokers of a Repository from reflector caches, so the number of list and get requests
+//! does not grow with the number of BackupConfigurations (it did: every Repository reconcile
+//! listed every BackupConfiguration, every BackupConfiguration reconcile listed the catalog).
+
+use serde_json::{json, Value};
+use stash_operator::commands::run::Embedded;
+use stash_testkit::apiserver::{ListOptions, WriteOptions};
+use std::time::{Duration, Instant};
+
+const N: usize = 24;
+
+fn objects(i: usize) -> Vec<(&'static str, &'static str, &'static str, Value)> {
+    let ns = format!("scale-{}", i % 3);
+    let n = format!("db-{i}");
+    vec![
+        (
+            "",
+            "v1",
+            "secrets",
+            json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("{n}-repo"), "namespace": ns},
+            "stringData": {"RESTIC_PASSWORD": "p", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}}),
+        ),
+        (
+            "",
+            "v1",
+            "secrets",
+            json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("{n}-auth"), "namespace": ns},
+            "stringData": {"username": "root", "password": "p"}}),
+        ),
+        (
+            "stash.appscode.com",
+            "v1alpha1",
+            "repositories",
+            json!({
+            "apiVersion": "stash.appscode.com/v1alpha1", "kind": "Repository",
+            "metadata": {"name": format!("{n}-repo"), "namespace": ns},
+            "spec": {"backend": {"storageSecretName": format!("{n}-repo"),
+                "s3": {"endpoint": "http://s3.invalid", "bucket": "b", "prefix": n}}}}),
+        ),
+        (
+            "appcatalog.appscode.com",
+            "v1alpha1",
+            "appbindings",
+            json!({
+            "apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding",
+            "metadata": {"name": n, "namespace": ns},
+            "spec": {"type": "kubedb.com/mysql", "version": "8.0.21",
+                "clientConfig": {"url": format!("tcp({n}:3306)/")}, "secret": {"name": format!("{n}-auth")}}}),
+        ),
+        (
+            "stash.appscode.com",
+            "v1beta1",
+            "backupconfigurations",
+            json!({
+            "apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupConfiguration",
+            "metadata": {"name": n, "namespace": ns},
+            "spec": {"schedule": "0 3 * * *", "task": {"name": "mysql-backup-8.0.21"},
+                "repository": {"name": format!("{n}-repo")},
+                "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": true},
+                "target": {"ref": {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": n}}}}),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciles_read_from_caches_not_per_object_requests() {
+    let env = Embedded::start(
+        stash_core::plan::DEFAULT_IMAGE,
+        env!("CARGO_BIN_EXE_stash").into(),
+    )
+    .await
+    .expect("embedded environment starts");
+    // Objects go straight into the store: the only HTTP client is the operator.
+    let api = env.server.api();
+    let w = WriteOptions::manager("test");
+    let ns = api.resource("", "v1", "namespaces").unwrap();
+    for k in 0..3 {
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("scale-{k}")}});
+        api.create(&ns, "", body, &w).unwrap();
+    }
+    // Repositories last: each is reconciled once when it appears, and counts its invokers then.
+    for repositories in [false, true] {
+        for i in 0..N {
+            for (group, version, plural, body) in objects(i) {
+                if (plural == "repositories") != repositories {
+                    continue;
+                }
+                let info = api.resource(group, version, plural).unwrap();
+                let namespace = body["metadata"]["namespace"].as_str().unwrap().to_string();
+                api.create(&info, &namespace, body, &w).unwrap();
+            }
+        }
+    }
+    let bcs = api
+        .resource("stash.appscode.com", "v1beta1", "backupconfigurations")
+        .unwrap();
+    let repos = api
+        .resource("stash.appscode.com", "v1alpha1", "repositories")
+        .unwrap();
+    let ready = |info, want: &str| {
+        let list = api.list(info, None, &ListOptions::default()).unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["status"]["phase"] == want)
+            .count()
+    };
+    let started = Instant::now();
+    while ready(&bcs, "Ready") < N || repos_referenced(api, &repos) < N {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} of {N} BackupConfigurations Ready, {} Repositories referenced; first: {}",
+            ready(&bcs, "Ready"),
+            repos_referenced(api, &repos),
+            api.list(&bcs, None, &ListOptions::default()).unwrap()["items"][0]["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let requests = env.server.requests();
+    let operator = |verb, resource| requests.count("unknown", verb, resource);
+    // A reflector lists once to start (and again only after a lost watch).
+    for resource in [
+        "backupconfigurations",
+        "restoresessions",
+        "tasks",
+        "functions",
+        "repositories",
+        "appbindings",
+        "namespaces",
+    ] {
+        assert!(
+            operator("list", resource) <= 3,
+            "{resource} listed {} times for {N} BackupConfigurations",
+            operator("list", resource)
+        );
+    }
+    for resource in ["repositories", "appbindings", "namespaces", "tasks"] {
+        assert_eq!(operator("get", resource), 0, "get {resource}");
+    }
+}
+
+/// Repositories whose status counts one referencing BackupConfiguration.
+fn repos_referenced(
+    api: &stash_testkit::apiserver::Apiserver,
+    repos: &stash_testkit::registry::ResourceInfo,
+) -> usize {
+    let list = api.list(repos, None, &ListOptions::default()).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["status"]["references"]
+                .as_array()
+                .is_some_and(|refs| refs.len() == 1)
+        })
+        .count()
+}
