@@ -14,6 +14,9 @@ pub struct SnapshotInfo {
     pub id: String,
     /// Creation time, unix seconds (UTC).
     pub time: i64,
+    /// The sub-second part of the creation time, in nanoseconds: it orders two snapshots taken
+    /// within the same second, as restic's full-precision times do.
+    pub nanos: u32,
     /// Host name.
     pub host: String,
     /// Paths backed up.
@@ -50,7 +53,11 @@ pub fn select(snapshots: &[SnapshotInfo], policy: &RetentionPolicy) -> Retention
     }
     let mut plan = RetentionPlan::default();
     for (_, mut group) in groups {
-        group.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.id.cmp(&b.id)));
+        group.sort_by(|a, b| {
+            (b.time, b.nanos)
+                .cmp(&(a.time, a.nanos))
+                .then_with(|| a.id.cmp(&b.id))
+        });
         apply_to_group(&group, policy, &mut plan);
     }
     plan
@@ -204,6 +211,7 @@ mod tests {
         SnapshotInfo {
             id: id.into(),
             time,
+            nanos: 0,
             host: "host-0".into(),
             paths: vec!["/dumpfile.sql".into()],
             tags: vec![],
@@ -301,6 +309,23 @@ mod tests {
         assert_eq!(
             plan.keep[0].reasons,
             ["last snapshot", "daily snapshot", "monthly snapshot"]
+        );
+    }
+
+    #[test]
+    fn snapshots_of_the_same_second_are_ordered_by_their_fraction() {
+        let mut older = snap("bbbb", JAN1);
+        older.nanos = 100;
+        let mut newer = snap("aaaa", JAN1);
+        newer.nanos = 900;
+        let policy = RetentionPolicy {
+            keep_last: Some(1),
+            ..Default::default()
+        };
+        let plan = select(&[older, newer], &policy);
+        assert_eq!(
+            plan.keep.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+            ["aaaa"]
         );
     }
 }

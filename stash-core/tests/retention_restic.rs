@@ -109,6 +109,13 @@ fn select_agrees_with_restic_forget() {
                 .parse::<k8s_openapi::jiff::Timestamp>()
                 .expect("ts")
                 .as_second(),
+            nanos: s["time"]
+                .as_str()
+                .expect("time")
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .expect("ts")
+                .subsec_nanosecond()
+                .unsigned_abs(),
             host: s["hostname"].as_str().expect("host").to_string(),
             paths: s["paths"]
                 .as_array()

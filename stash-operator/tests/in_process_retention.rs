@@ -76,6 +76,9 @@ fn forget_removes_exactly_what_retention_select_forgets() {
             time: chrono::DateTime::parse_from_rfc3339(&s.time)
                 .unwrap()
                 .timestamp(),
+            nanos: chrono::DateTime::parse_from_rfc3339(&s.time)
+                .unwrap()
+                .timestamp_subsec_nanos(),
             id: s.id,
             host: s.hostname,
             paths: s.paths,

@@ -200,13 +200,16 @@ impl RepositoryEngine for InProcess {
         }
         let infos: Vec<retention::SnapshotInfo> = all
             .iter()
-            .map(|(id, s)| retention::SnapshotInfo {
-                id: id.to_hex(),
-                time: stash_repo::repo::parse_time(&s.time)
-                    .map_or(i64::MIN, |ns| ns.div_euclid(1_000_000_000)),
-                host: s.hostname.clone(),
-                paths: s.paths.clone(),
-                tags: s.tags.clone().unwrap_or_default(),
+            .map(|(id, s)| {
+                let ns = stash_repo::repo::parse_time(&s.time);
+                retention::SnapshotInfo {
+                    id: id.to_hex(),
+                    time: ns.map_or(i64::MIN, |ns| ns.div_euclid(1_000_000_000)),
+                    nanos: ns.map_or(0, |ns| ns.rem_euclid(1_000_000_000) as u32),
+                    host: s.hostname.clone(),
+                    paths: s.paths.clone(),
+                    tags: s.tags.clone().unwrap_or_default(),
+                }
             })
             .collect();
         let count = |n: u32| (n > 0).then_some(i64::from(n));
