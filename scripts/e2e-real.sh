@@ -91,7 +91,7 @@ wait_for() { # SECONDS DESCRIPTION COMMAND...
 
 # --- Binaries of this repository ---------------------------------------------------------
 log "building stash and stash-testkit"
-(cd "$repo" && flock /tmp/stash-build.lock cargo build -q -p stash-operator -p stash-testkit --bins)
+(cd "$repo" && cargo build -q -p stash-operator -p stash-testkit --bins)
 target=${CARGO_TARGET_DIR:-$repo/target}
 stash=$target/debug/stash
 testkit=$target/debug/stash-testkit
