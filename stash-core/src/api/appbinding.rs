@@ -6,12 +6,13 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// AppBinding spec.
+/// What an AppBinding holds: where the database listens and which Secret and Tasks serve it.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "appcatalog.appscode.com",
     version = "v1alpha1",
     kind = "AppBinding",
+    doc = "AppBinding tells Stash how to reach a database: its Service or URL, the Secret with its credentials, and the Stash Tasks that back it up and restore it (spec.parameters.stash.addon).",
     namespaced,
     category = "catalog",
     category = "appscode",

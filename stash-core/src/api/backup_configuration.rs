@@ -9,12 +9,13 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// BackupConfiguration spec.
+/// What a BackupConfiguration asks for: the target, the Repository, the schedule and what to keep.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "stash.appscode.com",
     version = "v1beta1",
     kind = "BackupConfiguration",
+    doc = "BackupConfiguration schedules backups of a database (an AppBinding) into a Repository: a CronJob creates a BackupSession at each scheduled time, each session runs a backup Job, and the retention policy decides which snapshots are kept.",
     namespaced,
     status = "BackupConfigurationStatus",
     shortname = "bc",

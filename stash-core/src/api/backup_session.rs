@@ -6,12 +6,13 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// BackupSession spec.
+/// Which BackupConfiguration a session runs for, and how many retries are left.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "stash.appscode.com",
     version = "v1beta1",
     kind = "BackupSession",
+    doc = "BackupSession is one run of a BackupConfiguration's backup, created by its CronJob, by `stash trigger` or by hand. Its status reports the run's phase, duration and each host's snapshot statistics.",
     namespaced,
     status = "BackupSessionStatus",
     category = "stash",

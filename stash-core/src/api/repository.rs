@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
     group = "stash.appscode.com",
     version = "v1alpha1",
     kind = "Repository",
+    doc = "Repository is where backups are kept: a restic repository on a storage backend (S3, GCS, Azure, B2, Swift, REST or a local volume), the Secret holding its credentials and encryption password, and which namespaces may use it.",
     namespaced,
     status = "RepositoryStatus",
     shortname = "repo",

@@ -10,12 +10,13 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// RestoreSession spec.
+/// What a RestoreSession asks for: the Repository, the target and which snapshot to restore.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "stash.appscode.com",
     version = "v1beta1",
     kind = "RestoreSession",
+    doc = "RestoreSession restores a database (an AppBinding) once from a snapshot in a Repository: the operator runs a restore Job, and the status reports the restore's phase, duration and each host's result.",
     namespaced,
     status = "RestoreSessionStatus",
     shortname = "restore",
