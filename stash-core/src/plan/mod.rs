@@ -49,6 +49,15 @@ pub const FINALIZER: &str = "stash.appscode.com";
 /// Finalizer on Repositories (Stash's).
 pub const REPOSITORY_FINALIZER: &str = "stash";
 
+/// The finalizer the operator puts on objects of `kind`.
+pub fn finalizer_for(kind: &str) -> &'static str {
+    if kind == "Repository" {
+        REPOSITORY_FINALIZER
+    } else {
+        FINALIZER
+    }
+}
+
 /// What to do with the reconciled object's finalizer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FinalizerAction {
@@ -74,6 +83,21 @@ pub struct ObjectKey {
     pub namespace: Option<String>,
     /// Name.
     pub name: String,
+}
+
+impl ObjectKey {
+    /// The key of an object to apply (its apiVersion, kind, namespace and name), if it has them.
+    pub fn of(object: &Value) -> Option<ObjectKey> {
+        Some(ObjectKey {
+            api_version: object.get("apiVersion")?.as_str()?.to_string(),
+            kind: object.get("kind")?.as_str()?.to_string(),
+            namespace: object
+                .pointer("/metadata/namespace")
+                .and_then(|n| n.as_str())
+                .map(String::from),
+            name: object.pointer("/metadata/name")?.as_str()?.to_string(),
+        })
+    }
 }
 
 /// An event to publish on the reconciled object.

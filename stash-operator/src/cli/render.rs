@@ -2,7 +2,7 @@
 
 use clap::Args;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use stash_core::plan::{Plan, Settings};
+use stash_core::plan::{FinalizerAction, Plan, Settings};
 use stash_core::world::World;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -156,17 +156,13 @@ fn empty_input_message(args: &RenderArgs, files_read: &[String]) -> String {
 }
 
 /// The plans as multi-document YAML: applied objects as manifests, then for each reconciled
-/// object its status, deletions, events and requeue, each headed by a comment.
+/// object its status, deletions, finalizer, events and requeue, each headed by a comment that
+/// says in words what the operator would do.
 pub fn plans_to_yaml(plans: &[Plan]) -> String {
     let mut out = String::new();
     for plan in plans {
         let Some(obj) = &plan.object else { continue };
-        let who = format!(
-            "{} {}/{}",
-            obj.kind,
-            obj.namespace.as_deref().unwrap_or(""),
-            obj.name
-        );
+        let who = describe_key(obj);
         let mut doc = |comment: String, value: &serde_json::Value| {
             out.push_str(&format!("# {comment}\n---\n"));
             out.push_str(
@@ -174,7 +170,10 @@ pub fn plans_to_yaml(plans: &[Plan]) -> String {
             );
         };
         for object in &plan.apply {
-            doc(format!("{who}: apply"), object);
+            let what = stash_core::plan::ObjectKey::of(object)
+                .map(|k| describe_key(&k))
+                .unwrap_or_else(|| "an object".into());
+            doc(format!("{who}: apply {what}"), object);
         }
         if let Some(status) = &plan.status {
             let value = serde_json::json!({
@@ -183,7 +182,7 @@ pub fn plans_to_yaml(plans: &[Plan]) -> String {
                 "metadata": {"name": obj.name, "namespace": obj.namespace},
                 "status": status,
             });
-            doc(format!("{who}: status"), &value);
+            doc(format!("{who}: set its status"), &value);
         }
         for key in &plan.delete {
             let value = serde_json::json!({
@@ -191,23 +190,44 @@ pub fn plans_to_yaml(plans: &[Plan]) -> String {
                 "kind": key.kind,
                 "metadata": {"name": key.name, "namespace": key.namespace},
             });
-            doc(format!("{who}: delete"), &value);
+            doc(format!("{who}: delete {}", describe_key(key)), &value);
         }
-        let mut notes = Vec::new();
-        if plan.finalizer != stash_core::plan::FinalizerAction::Keep {
-            notes.push(format!("finalizer: {:?}", plan.finalizer));
-        }
-        for e in &plan.events {
-            notes.push(format!("event {} {:?}: {}", e.type_, e.reason, e.message));
-        }
-        if let Some(r) = plan.requeue_after_seconds {
-            notes.push(format!("requeue after {r}s"));
-        }
-        for n in notes {
-            out.push_str(&format!("# {who}: {n}\n"));
+        for note in plan_notes(plan, &obj.kind) {
+            out.push_str(&format!("# {who}: {note}\n"));
         }
     }
     out
+}
+
+/// `Kind namespace/name`, or `Kind name` for a cluster-scoped object.
+fn describe_key(key: &stash_core::plan::ObjectKey) -> String {
+    match key.namespace.as_deref() {
+        Some(ns) => format!("{} {ns}/{}", key.kind, key.name),
+        None => format!("{} {}", key.kind, key.name),
+    }
+}
+
+/// What a plan does besides applying, deleting and setting status, in words.
+fn plan_notes(plan: &Plan, kind: &str) -> Vec<String> {
+    let mut notes = Vec::new();
+    let finalizer = stash_core::plan::finalizer_for(kind);
+    match plan.finalizer {
+        FinalizerAction::Keep => {}
+        FinalizerAction::Add => notes.push(format!("add the finalizer {finalizer}")),
+        FinalizerAction::Remove => notes.push(format!(
+            "remove the finalizer {finalizer} (cleanup is done; the object may go)"
+        )),
+    }
+    for e in &plan.events {
+        notes.push(format!(
+            "publish a {} event \"{}\": {}",
+            e.type_, e.reason, e.message
+        ));
+    }
+    if let Some(secs) = plan.requeue_after_seconds {
+        notes.push(format!("look again in {secs} seconds"));
+    }
+    notes
 }
 
 /// The YAML files under `path` (itself if a file), in name order.
@@ -261,5 +281,59 @@ pub fn run(args: &RenderArgs) -> ExitCode {
             }
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stash_core::plan::{EventSpec, ObjectKey};
+
+    fn key(kind: &str, name: &str) -> ObjectKey {
+        ObjectKey {
+            api_version: "stash.appscode.com/v1beta1".into(),
+            kind: kind.into(),
+            namespace: Some("demo".into()),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn comments_say_in_words_what_the_operator_would_do() {
+        let plan = Plan {
+            object: Some(key("BackupConfiguration", "nightly")),
+            finalizer: FinalizerAction::Remove,
+            delete: vec![ObjectKey {
+                api_version: "batch/v1".into(),
+                kind: "CronJob".into(),
+                namespace: Some("demo".into()),
+                name: "stash-trigger-nightly".into(),
+            }],
+            events: vec![EventSpec {
+                type_: "Warning".into(),
+                reason: "CronJob Creation Failed".into(),
+                message: "it \"failed\"".into(),
+                source: "BackupConfiguration Controller".into(),
+            }],
+            requeue_after_seconds: Some(5),
+            ..Default::default()
+        };
+        let repository = Plan {
+            object: Some(key("Repository", "s3")),
+            finalizer: FinalizerAction::Add,
+            ..Default::default()
+        };
+        let text = plans_to_yaml(&[plan, repository]);
+        let comments: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+        assert_eq!(
+            comments,
+            [
+                "# BackupConfiguration demo/nightly: delete CronJob demo/stash-trigger-nightly",
+                "# BackupConfiguration demo/nightly: remove the finalizer stash.appscode.com (cleanup is done; the object may go)",
+                "# BackupConfiguration demo/nightly: publish a Warning event \"CronJob Creation Failed\": it \"failed\"",
+                "# BackupConfiguration demo/nightly: look again in 5 seconds",
+                "# Repository demo/s3: add the finalizer stash",
+            ]
+        );
     }
 }

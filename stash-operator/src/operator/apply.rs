@@ -9,7 +9,7 @@ use kube::api::{
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
-use stash_core::plan::{FinalizerAction, ObjectKey, Plan, FIELD_MANAGER};
+use stash_core::plan::{finalizer_for, FinalizerAction, ObjectKey, Plan, FIELD_MANAGER};
 
 /// An ApiResource for a kind whose plural we know.
 pub fn api_resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
@@ -193,14 +193,6 @@ pub async fn delete(ctx: &Context, key: &ObjectKey) -> Result<(), ApplyError> {
             ),
             source,
         }),
-    }
-}
-
-fn finalizer_for(kind: &str) -> &'static str {
-    if kind == "Repository" {
-        stash_core::plan::REPOSITORY_FINALIZER
-    } else {
-        stash_core::plan::FINALIZER
     }
 }
 
