@@ -121,7 +121,8 @@ fn backup_configuration() -> Value {
     })
 }
 
-/// The RestoreSession of the demo.
+/// The RestoreSession of the demo. Its alias `host-0` is the backup's host: the restore reads
+/// that host's latest snapshot, and its status names the host.
 pub fn restore_session() -> Value {
     json!({
         "apiVersion": "stash.appscode.com/v1beta1", "kind": "RestoreSession",
@@ -129,7 +130,7 @@ pub fn restore_session() -> Value {
         "spec": {
             "task": {"name": "mysql-restore-8.0.21"},
             "repository": {"name": "s3-repo"},
-            "target": {"ref": {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": "restored-mysql"}, "rules": [{"snapshots": ["latest"]}]},
+            "target": {"ref": {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": "restored-mysql"}, "alias": "host-0", "rules": [{"snapshots": ["latest"]}]},
         }
     })
 }

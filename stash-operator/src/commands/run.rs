@@ -407,12 +407,7 @@ pub async fn report_progress(
         if seen.get(&key) != Some(&phase) {
             let mut detail = String::new();
             for h in r.status.iter().flat_map(|st| st.stats.iter().flatten()) {
-                detail.push_str(&format!(
-                    " host {:?} {} in {}",
-                    h.hostname.clone().unwrap_or_default(),
-                    h.phase.clone().unwrap_or_default(),
-                    h.duration.clone().unwrap_or_default()
-                ));
+                detail.push_str(&restored_host_detail(h));
                 if let Some(e) = h.error.as_ref().filter(|e| !e.is_empty()) {
                     detail.push_str(&format!(" error: {e}"));
                 }
@@ -423,6 +418,23 @@ pub async fn report_progress(
         }
     }
     Ok(changes)
+}
+
+/// One host of a restore, as the backup line gives a snapshot: ` host host-0 (0:02)`, the
+/// duration in the backup line's `m:ss`.
+fn restored_host_detail(h: &stash_core::api::HostRestoreStats) -> String {
+    let host = match h.hostname.as_deref().filter(|n| !n.is_empty()) {
+        Some(name) => format!("host {name}"),
+        // Without a target alias the restore reads the latest snapshot of any host.
+        None => "any host (no target alias)".to_string(),
+    };
+    let duration = h
+        .duration
+        .as_deref()
+        .and_then(|d| stash_core::duration::parse_go_duration_millis(d).ok())
+        .map(|ms| stash_core::duration::format_processing_time(ms / 1000))
+        .unwrap_or_else(|| h.duration.clone().unwrap_or_default());
+    format!(" {host} ({duration})")
 }
 
 async fn embedded(args: &RunArgs) -> Result<(), BoxError> {
