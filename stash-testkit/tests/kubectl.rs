@@ -248,6 +248,34 @@ fn crd_is_usable_at_once_with_apply_get_patch_label_delete() {
 }
 
 #[test]
+fn explain_shows_the_descriptions_of_stash_crds() {
+    if skip_without_kubectl() {
+        return;
+    }
+    let s = serve(&[]);
+    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds.yaml");
+    s.ok(&["apply", "-f", &crds.to_string_lossy()]);
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/backupconfigurations.stash.appscode.com",
+        "--timeout=20s",
+    ]);
+    // The description of the kind and of its spec, as `stash crds` generates them (the
+    // CustomResource derive would otherwise say "Auto-generated derived type for ...").
+    let out = s.ok(&["explain", "backupconfiguration"]);
+    assert!(
+        out.contains("BackupConfiguration schedules backups of a database"),
+        "{out}"
+    );
+    assert!(!out.contains("Auto-generated"), "{out}");
+    let out = s.ok(&["explain", "backupconfiguration.spec"]);
+    assert!(out.contains("What a BackupConfiguration asks for"), "{out}");
+    let out = s.ok(&["explain", "restoresessions"]);
+    assert!(out.contains("RestoreSession restores a database"), "{out}");
+}
+
+#[test]
 fn server_side_apply_conflicts_and_force() {
     if skip_without_kubectl() {
         return;
