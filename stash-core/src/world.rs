@@ -302,7 +302,7 @@ impl World {
             let labels = v.pointer("/metadata/labels");
             let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
             if label(INVOKER_TYPE) == Some(kind) && label(INVOKER_NAME) == Some(name) {
-                if let Some(k) = plan::backup_configuration::key_of(v) {
+                if let Some(k) = plan::ObjectKey::of(v) {
                     if k.namespace.as_deref().unwrap_or("default") == ns {
                         out.push(k);
                     }

@@ -210,6 +210,16 @@ pub fn missing_secret_keys(provider: &str, keys: &BTreeSet<String>) -> Vec<&'sta
         .collect()
 }
 
+/// What to tell the user when the operator may not read a storage Secret.
+pub fn secret_forbidden_message(namespace: &str, secret: &str) -> String {
+    format!(
+        "The operator may not read Secret {namespace}/{secret}: bind the ClusterRole \
+         stash-operator-secret-reader to the operator's ServiceAccount in namespace {namespace} \
+         (kubectl -n {namespace} create rolebinding stash-operator-secret-reader \
+         --clusterrole=stash-operator-secret-reader --serviceaccount=stash:stash-operator)."
+    )
+}
+
 /// The `REPOSITORY_*` and `MAX_CONNECTIONS` variables of stash.md §3.2.
 pub fn repository_variables(repo: &Repository, info: &BackendInfo) -> BTreeMap<String, String> {
     let namespace = repo.metadata.namespace.clone().unwrap_or_default();

@@ -373,3 +373,13 @@ pub fn interim_volume(
     };
     Ok((claim, (volume, mount)))
 }
+
+/// The Task name of an invoker: its own, else the AppBinding addon's.
+pub fn task_name(
+    own: Option<&crate::api::TaskRef>,
+    addon: Option<&crate::api::TaskRef>,
+) -> Option<String> {
+    own.and_then(|t| t.name.clone())
+        .filter(|n| !n.is_empty())
+        .or_else(|| addon.and_then(|t| t.name.clone()).filter(|n| !n.is_empty()))
+}

@@ -4,10 +4,10 @@
 //! Secret does it).
 
 use super::backend::{backend_info, local_volume, BackendInfo};
-use super::backup_configuration::service_account_role_binding;
-use super::backup_session::pod_failure;
 use super::job::{SCRATCH_DIR, SCRATCH_VOLUME};
+use super::job_result::pod_failure;
 use super::labels::MANAGED_BY;
+use super::rbac::service_account_role_binding;
 use super::{controller_ref, to_value, Settings};
 use crate::api::Repository;
 use crate::names::{bounded, NAME_MAX};
