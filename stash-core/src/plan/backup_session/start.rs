@@ -67,6 +67,7 @@ pub(super) fn decide<'a>(
 
 /// Starts the backup: applies the Job (and its claim), and returns the target's status:
 /// Running with BackupExecutorEnsured, or Failed with the reason the Job cannot be built.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run(
     inputs: &BackupSessionInputs,
     bc: &BackupConfiguration,
