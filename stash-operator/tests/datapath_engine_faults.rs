@@ -24,6 +24,15 @@ fn expect_backup(
         .returning(move |source, _, _| answer(source));
 }
 
+/// Expects one removal of stale locks, in `seq`.
+fn expect_unlock(engine: &mut MockRepositoryEngine, seq: &mut Sequence) {
+    engine
+        .expect_unlock_stale()
+        .times(1)
+        .in_sequence(seq)
+        .returning(|| Ok(()));
+}
+
 /// Reads the whole dump, as an engine that stores it does.
 fn store(source: &mut dyn Read) -> Result<SnapshotSummary, EngineError> {
     let mut bytes = Vec::new();
@@ -79,11 +88,7 @@ fn missing_repository_and_stale_locks_are_handled_once_each() {
         .in_sequence(&mut seq)
         .returning(|| Ok(true));
     expect_backup(&mut engine, &mut seq, |_| Err(locked()));
-    engine
-        .expect_unlock_stale()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|| Ok(()));
+    expect_unlock(&mut engine, &mut seq);
     expect_backup(&mut engine, &mut seq, store);
     let report = run_backup(&engine, &target, &options()).expect("backup");
     assert!(report.initialized && report.stale_locks_removed);
@@ -95,11 +100,7 @@ fn missing_repository_and_stale_locks_are_handled_once_each() {
     let mut engine = MockRepositoryEngine::new();
     let mut seq = Sequence::new();
     expect_backup(&mut engine, &mut seq, |_| Err(locked()));
-    engine
-        .expect_unlock_stale()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|| Ok(()));
+    expect_unlock(&mut engine, &mut seq);
     expect_backup(&mut engine, &mut seq, |_| Err(locked()));
     let err = run_backup(&engine, &target, &options()).expect_err("live lock");
     assert!(
