@@ -15,17 +15,17 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print every object the operator would create, change or delete for a set of objects.
-    Render(stash_operator::cli::render::RenderArgs),
+    Render(stash_operator::commands::render::RenderArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
     /// Back up now: create a BackupSession for a BackupConfiguration (as `kubectl stash trigger`).
-    Trigger(stash_operator::cli::trigger::TriggerArgs),
+    Trigger(stash_operator::commands::trigger::TriggerArgs),
     /// Dump a MySQL database into the repository (run by backup Jobs).
-    BackupMysql(Box<stash_operator::jobs::backup_mysql::BackupMysqlArgs>),
+    BackupMysql(Box<stash_operator::commands::backup_mysql::BackupMysqlArgs>),
     /// Restore a MySQL database from the repository (run by restore Jobs).
-    RestoreMysql(Box<stash_operator::jobs::restore_mysql::RestoreMysqlArgs>),
+    RestoreMysql(Box<stash_operator::commands::restore_mysql::RestoreMysqlArgs>),
     /// Delete a repository's files from its backend (run when a Repository with wipeOut goes).
-    WipeOutRepository(Box<stash_operator::jobs::wipe_out::WipeOutArgs>),
+    WipeOutRepository(Box<stash_operator::commands::wipe_out_repository::WipeOutArgs>),
     /// Create a BackupSession for a BackupConfiguration (run by the trigger CronJob).
     CreateBackupsession(stash_operator::commands::create_backupsession::CreateBackupSessionArgs),
     /// Record a Job's results in the session and Repository status (last step of every Job).
@@ -39,12 +39,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Render(args) => stash_operator::cli::render::run(&args),
-        Command::Crds => stash_operator::cli::crds::run(),
-        Command::Trigger(args) => stash_operator::cli::trigger::run(&args),
-        Command::BackupMysql(args) => stash_operator::jobs::backup_mysql::run(&args),
-        Command::RestoreMysql(args) => stash_operator::jobs::restore_mysql::run(&args),
-        Command::WipeOutRepository(args) => stash_operator::jobs::wipe_out::run(&args),
+        Command::Render(args) => stash_operator::commands::render::run(&args),
+        Command::Crds => stash_operator::commands::crds::run(),
+        Command::Trigger(args) => stash_operator::commands::trigger::run(&args),
+        Command::BackupMysql(args) => stash_operator::commands::backup_mysql::run(&args),
+        Command::RestoreMysql(args) => stash_operator::commands::restore_mysql::run(&args),
+        Command::WipeOutRepository(args) => {
+            stash_operator::commands::wipe_out_repository::run(&args)
+        }
         Command::CreateBackupsession(args) => {
             stash_operator::commands::create_backupsession::run(&args)
         }

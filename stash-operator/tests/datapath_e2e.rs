@@ -8,15 +8,15 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use stash_operator::commands::backup_mysql::{run_backup, BackupError, BackupOptions};
+use stash_operator::commands::restore_mysql::{run_restore, RestoreOptions};
 use stash_operator::datapath::backend::{engine_env, BackendConfig, Provider};
 use stash_operator::datapath::loader::LoaderKind;
 use stash_operator::datapath::mysql_client::{split_args, DbTarget};
 use stash_operator::datapath::restic_cli::{CacheMode, ResticCli};
 use stash_operator::datapath::{EngineError, RepositoryEngine, RetentionPolicy};
-use stash_operator::jobs::backup_mysql::{run_backup, BackupError, BackupOptions};
-use stash_operator::jobs::flags::EngineKind;
-use stash_operator::jobs::restore_mysql::{run_restore, RestoreOptions};
-use stash_operator::jobs::select_engine;
+use stash_operator::job_support::flags::EngineKind;
+use stash_operator::job_support::select_engine;
 use stash_testkit::providers::{MysqlServer, RestServer, S3Server};
 
 const DUMP_ARGS: &str =

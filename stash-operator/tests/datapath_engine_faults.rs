@@ -5,9 +5,9 @@ use std::io::Read;
 use std::time::Duration;
 
 use mockall::Sequence;
+use stash_operator::commands::backup_mysql::{run_backup, BackupError, BackupOptions};
 use stash_operator::datapath::mysql_client::{split_args, DbTarget};
 use stash_operator::datapath::{EngineError, MockRepositoryEngine, SnapshotSummary};
-use stash_operator::jobs::backup_mysql::{run_backup, BackupError, BackupOptions};
 use stash_testkit::providers::MysqlServer;
 
 /// Expects one backup of host-0's dump file, in `seq`, answered by `answer`.

@@ -5,13 +5,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use stash_operator::commands::backup_mysql::{run_backup, BackupOptions};
+use stash_operator::commands::restore_mysql::{run_restore, RestoreError, RestoreOptions};
 use stash_operator::datapath::backend::{engine_env, BackendConfig, Provider};
 use stash_operator::datapath::loader::{load_with_protocol, LoadError, LoaderKind};
 use stash_operator::datapath::mysql_client::{split_args, DbTarget};
 use stash_operator::datapath::restic_cli::{CacheMode, ResticCli};
 use stash_operator::datapath::RepositoryEngine;
-use stash_operator::jobs::backup_mysql::{run_backup, BackupOptions};
-use stash_operator::jobs::restore_mysql::{run_restore, RestoreError, RestoreOptions};
 use stash_testkit::providers::MysqlServer;
 
 fn openssl(dir: &Path, args: &[&str]) {

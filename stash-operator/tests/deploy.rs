@@ -10,7 +10,7 @@ fn repo() -> &'static Path {
 
 #[test]
 fn deploy_crds_match_stash_crds() {
-    let generated = stash_operator::cli::crds::crds_yaml().expect("crds render");
+    let generated = stash_operator::commands::crds::crds_yaml().expect("crds render");
     let committed =
         std::fs::read_to_string(repo().join("deploy/crds.yaml")).expect("deploy/crds.yaml");
     assert!(

@@ -4,7 +4,7 @@
 //! RestoreSession with the data intact.
 
 use serde_json::Value;
-use stash_operator::commands::demo;
+use stash_operator::commands::run::demo;
 use stash_testkit::providers::mysql::MysqlServer;
 use stash_testkit::providers::s3::S3Server;
 use std::io::{Read, Write};

@@ -10,7 +10,7 @@ use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 use stash_core::api::{BackupConfiguration, BackupSession, Condition};
-use stash_operator::commands::demo;
+use stash_operator::commands::run::demo;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -287,7 +287,7 @@ fn restic(s3: &stash_testkit::providers::s3::S3Server, args: &[&str]) -> std::pr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pre_backup_exec_hook_writes_a_row_the_backup_contains() {
-    use stash_operator::commands::database_pod::{DatabasePod, ROOT_CLIENT};
+    use stash_operator::commands::run::database_pod::{DatabasePod, ROOT_CLIENT};
     let (target, s3) = tokio::task::spawn_blocking(|| {
         let target = stash_testkit::providers::mysql::MysqlServer::start().expect("MariaDB");
         let s3 = stash_testkit::providers::s3::S3Server::start().expect("S3");

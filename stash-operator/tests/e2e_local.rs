@@ -12,7 +12,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 use stash_core::api::{BackupConfiguration, BackupSession, Repository, RestoreSession};
-use stash_operator::commands::demo;
+use stash_operator::commands::run::demo;
 use stash_operator::commands::run::Embedded;
 use stash_testkit::controllers::kubelet::claim_dir;
 use stash_testkit::providers::mysql::MysqlServer;

@@ -11,7 +11,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::ResourceExt;
 use serde_json::json;
 use stash_core::api::{BackupConfiguration, BackupSession, Repository, RestoreSession};
-use stash_operator::commands::demo;
+use stash_operator::commands::run::demo;
 use stash_operator::commands::run::Embedded;
 use std::time::Duration;
 use support::*;

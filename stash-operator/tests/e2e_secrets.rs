@@ -8,7 +8,7 @@ use kube::api::{Api, ListParams, LogParams};
 use kube::ResourceExt;
 use serde_json::Value;
 use stash_core::api::{BackupConfiguration, BackupSession, Repository, RestoreSession};
-use stash_operator::commands::demo;
+use stash_operator::commands::run::demo;
 use stash_operator::commands::run::Embedded;
 use stash_testkit::providers::mysql::MysqlServer;
 use stash_testkit::providers::s3::S3Server;

@@ -9,7 +9,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 use stash_core::api::{BackupConfiguration, BackupSession};
-use stash_operator::cli::trigger::{trigger, TriggerError};
+use stash_operator::commands::trigger::{trigger, TriggerError};
 use stash_operator::operator::{gather, Context};
 use stash_testkit::FakeApiServer;
 use std::path::Path;

@@ -4,6 +4,9 @@
 //! `--demo` also starts a private MariaDB with sample data and the embedded S3 server and runs a
 //! scheduled backup and a restore to completion.
 
+pub mod database_pod;
+pub mod demo;
+
 use crate::operator::clock::{SharedClock, SystemClock};
 use crate::operator::http::Readiness;
 use crate::operator::{self, Context};
@@ -242,7 +245,7 @@ impl Embedded {
     pub async fn apply_files(&self, files: &[PathBuf]) -> Result<usize, BoxError> {
         let mut n = 0;
         for path in files {
-            for file in crate::cli::render::yaml_files(path)? {
+            for file in crate::commands::render::yaml_files(path)? {
                 let text = std::fs::read_to_string(&file)?;
                 for doc in serde_yaml::Deserializer::from_str(&text) {
                     let value: Value = serde::Deserialize::deserialize(doc)
@@ -449,7 +452,7 @@ async fn embedded(args: &RunArgs) -> Result<(), BoxError> {
             .unwrap_or_default()
     );
     if args.demo {
-        let result = super::demo::run(&env, args.speed).await;
+        let result = demo::run(&env, args.speed).await;
         env.stop().await;
         return result;
     }

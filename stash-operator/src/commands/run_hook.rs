@@ -17,8 +17,10 @@ use stash_core::api::{
 use stash_core::conditions::{self, NewCondition};
 use stash_core::hooks::{self, ExecutionPolicy, HookType, Summary};
 
-use super::session_status::{modify_backup_session, modify_restore_session, target_entry};
 use crate::hooks::{executor_pod, HookError};
+use crate::job_support::session_status::{
+    modify_backup_session, modify_restore_session, target_entry,
+};
 
 /// Arguments of `run-hook` (Stash's flags).
 #[derive(Debug, clap::Args)]

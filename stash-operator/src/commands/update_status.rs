@@ -5,7 +5,7 @@
 //! unreadable `output.json` is recorded as a failed host.
 
 use crate::datapath::{RepositoryEngine, RetentionPolicy as EngineRetention};
-use crate::jobs::flags::RepositoryFlags;
+use crate::job_support::flags::RepositoryFlags;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -214,7 +214,7 @@ fn update_backup(args: &UpdateStatusArgs) -> Result<String, UpdateError> {
             .tempdir_in(std::env::temp_dir())
             .map_err(|e| UpdateError::Other(e.to_string()))?;
         let engine = rt.block_on(async {
-            crate::jobs::engine_from_api(&client, &args.repository, private.path())
+            crate::job_support::engine_from_api(&client, &args.repository, private.path())
                 .await
                 .map_err(|e| UpdateError::Other(e.to_string()))
         });
@@ -472,8 +472,8 @@ async fn write_backup_status(
     stats: &[HostBackupStats],
     conds: &[Condition],
 ) -> Result<(), UpdateError> {
-    super::session_status::modify_backup_session(client, ns, name, |status| {
-        let entry = super::session_status::target_entry(status, target);
+    crate::job_support::session_status::modify_backup_session(client, ns, name, |status| {
+        let entry = crate::job_support::session_status::target_entry(status, target);
         let host_stats = entry.stats.get_or_insert_with(Vec::new);
         for s in stats {
             match host_stats.iter_mut().find(|h| h.hostname == s.hostname) {
@@ -539,7 +539,7 @@ fn update_restore(args: &UpdateStatusArgs) -> Result<String, UpdateError> {
         let client = kube::Client::try_default()
             .await
             .map_err(|e| UpdateError::Other(format!("no Kubernetes client: {e}")))?;
-        super::session_status::modify_restore_session(&client, &ns, &name, |status| {
+        crate::job_support::session_status::modify_restore_session(&client, &ns, &name, |status| {
             let list = status.stats.get_or_insert_with(Vec::new);
             for s in &stats {
                 match list.iter_mut().find(|h| h.hostname == s.hostname) {

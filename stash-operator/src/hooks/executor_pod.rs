@@ -7,7 +7,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
 
 use super::HookError;
-use crate::jobs::appbinding::AppBindingSpec;
+use crate::job_support::appbinding::AppBindingSpec;
 
 /// The Service an AppBinding names, as `(namespace, name)`.
 pub fn appbinding_service(
@@ -84,7 +84,7 @@ pub async fn for_appbinding(
     namespace: &str,
     appbinding_name: &str,
 ) -> Result<Pod, HookError> {
-    let object = crate::jobs::kube_read::read_appbinding(client, namespace, appbinding_name)
+    let object = crate::job_support::kube_read::read_appbinding(client, namespace, appbinding_name)
         .await
         .map_err(|e| HookError::Kube(e.to_string()))?;
     let no_pod = || {

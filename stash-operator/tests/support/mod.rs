@@ -6,7 +6,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
 use kube::ResourceExt;
 use stash_core::api::{BackupConfiguration, BackupSession};
-use stash_operator::commands::demo;
+use stash_operator::commands::run::demo;
 use stash_operator::commands::run::Embedded;
 use stash_testkit::providers::mysql::MysqlServer;
 use stash_testkit::providers::s3::S3Server;

@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use super::flags::RepositoryFlags;
-use super::{kube_read, JobError};
 use crate::datapath::wipe_out::wipe_out;
+use crate::job_support::flags::RepositoryFlags;
+use crate::job_support::{kube_read, JobError};
 
 /// Arguments of `wipe-out-repository`: the backend, as backup Jobs get it.
 #[derive(Debug, Clone, clap::Args)]

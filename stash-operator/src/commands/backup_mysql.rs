@@ -3,15 +3,16 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use super::flags::{DatabaseFlags, RepositoryFlags};
-use super::output::SnapshotStats;
-use super::{block_on, engine_from_api, finish, kube_read, JobError, WAIT_INTERVAL};
+use super::block_on;
 use crate::datapath::dump_source::DumpSource;
 use crate::datapath::mysql_client::{
     dump_commands, split_args, split_multi_dump_args, wait_for_database, ClientOptionFile,
     DbTarget, NotReady,
 };
 use crate::datapath::{EngineError, RepositoryEngine, SnapshotSummary};
+use crate::job_support::flags::{DatabaseFlags, RepositoryFlags};
+use crate::job_support::output::SnapshotStats;
+use crate::job_support::{engine_from_api, finish, kube_read, JobError, WAIT_INTERVAL};
 
 /// The file each snapshot holds, as Stash names it.
 pub const DUMP_FILENAME: &str = "dumpfile.sql";

@@ -4,14 +4,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::backup_mysql::DUMP_FILENAME;
-use super::flags::{DatabaseFlags, RepositoryFlags};
-use super::{block_on, engine_from_api, finish, kube_read, JobError, WAIT_INTERVAL};
+use super::block_on;
 use crate::datapath::loader::{
     load_with_client, load_with_protocol, LoadError, LoadStats, LoaderKind,
 };
 use crate::datapath::mysql_client::{split_args, wait_for_database, DbTarget, NotReady};
 use crate::datapath::parallel_loader::load_by_table;
 use crate::datapath::{EngineError, RepositoryEngine};
+use crate::job_support::flags::{DatabaseFlags, RepositoryFlags};
+use crate::job_support::{engine_from_api, finish, kube_read, JobError, WAIT_INTERVAL};
 
 /// Row connections of the parallel loader: one per core of the usual 2-core Job.
 const PARALLEL_CONNECTIONS: usize = 2;

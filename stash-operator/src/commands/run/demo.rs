@@ -4,7 +4,7 @@
 //! table-by-table checksum comparison.
 
 use super::database_pod::DatabasePod;
-use super::run::{report_progress, Embedded};
+use super::{report_progress, Embedded};
 use serde_json::{json, Value};
 use stash_testkit::providers::mysql::MysqlServer;
 use stash_testkit::providers::s3::S3Server;

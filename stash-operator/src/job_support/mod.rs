@@ -1,24 +1,22 @@
-//! Commands run inside backup and restore Jobs: `backup-mysql` and `restore-mysql`; and
-//! `wipe-out-repository`, run when a Repository with `spec.wipeOut` is deleted.
+//! What the commands run inside Jobs share (`backup-mysql`, `restore-mysql`,
+//! `wipe-out-repository`, `update-status`, `run-hook`): their flags, reads from the API, the
+//! AppBinding and its Secret, the repository engine, `output.json` and the session status.
 //!
-//! Each has a core that takes resolved inputs (engine, database, options) and does the work,
-//! and a thin layer that reads the storage Secret and the AppBinding from the API and writes
-//! `output.json`.
+//! Each command has a core that takes resolved inputs (engine, database, options) and does the
+//! work, and a thin layer that reads the storage Secret and the AppBinding from the API (here)
+//! and writes `output.json`.
 
 pub mod appbinding;
-pub mod backup_mysql;
 pub mod flags;
 pub mod kube_read;
 pub mod output;
-pub mod restore_mysql;
 pub mod service_address;
-pub mod wipe_out;
+pub mod session_status;
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::commands::block_on;
 use crate::datapath::backend::{engine_env, BackendError};
 use crate::datapath::in_process::InProcess;
 use crate::datapath::restic_cli::{CacheMode, ResticCli};
@@ -39,10 +37,10 @@ pub enum JobError {
     AppBinding(#[from] appbinding::AppBindingError),
     /// The backup failed.
     #[error(transparent)]
-    Backup(#[from] backup_mysql::BackupError),
+    Backup(#[from] crate::commands::backup_mysql::BackupError),
     /// The restore failed.
     #[error(transparent)]
-    Restore(#[from] restore_mysql::RestoreError),
+    Restore(#[from] crate::commands::restore_mysql::RestoreError),
     /// Deleting the repository's files failed.
     #[error(transparent)]
     WipeOut(#[from] crate::datapath::wipe_out::WipeOutError),
@@ -135,7 +133,7 @@ pub fn select_engine_waiting(
 }
 
 /// Writes output.json for one host and picks the exit code.
-fn finish(
+pub(crate) fn finish(
     db: &flags::DatabaseFlags,
     started: Instant,
     result: Result<Vec<SnapshotStats>, JobError>,
@@ -181,4 +179,4 @@ fn finish(
 }
 
 /// Poll interval while waiting for the database.
-const WAIT_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const WAIT_INTERVAL: Duration = Duration::from_secs(2);
