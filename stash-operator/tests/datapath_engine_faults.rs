@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use stash_operator::datapath::mysql_client::{split_args, DbTarget};
 use stash_operator::datapath::{
-    EngineError, ForgetOutcome, RepoStats, RepositoryEngine, RetentionPolicy, SnapshotInfo,
-    SnapshotSummary,
+    EngineError, RepoStats, RepositoryEngine, SnapshotInfo, SnapshotSummary,
 };
 use stash_operator::jobs::backup_mysql::{run_backup, BackupError, BackupOptions};
 use stash_testkit::providers::MysqlServer;
@@ -66,11 +65,8 @@ impl RepositoryEngine for ScriptedEngine {
     fn snapshots(&self, _: Option<&str>) -> Result<Vec<SnapshotInfo>, EngineError> {
         Ok(Vec::new())
     }
-    fn forget_snapshots(&self, _: &[String]) -> Result<(), EngineError> {
+    fn forget_snapshots(&self, _: &[String], _: bool) -> Result<(), EngineError> {
         Ok(())
-    }
-    fn apply_retention(&self, _: &RetentionPolicy) -> Result<ForgetOutcome, EngineError> {
-        Ok(ForgetOutcome::default())
     }
     fn check(&self, _: bool) -> Result<(), EngineError> {
         Ok(())
