@@ -399,23 +399,17 @@ impl BackupUpdate {
                 name,
                 report: self.report.clone(),
             });
-        let kind = self.target.kind.clone().unwrap_or_default();
-        let name = self.target.name.clone().unwrap_or_default();
-        let events = self
-            .stats
-            .iter()
-            .map(|s| {
-                host_event(
-                    "Backup",
-                    "backup",
+        let events = host_events(
+            "backup",
+            self.stats.iter().map(|s| {
+                (
                     s.hostname.as_deref(),
                     s.phase.as_deref(),
                     s.error.as_deref(),
-                    &kind,
-                    &name,
                 )
-            })
-            .collect();
+            }),
+            &self.target,
+        );
         let snapshots: Vec<String> = self
             .stats
             .iter()
@@ -512,22 +506,17 @@ pub fn plan_restore(inputs: &RestoreInputs) -> RestoreUpdatePlan {
         Ok(out) => out.target_status.target_ref.to_api(),
         Err(_) => target.and_then(|t| t.r#ref.clone()).unwrap_or_default(),
     };
-    let kind = target_ref.kind.unwrap_or_default();
-    let name = target_ref.name.unwrap_or_default();
-    let events = stats
-        .iter()
-        .map(|s| {
-            host_event(
-                "Restore",
-                "restore",
+    let events = host_events(
+        "restore",
+        stats.iter().map(|s| {
+            (
                 s.hostname.as_deref(),
                 s.phase.as_deref(),
                 s.error.as_deref(),
-                &kind,
-                &name,
             )
-        })
-        .collect();
+        }),
+        &target_ref,
+    );
     RestoreUpdatePlan {
         succeeded,
         summary: format!(
@@ -609,31 +598,38 @@ fn phase_word(succeeded: bool) -> &'static str {
     }
 }
 
-/// Stash's per-host event: `Host Backup Succeeded` / `Host Backup Failed` (and Restore).
-fn host_event(
-    what: &str,
+/// Stash's per-host events: `Host Backup Succeeded` / `Host Backup Failed` (and Restore), one
+/// per (hostname, phase, error) row.
+fn host_events<'a>(
     verb: &str,
-    host: Option<&str>,
-    phase: Option<&str>,
-    error: Option<&str>,
-    kind: &str,
-    name: &str,
-) -> EventSpec {
-    let host = host.unwrap_or_default();
-    let ok = phase == Some("Succeeded");
-    EventSpec {
-        type_: if ok { "Normal" } else { "Warning" }.into(),
-        reason: format!("Host {what} {}", phase_word(ok)),
-        message: if ok {
-            format!("{verb} succeeded for host {host:?} of {kind:?}/{name:?}")
-        } else {
-            format!(
-                "{verb} failed for host {host:?} of {kind:?}/{name:?}. Reason: {}",
-                error.unwrap_or_default()
-            )
-        },
-        source: EVENT_SOURCE.into(),
-    }
+    rows: impl Iterator<Item = (Option<&'a str>, Option<&'a str>, Option<&'a str>)>,
+    target: &TargetRef,
+) -> Vec<EventSpec> {
+    let kind = target.kind.as_deref().unwrap_or_default();
+    let name = target.name.as_deref().unwrap_or_default();
+    let what = if verb == "backup" {
+        "Backup"
+    } else {
+        "Restore"
+    };
+    rows.map(|(host, phase, error)| {
+        let host = host.unwrap_or_default();
+        let ok = phase == Some("Succeeded");
+        EventSpec {
+            type_: if ok { "Normal" } else { "Warning" }.into(),
+            reason: format!("Host {what} {}", phase_word(ok)),
+            message: if ok {
+                format!("{verb} succeeded for host {host:?} of {kind:?}/{name:?}")
+            } else {
+                format!(
+                    "{verb} failed for host {host:?} of {kind:?}/{name:?}. Reason: {}",
+                    error.unwrap_or_default()
+                )
+            },
+            source: EVENT_SOURCE.into(),
+        }
+    })
+    .collect()
 }
 
 fn result_failed(result: &ActionResult) -> bool {

@@ -268,12 +268,7 @@ async fn load(
         let session = Api::<BackupSession>::namespaced(client.clone(), ns)
             .get(&flags.backupsession)
             .await?;
-        let invoker = session
-            .spec
-            .invoker
-            .as_ref()
-            .map(|i| i.name.clone())
-            .unwrap_or_else(|| flags.invoker_name.clone());
+        let invoker = flags.invoker_of(&session);
         let bc = Api::<BackupConfiguration>::namespaced(client.clone(), ns)
             .get(&invoker)
             .await?;

@@ -111,12 +111,7 @@ fn update_backup(args: &UpdateStatusArgs) -> Result<String, UpdateError> {
         let session = Api::<BackupSession>::namespaced(client.clone(), &ns)
             .get(&name)
             .await?;
-        let invoker = session
-            .spec
-            .invoker
-            .as_ref()
-            .map(|i| i.name.clone())
-            .unwrap_or_else(|| args.session.invoker_name.clone());
+        let invoker = args.session.invoker_of(&session);
         let bc = Api::<BackupConfiguration>::namespaced(client.clone(), &ns)
             .get_opt(&invoker)
             .await?;

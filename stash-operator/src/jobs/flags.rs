@@ -164,6 +164,16 @@ impl SessionFlags {
         }
     }
 
+    /// The invoker of a BackupSession: its `spec.invoker`, else `--invoker-name`.
+    pub fn invoker_of(&self, session: &stash_core::api::BackupSession) -> String {
+        session
+            .spec
+            .invoker
+            .as_ref()
+            .map(|i| i.name.clone())
+            .unwrap_or_else(|| self.invoker_name.clone())
+    }
+
     /// The RestoreSession's name: `--restoresession`, else `--invoker-name`.
     pub fn restore_session(&self) -> &str {
         if self.restoresession.is_empty() {

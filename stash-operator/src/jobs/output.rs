@@ -1,5 +1,7 @@
 //! `output.json`, the hand-off from a backup or restore container to `update-status`, in
-//! Stash's format (`stash.md` §3.7), including its size and duration strings.
+//! Stash's format (`stash.md` §3.7): written here by the data step and read here by
+//! `update-status`, through the one contract type `stash_core::output::Output`; also the size
+//! and duration strings it holds.
 
 use std::path::Path;
 use std::time::Duration;
