@@ -113,8 +113,13 @@ fn restic_oracle(env: &[(&'static str, String)]) -> usize {
 }
 
 /// One session, one backup Job, one snapshot counted by restic, and the session's status and
-/// events as the operator should have written them once.
-async fn exactly_one_backup(env: &Embedded, s3: &stash_testkit::providers::s3::S3Server) {
+/// events as the operator should have written them once. Events are at most once: when the
+/// answer to the final status write is lost (`event_may_be_lost`), its event is not sent again.
+async fn exactly_one_backup(
+    env: &Embedded,
+    s3: &stash_testkit::providers::s3::S3Server,
+    event_may_be_lost: bool,
+) {
     let all = sessions(env).await;
     assert_eq!(all.len(), 1, "sessions: {:?}", names(&all));
     let session = &all[0];
@@ -134,7 +139,11 @@ async fn exactly_one_backup(env: &Embedded, s3: &stash_testkit::providers::s3::S
         jobs(env, "stash-backup-").await,
         vec![stash_core::names::backup_job_name(&name, 0)]
     );
-    assert_eq!(events_about(env, &name, "BackupSessionSucceeded").await, 1);
+    let events = events_about(env, &name, "BackupSessionSucceeded").await;
+    assert!(
+        events == 1 || (event_may_be_lost && events == 0),
+        "{events} BackupSessionSucceeded events"
+    );
     let repo = wait_for(
         env,
         Duration::ZERO,
@@ -198,16 +207,17 @@ async fn write_storms_converge_without_duplicate_jobs_or_sessions() {
     let env = start().await;
     let started = Instant::now();
     // While the configuration is evaluated: its finalizer and status writes fail with 500 and
-    // 409, the CronJob apply is throttled with 429 + Retry-After, the Repository's status
-    // writes fail with 500.
+    // 409 (once after taking effect), the CronJob apply is throttled with 429 + Retry-After and
+    // fails, the Repository's status writes fail with 500.
     let mut injected = inject(
         &env,
         &[
-            FaultRule::fail("patch", "backupconfigurations", 500, 4),
-            FaultRule::fail("patch", "backupconfigurations", 409, 2),
-            FaultRule::fail("patch", "cronjobs", 429, 3),
-            FaultRule::fail("patch", "cronjobs", 500, 2),
-            FaultRule::fail("patch", "repositories", 500, 3),
+            FaultRule::fail("patch", "backupconfigurations", 500, 3),
+            FaultRule::fail("patch", "backupconfigurations", 409, 1),
+            FaultRule::fail_after("patch", "backupconfigurations", 500, 1),
+            FaultRule::fail("patch", "cronjobs", 429, 2),
+            FaultRule::fail("patch", "cronjobs", 500, 1),
+            FaultRule::fail("patch", "repositories", 500, 2),
         ],
     );
     apply_demo(&env, &dbs);
@@ -215,16 +225,23 @@ async fn write_storms_converge_without_duplicate_jobs_or_sessions() {
     storm_spent(&env).await;
     let ready_after = started.elapsed();
 
-    // While the backup runs: the trigger pod's create of the session fails with 500, the
-    // backup Job's apply is throttled and fails, the session's status writes conflict and fail.
+    // While the backup runs: the trigger pod's create of the session fails with 500, once
+    // before and once after it took effect; the backup Job's apply is throttled and fails
+    // (once after taking effect); the operator's status writes to the session conflict and
+    // fail; the backup Job's own status writes (update-status, a PUT) fail.
     injected += inject(
         &env,
         &[
-            FaultRule::fail("create", "backupsessions", 500, 2),
+            FaultRule::fail("create", "backupsessions", 500, 1),
+            FaultRule::fail_after("create", "backupsessions", 500, 1),
             FaultRule::fail("patch", "jobs", 429, 2),
-            FaultRule::fail("patch", "jobs", 500, 2),
-            FaultRule::fail("patch", "backupsessions", 409, 2),
-            FaultRule::fail("patch", "backupsessions", 500, 2),
+            FaultRule::fail_after("patch", "jobs", 500, 1),
+            FaultRule::fail("patch", "jobs", 500, 1),
+            FaultRule::fail("patch", "backupsessions", 409, 1),
+            FaultRule::fail("patch", "backupsessions", 500, 1),
+            FaultRule::fail_after("patch", "backupsessions", 500, 1),
+            FaultRule::fail("update", "backupsessions", 500, 2),
+            FaultRule::fail_after("update", "backupsessions", 500, 1),
         ],
     );
     let backup_started = Instant::now();
@@ -235,7 +252,7 @@ async fn write_storms_converge_without_duplicate_jobs_or_sessions() {
     // The clock stands still: no second session appears, the configuration stays Ready.
     tokio::time::sleep(Duration::from_secs(2)).await;
     configuration_converged(&env).await;
-    exactly_one_backup(&env, &dbs.s3).await;
+    exactly_one_backup(&env, &dbs.s3, true).await;
     assert_eq!(
         jobs(&env, "stash-trigger-").await.len(),
         1,
@@ -330,7 +347,7 @@ async fn dropped_watches_and_410_in_stream_relist_and_converge() {
     )
     .await;
     assert_eq!(phase(&done), "Succeeded", "{:?}", done.status);
-    exactly_one_backup(&env, &dbs.s3).await;
+    exactly_one_backup(&env, &dbs.s3, false).await;
     // Nothing pending after the storm: the configuration was not re-evaluated into a new state.
     configuration_converged(&env).await;
     eprintln!(
@@ -370,6 +387,8 @@ async fn operator_crash_mid_backup_finishes_the_session_exactly_once() {
     .await;
     env.crash_operator().await;
     let crashed_at = Instant::now();
+    let at_crash = sessions(&env).await;
+    let phase_at_crash = at_crash.first().map(phase).unwrap_or_default();
 
     // The backup finishes while no operator runs.
     let jobs_api = Api::<Job>::namespaced(env.client.clone(), NS);
@@ -380,9 +399,10 @@ async fn operator_crash_mid_backup_finishes_the_session_exactly_once() {
         "the Job to complete without the operator",
         || async {
             let j = jobs_api.get(&job).await.ok()?;
-            let done = j.status.as_ref()?.conditions.as_ref()?.iter().any(|c| {
-                matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True"
-            });
+            let done =
+                j.status.as_ref()?.conditions.as_ref()?.iter().any(|c| {
+                    matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True"
+                });
             done.then_some(())
         },
     )
@@ -416,7 +436,7 @@ async fn operator_crash_mid_backup_finishes_the_session_exactly_once() {
     env.crash_operator().await;
     env.start_operator();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    exactly_one_backup(&env, &dbs.s3).await;
+    exactly_one_backup(&env, &dbs.s3, false).await;
     let bc = Api::<BackupConfiguration>::namespaced(env.client.clone(), NS)
         .get("sample-mysql-backup")
         .await
@@ -426,6 +446,9 @@ async fn operator_crash_mid_backup_finishes_the_session_exactly_once() {
         Some("Ready"),
         "configuration after restarts"
     );
-    eprintln!("figures: session final {recovered_after:?} after the crash (Job done meanwhile)");
+    eprintln!(
+        "figures: crashed with the session in phase {phase_at_crash:?}; final \
+         {recovered_after:?} after the crash (Job done meanwhile)"
+    );
     env.stop().await;
 }

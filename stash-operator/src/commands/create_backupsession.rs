@@ -2,6 +2,7 @@
 //! `<bc>-<unix seconds>` of its BackupConfiguration, named after the Job's scheduled time so
 //! that the name does not depend on when the pod happened to start.
 
+use super::retry::retrying;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
@@ -50,41 +51,6 @@ fn namespace(args: &CreateBackupSessionArgs) -> String {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "default".into())
         })
-}
-
-/// Attempts of one API call before a transient failure is reported.
-const ATTEMPTS: u32 = 8;
-
-/// A failure that may pass: a server error (kube-client itself already retries 429, 503 and
-/// 504) or a broken connection.
-fn transient(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(s) => s.code >= 500 || s.code == 429,
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
-    }
-}
-
-/// Runs `call` until it succeeds, fails for good, or failed transiently `ATTEMPTS` times,
-/// pausing 200 ms, 400 ms, … (at most 5 s) between attempts. The trigger Job runs once
-/// (`backoffLimit: 0`): a server error given up on would lose this scheduled backup.
-async fn retrying<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, kube::Error>>,
-{
-    let mut pause = std::time::Duration::from_millis(200);
-    for _ in 1..ATTEMPTS {
-        match call().await {
-            Err(e) if transient(&e) => {
-                eprintln!("create-backupsession: {e}; retrying in {pause:?}");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(std::time::Duration::from_secs(5));
-            }
-            other => return other,
-        }
-    }
-    call().await
 }
 
 /// The unix time this trigger stands for: the scheduled time of the Job that runs this pod,
