@@ -246,8 +246,8 @@ async fn write_storms_converge_without_duplicate_jobs_or_sessions() {
     );
     let backup_started = Instant::now();
     let session = scheduled_session(&env).await;
-    storm_spent(&env).await;
     assert_eq!(phase(&session), "Succeeded", "{:?}", session.status);
+    storm_spent(&env).await;
     let backup_took = backup_started.elapsed();
     // The clock stands still: no second session appears, the configuration stays Ready.
     tokio::time::sleep(Duration::from_secs(2)).await;
