@@ -13,6 +13,7 @@ pub mod labels;
 mod rbac;
 pub mod repository;
 pub mod restore_session;
+pub mod update_status;
 pub mod wipe_out;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};

@@ -11,7 +11,7 @@ use crate::datapath::mysql_client::{
 };
 use crate::datapath::{EngineError, RepositoryEngine, SnapshotSummary};
 use crate::job_support::flags::{DatabaseFlags, RepositoryFlags};
-use crate::job_support::output::SnapshotStats;
+use crate::job_support::output::{snapshot_stats, SnapshotStats};
 use crate::job_support::{engine_from_api, finish, kube_read, JobError, WAIT_INTERVAL};
 
 /// The file each snapshot holds, as Stash names it.
@@ -222,7 +222,7 @@ fn run_from_api(args: &BackupMysqlArgs) -> Result<Vec<SnapshotStats>, JobError> 
         wait_interval: WAIT_INTERVAL,
     };
     let report = run_backup(&*engine, &target, &options)?;
-    Ok(vec![SnapshotStats::from_summary(
+    Ok(vec![snapshot_stats(
         &report.summary,
         DUMP_FILENAME,
         report.stream_time,
