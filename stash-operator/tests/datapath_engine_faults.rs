@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use stash_operator::datapath::mysql_client::{split_args, DbTarget};
 use stash_operator::datapath::{
-    EngineError, ForgetOutcome, LockInfo, RepoStats, RepositoryEngine, RetentionPolicy, SnapshotInfo,
-    SnapshotSummary,
+    EngineError, ForgetOutcome, LockInfo, RepoStats, RepositoryEngine, RetentionPolicy,
+    SnapshotInfo, SnapshotSummary,
 };
 use stash_operator::jobs::backup_mysql::{run_backup_with_locks, BackupError, BackupOptions};
 use stash_testkit::providers::MysqlServer;
@@ -87,7 +87,9 @@ impl RepositoryEngine for ScriptedEngine {
     }
     fn remove_locks(&self, ids: &[String]) -> Result<(), EngineError> {
         if !ids.is_empty() {
-            self.calls.borrow_mut().push(format!("remove {}", ids.join(",")));
+            self.calls
+                .borrow_mut()
+                .push(format!("remove {}", ids.join(",")));
         }
         self.locks.borrow_mut().retain(|l| !ids.contains(&l.id));
         Ok(())
@@ -200,5 +202,9 @@ fn missing_repository_and_stale_locks_are_handled_once_each() {
     );
     assert_eq!(err.reason(), "RepositoryLocked");
     assert_eq!(decisions, ["WaitingForLock", "LockedByLiveJob"]);
-    assert!(!engine.calls.borrow().iter().any(|c| c.starts_with("backup")));
+    assert!(!engine
+        .calls
+        .borrow()
+        .iter()
+        .any(|c| c.starts_with("backup")));
 }

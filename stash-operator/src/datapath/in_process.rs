@@ -12,8 +12,8 @@ use stash_repo::{backend::FileKind, Backend, Id, LocalBackend, RepoError, Reposi
 use super::backend::EngineEnv;
 use super::restic_cli::ResticCli;
 use super::{
-    EngineError, ForgetOutcome, LockInfo, RepoStats, RepositoryEngine, RetentionPolicy, SnapshotInfo,
-    SnapshotSummary,
+    EngineError, ForgetOutcome, LockInfo, RepoStats, RepositoryEngine, RetentionPolicy,
+    SnapshotInfo, SnapshotSummary,
 };
 
 /// The in-process engine.

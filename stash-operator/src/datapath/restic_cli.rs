@@ -13,8 +13,8 @@ use std::thread::JoinHandle;
 use super::backend::EngineEnv;
 use super::dump_source::read_tail;
 use super::{
-    EngineError, ForgetOutcome, LockInfo, RepoStats, RepositoryEngine, RetentionPolicy, SnapshotInfo,
-    SnapshotSummary,
+    EngineError, ForgetOutcome, LockInfo, RepoStats, RepositoryEngine, RetentionPolicy,
+    SnapshotInfo, SnapshotSummary,
 };
 
 const STDERR_TAIL_BYTES: usize = 2048;

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use super::flags::{DatabaseFlags, RepositoryFlags};
 use super::output::SnapshotStats;
-use super::{block_on, engine_from_api, finish, kube_read, repository_lock, JobError, WAIT_INTERVAL};
+use super::{
+    block_on, engine_from_api, finish, kube_read, repository_lock, JobError, WAIT_INTERVAL,
+};
 use crate::datapath::dump_source::DumpSource;
 use crate::datapath::mysql_client::{
     dump_commands, split_args, split_multi_dump_args, wait_for_database, ClientOptionFile,
@@ -263,9 +265,14 @@ fn run_from_api(args: &BackupMysqlArgs) -> Result<Vec<SnapshotStats>, JobError> 
         }
         let written = block_on(async {
             let client = kube_read::client().await?;
-            repository_lock::record_condition(&client, &db.namespace, &args.backupsession, admission)
-                .await
-                .map_err(|e| JobError::Kube(e.to_string()))
+            repository_lock::record_condition(
+                &client,
+                &db.namespace,
+                &args.backupsession,
+                admission,
+            )
+            .await
+            .map_err(|e| JobError::Kube(e.to_string()))
         });
         if let Err(e) | Ok(Err(e)) = written {
             eprintln!("repository lock condition not recorded: {e}");

@@ -139,7 +139,11 @@ pub async fn record_condition(
             "status": {"conditions": conds},
         });
         match api
-            .patch_status(&repo_ref.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                &repo_ref.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(_) => return Ok(()),
