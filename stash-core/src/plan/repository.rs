@@ -560,7 +560,7 @@ mod tests {
     #[test]
     fn lock_messages_name_the_holder_and_the_wait() {
         let live = lock("b", true, Some(60), Unknown);
-        let a = admit_locks(Backup, &[live.clone()], 590, 600);
+        let a = admit_locks(Backup, std::slice::from_ref(&live), 590, 600);
         assert_eq!(
             a.verdict,
             LockVerdict::Wait {
