@@ -1,103 +1,46 @@
-//! How `run_backup` reacts to what the repository engine reports, with a scripted engine behind
-//! the `RepositoryEngine` interface and a real MariaDB for the dump.
+//! How `run_backup` reacts to what the repository engine reports, with mockall's mock of the
+//! `RepositoryEngine` interface and a real MariaDB for the dump.
 
-use std::cell::RefCell;
 use std::io::Read;
 use std::time::Duration;
 
+use mockall::Sequence;
 use stash_operator::datapath::mysql_client::{split_args, DbTarget};
-use stash_operator::datapath::{
-    EngineError, ForgetOutcome, LockInfo, RepoStats, RepositoryEngine, RetentionPolicy,
-    SnapshotInfo, SnapshotSummary,
-};
+use stash_operator::datapath::{EngineError, LockInfo, MockRepositoryEngine, SnapshotSummary};
 use stash_operator::jobs::backup_mysql::{run_backup_with_locks, BackupError, BackupOptions};
 use stash_testkit::providers::MysqlServer;
 
-/// Answers backups from a script of outcomes, shows a fixed set of lock files (minus the
-/// removed ones), and records every call.
-struct ScriptedEngine {
-    backups: RefCell<Vec<Option<EngineError>>>,
-    locks: RefCell<Vec<LockInfo>>,
-    calls: RefCell<Vec<String>>,
+/// Expects one backup of host-0's dump file, in `seq`, answered by `answer`.
+fn expect_backup(
+    engine: &mut MockRepositoryEngine,
+    seq: &mut Sequence,
+    answer: impl Fn(&mut dyn Read) -> Result<SnapshotSummary, EngineError> + Send + 'static,
+) {
+    engine
+        .expect_backup_stream()
+        .withf(|_, host, filename| host == "host-0" && filename == "dumpfile.sql")
+        .times(1)
+        .in_sequence(seq)
+        .returning(move |source, _, _| answer(source));
 }
 
-impl ScriptedEngine {
-    fn new(script: Vec<Option<EngineError>>, locks: Vec<LockInfo>) -> Self {
-        ScriptedEngine {
-            backups: RefCell::new(script),
-            locks: RefCell::new(locks),
-            calls: RefCell::new(Vec::new()),
-        }
-    }
+/// Expects one look at the locks, in `seq`, that finds `locks`.
+fn expect_locks(engine: &mut MockRepositoryEngine, seq: &mut Sequence, locks: Vec<LockInfo>) {
+    engine
+        .expect_locks()
+        .times(1)
+        .in_sequence(seq)
+        .returning(move || Ok(locks.clone()));
 }
 
-impl RepositoryEngine for ScriptedEngine {
-    fn init_if_missing(&self) -> Result<bool, EngineError> {
-        self.calls.borrow_mut().push("init".into());
-        Ok(true)
-    }
-
-    fn backup_stream(
-        &self,
-        source: &mut dyn Read,
-        host: &str,
-        filename: &str,
-    ) -> Result<SnapshotSummary, EngineError> {
-        self.calls
-            .borrow_mut()
-            .push(format!("backup {host} {filename}"));
-        if let Some(err) = self.backups.borrow_mut().remove(0) {
-            return Err(err);
-        }
-        let mut bytes = Vec::new();
-        source
-            .read_to_end(&mut bytes)
-            .map_err(|e| EngineError::SourceFailed(e.to_string()))?;
-        Ok(SnapshotSummary {
-            snapshot_id: "feedbeef".into(),
-            total_bytes_processed: bytes.len() as u64,
-            ..Default::default()
-        })
-    }
-
-    fn dump(&self, _: &str, _: Option<&str>, _: &str) -> Result<Box<dyn Read + Send>, EngineError> {
-        Err(EngineError::Output {
-            command: "dump".into(),
-            detail: "not scripted".into(),
-        })
-    }
-    fn snapshots(&self, _: Option<&str>) -> Result<Vec<SnapshotInfo>, EngineError> {
-        Ok(Vec::new())
-    }
-    fn forget_snapshots(&self, _: &[String]) -> Result<(), EngineError> {
-        Ok(())
-    }
-    fn apply_retention(&self, _: &RetentionPolicy) -> Result<ForgetOutcome, EngineError> {
-        Ok(ForgetOutcome::default())
-    }
-    fn check(&self, _: bool) -> Result<(), EngineError> {
-        Ok(())
-    }
-    fn stats(&self) -> Result<RepoStats, EngineError> {
-        Ok(RepoStats::default())
-    }
-    fn locks(&self) -> Result<Vec<LockInfo>, EngineError> {
-        self.calls.borrow_mut().push("locks".into());
-        Ok(self.locks.borrow().clone())
-    }
-    fn remove_locks(&self, ids: &[String]) -> Result<(), EngineError> {
-        if !ids.is_empty() {
-            self.calls
-                .borrow_mut()
-                .push(format!("remove {}", ids.join(",")));
-        }
-        self.locks.borrow_mut().retain(|l| !ids.contains(&l.id));
-        Ok(())
-    }
-}
-
-fn locked() -> EngineError {
-    EngineError::Locked("repository is already locked by PID 7 on host-x".into())
+/// Expects the removal of exactly the locks `ids` (none: an empty list), in `seq`.
+fn expect_remove(engine: &mut MockRepositoryEngine, seq: &mut Sequence, ids: &'static [&str]) {
+    engine
+        .expect_remove_locks()
+        .withf(move |got| got.iter().map(String::as_str).eq(ids.iter().copied()))
+        .times(1)
+        .in_sequence(seq)
+        .returning(|_| Ok(()));
 }
 
 /// A lock of this host, held by `pid`, made now.
@@ -117,6 +60,23 @@ fn dead_pid() -> u32 {
     let pid = child.id();
     child.wait().unwrap();
     pid
+}
+
+/// Reads the whole dump, as an engine that stores it does.
+fn store(source: &mut dyn Read) -> Result<SnapshotSummary, EngineError> {
+    let mut bytes = Vec::new();
+    source
+        .read_to_end(&mut bytes)
+        .map_err(|e| EngineError::SourceFailed(e.to_string()))?;
+    Ok(SnapshotSummary {
+        snapshot_id: "feedbeef".into(),
+        total_bytes_processed: bytes.len() as u64,
+        ..Default::default()
+    })
+}
+
+fn locked() -> EngineError {
+    EngineError::Locked("repository is already locked by PID 7 on host-x".into())
 }
 
 fn options() -> BackupOptions {
@@ -146,15 +106,28 @@ fn missing_repository_and_stale_locks_are_handled_once_each() {
     };
 
     // A crashed job's shared lock (this host, dead pid) is removed before the backup; the
-    // repository is missing, then a lock races in: init once, one more look, three attempts.
-    let engine = ScriptedEngine::new(
-        vec![
-            Some(EngineError::RepositoryMissing("no config".into())),
-            Some(locked()),
-            None,
-        ],
+    // repository is missing, then a lock races in: init once, one more look, three attempts,
+    // in this order.
+    let mut engine = MockRepositoryEngine::new();
+    let mut seq = Sequence::new();
+    expect_locks(
+        &mut engine,
+        &mut seq,
         vec![lock_file("stale", false, dead_pid())],
     );
+    expect_remove(&mut engine, &mut seq, &["stale"]);
+    expect_backup(&mut engine, &mut seq, |_| {
+        Err(EngineError::RepositoryMissing("no config".into()))
+    });
+    engine
+        .expect_init_if_missing()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|| Ok(true));
+    expect_backup(&mut engine, &mut seq, |_| Err(locked()));
+    expect_locks(&mut engine, &mut seq, Vec::new());
+    expect_remove(&mut engine, &mut seq, &[]);
+    expect_backup(&mut engine, &mut seq, store);
     let mut decisions = Vec::new();
     let report = run_backup_with_locks(
         &engine,
@@ -167,26 +140,18 @@ fn missing_repository_and_stale_locks_are_handled_once_each() {
     assert!(report.initialized);
     assert_eq!(report.stale_locks_removed, 1);
     assert!(report.summary.total_bytes_processed > 0);
-    assert_eq!(
-        *engine.calls.borrow(),
-        vec![
-            "locks",
-            "remove stale",
-            "backup host-0 dumpfile.sql",
-            "init",
-            "backup host-0 dumpfile.sql",
-            "locks",
-            "backup host-0 dumpfile.sql"
-        ]
-    );
     assert_eq!(decisions, ["StaleLockRemoved", "NoConflictingLock"]);
+    engine.checkpoint();
 
     // A live exclusive lock (this test process holds it) is waited for, then fails the backup
-    // naming its holder; no backup is tried.
-    let engine = ScriptedEngine::new(
-        vec![None],
-        vec![lock_file("live", true, std::process::id())],
-    );
+    // naming its holder; no backup is tried (the mock panics on any call it does not expect).
+    let mut engine = MockRepositoryEngine::new();
+    let live = lock_file("live", true, std::process::id());
+    engine
+        .expect_locks()
+        .times(2)
+        .returning(move || Ok(vec![live.clone()]));
+    engine.expect_remove_locks().times(2).returning(|_| Ok(()));
     let mut decisions = Vec::new();
     let err = run_backup_with_locks(
         &engine,
@@ -202,9 +167,5 @@ fn missing_repository_and_stale_locks_are_handled_once_each() {
     );
     assert_eq!(err.reason(), "RepositoryLocked");
     assert_eq!(decisions, ["WaitingForLock", "LockedByLiveJob"]);
-    assert!(!engine
-        .calls
-        .borrow()
-        .iter()
-        .any(|c| c.starts_with("backup")));
+    engine.checkpoint();
 }

@@ -18,8 +18,8 @@ use stash_core::plan::repository::{LockAdmission, RepositoryJob};
 
 /// The file each snapshot holds, as Stash names it.
 pub const DUMP_FILENAME: &str = "dumpfile.sql";
-/// Default of `--lock-wait-timeout`: a prune of a large repository takes minutes.
-pub const DEFAULT_LOCK_WAIT_SECS: u64 = 600;
+/// The lock wait of [`run_backup`], as `--lock-wait`'s default.
+pub const DEFAULT_LOCK_WAIT_SECS: u64 = 120;
 
 /// Flags of `stash backup-mysql` (Stash's names).
 #[derive(Debug, Clone, clap::Args)]
@@ -42,9 +42,6 @@ pub struct BackupMysqlArgs {
     /// The dump program.
     #[arg(long, default_value = "mysqldump")]
     pub mysqldump: String,
-    /// Seconds to wait for a live lock that keeps the backup out (a prune, a check) to go.
-    #[arg(long, default_value_t = DEFAULT_LOCK_WAIT_SECS)]
-    pub lock_wait_timeout: u64,
     /// Stash's retention flags: accepted and unused, as in Stash (retention runs in
     /// `update-status`, from the BackupConfiguration).
     #[command(flatten)]
@@ -278,7 +275,9 @@ fn run_from_api(args: &BackupMysqlArgs) -> Result<Vec<SnapshotStats>, JobError> 
             eprintln!("repository lock condition not recorded: {e}");
         }
     };
-    let lock_wait = Duration::from_secs(args.lock_wait_timeout);
+    // `--lock-wait` bounds both the wait for a live lock seen before the backup and the
+    // engine's own wait when one races in.
+    let lock_wait = args.repository.lock_wait;
     let report = run_backup_with_locks(&*engine, &target, &options, lock_wait, &mut on_locks)?;
     if report.stale_locks_removed > 0 {
         eprintln!(
