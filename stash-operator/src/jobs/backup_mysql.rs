@@ -271,8 +271,10 @@ fn run_from_api(args: &BackupMysqlArgs) -> Result<Vec<SnapshotStats>, JobError> 
             .await
             .map_err(|e| JobError::Kube(e.to_string()))
         });
-        if let Err(e) | Ok(Err(e)) = written {
-            eprintln!("repository lock condition not recorded: {e}");
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("repository lock condition not recorded: {e}"),
+            Err(e) => eprintln!("repository lock condition not recorded: {e}"),
         }
     };
     // `--lock-wait` bounds both the wait for a live lock seen before the backup and the
