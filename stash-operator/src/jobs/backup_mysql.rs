@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::flags::{DatabaseFlags, RepositoryFlags};
-use super::output::SnapshotStats;
+use super::output::{snapshot_stats, SnapshotStats};
 use super::{
     block_on, engine_from_api, finish, kube_read, repository_lock, JobError, WAIT_INTERVAL,
 };
@@ -287,7 +287,7 @@ fn run_from_api(args: &BackupMysqlArgs) -> Result<Vec<SnapshotStats>, JobError> 
             report.stale_locks_removed
         );
     }
-    Ok(vec![SnapshotStats::from_summary(
+    Ok(vec![snapshot_stats(
         &report.summary,
         DUMP_FILENAME,
         report.stream_time,
