@@ -10,6 +10,7 @@ pub mod appbinding;
 pub mod flags;
 pub mod kube_read;
 pub mod output;
+pub mod repository_lock;
 pub(crate) mod retry;
 pub mod service_address;
 pub mod session_status;
