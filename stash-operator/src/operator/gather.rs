@@ -40,8 +40,8 @@ pub async fn repository(
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| ns.to_string());
-    let repo = match ctx.caches() {
-        Some(c) => cache::get(&c.repositories, &repo_ns, &r.name).await,
+    let repo = match ctx.caches().await {
+        Some(c) => cache::get(&c.repositories, &repo_ns, &r.name),
         None => {
             get_opt(
                 &Api::<Repository>::namespaced(ctx.client.clone(), &repo_ns),
@@ -97,8 +97,8 @@ pub async fn appbinding(
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| ns.to_string());
-    if let Some(c) = ctx.caches() {
-        return Ok(cache::get(&c.appbindings, &target_ns, &name).await);
+    if let Some(c) = ctx.caches().await {
+        return Ok(cache::get(&c.appbindings, &target_ns, &name));
     }
     get_opt(
         &Api::<AppBinding>::namespaced(ctx.client.clone(), &target_ns),
@@ -111,9 +111,9 @@ pub async fn appbinding(
 pub async fn catalog(
     ctx: &Context,
 ) -> ReadResult<(BTreeMap<String, Task>, BTreeMap<String, Function>)> {
-    if let Some(c) = ctx.caches() {
-        let tasks = cache::all(&c.tasks).await;
-        let functions = cache::all(&c.functions).await;
+    if let Some(c) = ctx.caches().await {
+        let tasks = cache::all(&c.tasks);
+        let functions = cache::all(&c.functions);
         return Ok((
             tasks.into_iter().map(|t| (t.name_any(), t)).collect(),
             functions.into_iter().map(|f| (f.name_any(), f)).collect(),
@@ -137,8 +137,8 @@ pub async fn catalog(
 
 /// Labels of a namespace.
 pub async fn namespace_labels(ctx: &Context, ns: &str) -> ReadResult<BTreeMap<String, String>> {
-    if let Some(c) = ctx.caches() {
-        return Ok(cache::namespace_labels(&c.namespaces, ns).await);
+    if let Some(c) = ctx.caches().await {
+        return Ok(cache::namespace_labels(&c.namespaces, ns));
     }
     Ok(get_opt(&Api::<Namespace>::all(ctx.client.clone()), ns)
         .await?
@@ -241,7 +241,7 @@ pub async fn repository_references(
         references_repository(object_ns, repo, &ns, &name)
             .then(|| invoker_reference(kind, object_ns, object))
     };
-    let mut refs: Vec<TypedObjectReference> = match ctx.caches() {
+    let mut refs: Vec<TypedObjectReference> = match ctx.caches().await {
         Some(c) => {
             let mut refs = cache::find(&c.backup_configurations, |bc: &BackupConfiguration| {
                 refers(
@@ -249,14 +249,10 @@ pub async fn repository_references(
                     &bc.metadata,
                     bc.spec.repository.as_ref(),
                 )
-            })
-            .await;
-            refs.extend(
-                cache::find(&c.restore_sessions, |rs: &RestoreSession| {
-                    refers("RestoreSession", &rs.metadata, rs.spec.repository.as_ref())
-                })
-                .await,
-            );
+            });
+            refs.extend(cache::find(&c.restore_sessions, |rs: &RestoreSession| {
+                refers("RestoreSession", &rs.metadata, rs.spec.repository.as_ref())
+            }));
             refs
         }
         None => {
