@@ -20,8 +20,9 @@ use kube::{Client, Resource};
 use stash_core::api::{
     AppBinding, BackupConfiguration, Function, Repository, RestoreSession, Task,
 };
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The caches. Readers are cheap to clone.
 #[derive(Clone)]
@@ -42,6 +43,10 @@ pub struct Caches {
     pub restore_sessions: Store<DeserializeGuard<RestoreSession>>,
     /// Turns true once every cache above has listed.
     pub ready: tokio::sync::watch::Receiver<bool>,
+    /// The invokers (BackupConfigurations, RestoreSessions) by the Repository they reference,
+    /// kept by the same reflectors: a Repository reconcile looks up its own, instead of a scan
+    /// of every invoker (which made the operator's CPU grow with N² at 10,000).
+    pub references: References,
 }
 
 impl Caches {
@@ -101,12 +106,162 @@ impl Slim for Namespace {
     }
 }
 
+/// `(kind, namespace, name)` of an invoker.
+type Invoker = (&'static str, String, String);
+
+#[derive(Default)]
+struct ReferenceState {
+    /// The Repository `(namespace, name)` each invoker references.
+    by_invoker: HashMap<Invoker, (String, String)>,
+    /// The invokers of each Repository.
+    by_repository: HashMap<(String, String), BTreeSet<Invoker>>,
+    /// Invokers seen since a re-list started (the others are gone once it ends).
+    relisting: HashMap<&'static str, HashSet<(String, String)>>,
+}
+
+impl ReferenceState {
+    fn remove(&mut self, invoker: &Invoker) {
+        if let Some(repo) = self.by_invoker.remove(invoker) {
+            if let Some(set) = self.by_repository.get_mut(&repo) {
+                set.remove(invoker);
+                if set.is_empty() {
+                    self.by_repository.remove(&repo);
+                }
+            }
+        }
+    }
+
+    fn set(&mut self, invoker: Invoker, repo: Option<(String, String)>) {
+        if self.by_invoker.get(&invoker) == repo.as_ref() {
+            return;
+        }
+        self.remove(&invoker);
+        if let Some(repo) = repo {
+            self.by_repository
+                .entry(repo.clone())
+                .or_default()
+                .insert(invoker.clone());
+            self.by_invoker.insert(invoker, repo);
+        }
+    }
+}
+
+/// Invokers by the Repository they reference (see [`Caches::references`]).
+#[derive(Clone, Default)]
+pub struct References {
+    state: Arc<Mutex<ReferenceState>>,
+}
+
+impl References {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReferenceState> {
+        // Every update is a single step that leaves the maps consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The invokers of Repository `namespace/name`, by kind, namespace and name.
+    pub fn of(&self, namespace: &str, name: &str) -> Vec<Invoker> {
+        self.lock()
+            .by_repository
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Keeps the index current with one watch event of invoker kind `kind`; `repository`
+    /// reads an invoker's Repository reference.
+    pub fn observe<K>(
+        &self,
+        kind: &'static str,
+        event: &watcher::Event<DeserializeGuard<K>>,
+        repository: impl Fn(&K) -> Option<&stash_core::api::ObjectRef>,
+    ) where
+        K: Resource,
+    {
+        let key = |g: &DeserializeGuard<K>| -> Option<(String, String)> {
+            let meta = match &g.0 {
+                Ok(k) => k.meta(),
+                Err(invalid) => &invalid.metadata,
+            };
+            Some((
+                meta.namespace.clone().unwrap_or_default(),
+                meta.name.clone()?,
+            ))
+        };
+        let target = |g: &DeserializeGuard<K>, ns: &str| -> Option<(String, String)> {
+            let r = repository(g.0.as_ref().ok()?)?;
+            let repo_ns = r
+                .namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(ns);
+            Some((repo_ns.to_string(), r.name.clone()))
+        };
+        let mut state = self.lock();
+        match event {
+            watcher::Event::Init => {
+                state.relisting.insert(kind, HashSet::new());
+            }
+            watcher::Event::Apply(g) | watcher::Event::InitApply(g) => {
+                let Some((ns, name)) = key(g) else { return };
+                let repo = target(g, &ns);
+                if matches!(event, watcher::Event::InitApply(_)) {
+                    if let Some(seen) = state.relisting.get_mut(kind) {
+                        seen.insert((ns.clone(), name.clone()));
+                    }
+                }
+                state.set((kind, ns, name), repo);
+            }
+            watcher::Event::Delete(g) => {
+                if let Some((ns, name)) = key(g) {
+                    state.remove(&(kind, ns, name));
+                }
+            }
+            watcher::Event::InitDone => {
+                let seen = state.relisting.remove(kind).unwrap_or_default();
+                let gone: Vec<Invoker> = state
+                    .by_invoker
+                    .keys()
+                    .filter(|(k, ns, name)| {
+                        *k == kind && !seen.contains(&(ns.clone(), name.clone()))
+                    })
+                    .cloned()
+                    .collect();
+                for invoker in gone {
+                    state.remove(&invoker);
+                }
+            }
+        }
+    }
+}
+
 /// A reflector for `K` over all namespaces: its reader, and the stream of applied objects
 /// that keeps it current (poll it until shutdown, or hand it to a controller as its trigger).
 /// The first complete list counts towards `readiness`.
 pub fn reflect<K>(
     client: &Client,
     readiness: &Readiness,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Slim
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    reflect_with(client, readiness, |_: &watcher::Event<K>| {})
+}
+
+/// [`reflect`], with `observe` seeing every watch event once the store has it.
+pub fn reflect_with<K>(
+    client: &Client,
+    readiness: &Readiness,
+    mut observe: impl FnMut(&watcher::Event<K>) + Send + 'static,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -128,15 +283,17 @@ where
         .modify(Slim::slim)
         .reflect(writer)
         .inspect(move |event| match event {
-            Ok(watcher::Event::InitDone) => {
-                if let Some(r) = once.take() {
-                    r.listed();
+            Ok(event) => {
+                observe(event);
+                if matches!(event, watcher::Event::InitDone) {
+                    if let Some(r) = once.take() {
+                        r.listed();
+                    }
                 }
             }
             Err(e) => {
                 tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
             }
-            Ok(_) => {}
         })
         .applied_objects();
     (reader, stream)
@@ -169,22 +326,6 @@ where
         .state()
         .iter()
         .filter_map(|g| g.0.as_ref().ok().cloned())
-        .collect()
-}
-
-/// The references `pick` finds among well-formed cached objects; nothing is cloned but what
-/// `pick` returns.
-pub fn find<K, T>(
-    store: &Store<DeserializeGuard<K>>,
-    mut pick: impl FnMut(&K) -> Option<T>,
-) -> Vec<T>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    store
-        .state()
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok().and_then(&mut pick))
         .collect()
 }
 

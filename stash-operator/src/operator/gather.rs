@@ -242,19 +242,12 @@ pub async fn repository_references(
             .then(|| invoker_reference(kind, object_ns, object))
     };
     let mut refs: Vec<TypedObjectReference> = match ctx.caches().await {
-        Some(c) => {
-            let mut refs = cache::find(&c.backup_configurations, |bc: &BackupConfiguration| {
-                refers(
-                    "BackupConfiguration",
-                    &bc.metadata,
-                    bc.spec.repository.as_ref(),
-                )
-            });
-            refs.extend(cache::find(&c.restore_sessions, |rs: &RestoreSession| {
-                refers("RestoreSession", &rs.metadata, rs.spec.repository.as_ref())
-            }));
-            refs
-        }
+        Some(c) => c
+            .references
+            .of(&ns, &name)
+            .into_iter()
+            .map(|(kind, object_ns, object)| invoker_reference(kind, &object_ns, &object))
+            .collect(),
         None => {
             let backups = Api::<BackupConfiguration>::all(ctx.client.clone())
                 .list(&ListParams::default())

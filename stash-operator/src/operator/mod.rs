@@ -407,8 +407,19 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
     // BackupConfigurations, RestoreSessions and Repositories are both controllers' main
     // objects and caches other reconciles read: one reflector each, shared.
     let (readiness, ready) = cache::Readiness::new(7);
-    let (bc_store, bc_stream) = cache::reflect(&client, &readiness);
-    let (rs_store, rs_stream) = cache::reflect(&client, &readiness);
+    let references = cache::References::default();
+    let index = references.clone();
+    let (bc_store, bc_stream) = cache::reflect_with(&client, &readiness, move |event| {
+        index.observe("BackupConfiguration", event, |bc: &BackupConfiguration| {
+            bc.spec.repository.as_ref()
+        })
+    });
+    let index = references.clone();
+    let (rs_store, rs_stream) = cache::reflect_with(&client, &readiness, move |event| {
+        index.observe("RestoreSession", event, |rs: &RestoreSession| {
+            rs.spec.repository.as_ref()
+        })
+    });
     let (repo_store, repo_stream) = cache::reflect(&client, &readiness);
     let (tasks, tasks_sync) = cache::reflect(&client, &readiness);
     let (functions, functions_sync) = cache::reflect(&client, &readiness);
@@ -424,6 +435,7 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         backup_configurations: bc_store.clone(),
         restore_sessions: rs_store.clone(),
         ready,
+        references,
     });
 
     let bc = Controller::for_stream(bc_stream, bc_store.clone())
