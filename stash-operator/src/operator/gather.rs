@@ -158,18 +158,18 @@ const CHILD_KINDS: [(&str, &str, &str); 4] = [
     ("batch/v1", "CronJob", "cronjobs"),
 ];
 
-/// Children of an invoker, found by its labels.
+/// Children of an invoker, found by its labels, with their resourceVersions.
 pub async fn children(
     ctx: &Context,
     ns: &str,
     kind: &str,
     name: &str,
-) -> ReadResult<Vec<ObjectKey>> {
+) -> ReadResult<BTreeMap<ObjectKey, String>> {
     let selector = format!(
         "{INVOKER_TYPE}={kind},{INVOKER_NAME}={}",
         stash_core::names::label_value(name)
     );
-    let mut out = Vec::new();
+    let mut out = BTreeMap::new();
     for (api_version, child_kind, plural) in CHILD_KINDS {
         let ar = super::apply::api_resource(api_version, child_kind, plural);
         let api: Api<kube::api::DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
@@ -178,15 +178,15 @@ pub async fn children(
             .await?
             .items
         {
-            out.push(ObjectKey {
+            let key = ObjectKey {
                 api_version: api_version.into(),
                 kind: child_kind.into(),
                 namespace: Some(ns.into()),
                 name: o.name_any(),
-            });
+            };
+            out.insert(key, o.resource_version().unwrap_or_default());
         }
     }
-    out.sort();
     Ok(out)
 }
 

@@ -46,6 +46,8 @@ pub struct Context {
     pub pushgateway_url: Option<String>,
     /// Reflector caches, once the controllers run (before that, reads go to the API).
     pub caches: std::sync::OnceLock<cache::Caches>,
+    /// What this process last applied to each child (see [`apply::Applied`]).
+    pub applied: apply::Applied,
 }
 
 impl Context {
@@ -69,6 +71,7 @@ impl Context {
             max_requeue,
             pushgateway_url: None,
             caches: std::sync::OnceLock::new(),
+            applied: apply::Applied::default(),
         }
     }
 
@@ -143,9 +146,10 @@ async fn reconcile_backup_configuration(
     )
     .await?;
     let (tasks, functions) = gather::catalog(&ctx).await?;
+    let live = gather::children(&ctx, &ns, "BackupConfiguration", &bc.name_any()).await?;
     let inputs = plan::backup_configuration::BackupConfigurationInputs {
         namespace_labels: gather::namespace_labels(&ctx, &ns).await?,
-        children: gather::children(&ctx, &ns, "BackupConfiguration", &bc.name_any()).await?,
+        children: live.keys().cloned().collect(),
         bc: bc.clone(),
         repository,
         storage_secret_keys,
@@ -157,7 +161,7 @@ async fn reconcile_backup_configuration(
         now: Some(ctx.now()),
     };
     let plan = plan::backup_configuration::plan(&inputs);
-    apply::execute(&ctx, &bc, &plan).await?;
+    apply::execute_with(&ctx, &bc, &plan, Some(&live)).await?;
     if plan.finalizer == plan::FinalizerAction::Remove {
         // Deleted: its series go with it.
         let name = bc.name_any();

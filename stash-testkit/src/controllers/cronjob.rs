@@ -180,7 +180,10 @@ pub(super) fn sync(api: &Apiserver, only: Option<&BTreeSet<(String, String)>>) {
         // when the status moves.
         let mut status = cj["status"].clone();
         update(&mut status);
-        if status != cj["status"] {
+        // A new CronJob has no status yet: an empty one is no change (the real API server
+        // stores `status: {}` at creation; writing it here cost a write per new CronJob).
+        let unchanged = status == cj["status"] || (cj["status"].is_null() && status == json!({}));
+        if !unchanged {
             let _ = api.modify(&cj_info, &ns, &name, "status", MANAGER, |o| {
                 let before = o["status"].clone();
                 update(&mut o["status"]);
