@@ -339,3 +339,95 @@ pub fn namespace_labels(
         .and_then(|n| n.metadata.labels.clone())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bc(ns: &str, name: &str, repo: serde_json::Value) -> DeserializeGuard<BackupConfiguration> {
+        serde_json::from_value(json!({
+            "apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupConfiguration",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"repository": repo},
+        }))
+        .unwrap()
+    }
+
+    fn observe(refs: &References, event: watcher::Event<DeserializeGuard<BackupConfiguration>>) {
+        refs.observe("BackupConfiguration", &event, |b: &BackupConfiguration| {
+            b.spec.repository.as_ref()
+        });
+    }
+
+    fn names(refs: &References, ns: &str, repo: &str) -> Vec<String> {
+        refs.of(ns, repo)
+            .into_iter()
+            .map(|(_, ns, name)| format!("{ns}/{name}"))
+            .collect()
+    }
+
+    #[test]
+    fn references_follow_applies_moves_deletes_and_relists() {
+        let refs = References::default();
+        observe(
+            &refs,
+            watcher::Event::Apply(bc("a", "x", json!({"name": "r"}))),
+        );
+        observe(
+            &refs,
+            watcher::Event::Apply(bc("b", "y", json!({"name": "r", "namespace": "a"}))),
+        );
+        observe(
+            &refs,
+            watcher::Event::Apply(bc("b", "z", json!({"name": "r"}))),
+        );
+        assert_eq!(names(&refs, "a", "r"), ["a/x", "b/y"]);
+        assert_eq!(names(&refs, "b", "r"), ["b/z"]);
+        // Moving to another Repository leaves the first.
+        observe(
+            &refs,
+            watcher::Event::Apply(bc("a", "x", json!({"name": "s"}))),
+        );
+        assert_eq!(names(&refs, "a", "r"), ["b/y"]);
+        assert_eq!(names(&refs, "a", "s"), ["a/x"]);
+        observe(
+            &refs,
+            watcher::Event::Delete(bc("b", "y", json!({"name": "r", "namespace": "a"}))),
+        );
+        assert!(names(&refs, "a", "r").is_empty());
+        // A re-list drops what it no longer finds.
+        observe(&refs, watcher::Event::Init);
+        observe(
+            &refs,
+            watcher::Event::InitApply(bc("b", "z", json!({"name": "r"}))),
+        );
+        observe(&refs, watcher::Event::InitDone);
+        assert!(names(&refs, "a", "s").is_empty());
+        assert_eq!(names(&refs, "b", "r"), ["b/z"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_concurrent_waiter_wakes_when_the_caches_have_listed() {
+        // Waiters polled as separate futures with their own wakers, as a controller's runner
+        // polls reconciles: kube-runtime's `Store::wait_until_ready` wakes only the last.
+        let (readiness, ready) = Readiness::new(2);
+        let mut waiters = futures_util::stream::FuturesUnordered::new();
+        for _ in 0..8 {
+            let mut rx = ready.clone();
+            waiters.push(async move {
+                let _ = rx.wait_for(|r| *r).await;
+            });
+        }
+        let all = async { while waiters.next().await.is_some() {} };
+        let open = async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            readiness.listed();
+            readiness.listed();
+        };
+        let both = futures_util::future::join(all, open);
+        tokio::time::timeout(std::time::Duration::from_secs(5), both)
+            .await
+            .expect("every waiter woke");
+    }
+}
