@@ -13,6 +13,7 @@ pub mod cron;
 pub mod duration;
 pub mod hooks;
 pub mod names;
+pub mod output;
 pub mod plan;
 pub mod resolve;
 pub mod retention;

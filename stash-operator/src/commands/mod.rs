@@ -5,6 +5,7 @@
 pub mod create_backupsession;
 pub mod database_pod;
 pub mod demo;
+pub(crate) mod retry;
 pub mod run;
 pub mod run_hook;
 pub mod session_status;

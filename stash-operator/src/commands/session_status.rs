@@ -1,12 +1,12 @@
 //! Read-modify-write of a session's status from inside a Job (`update-status`, `run-hook`):
 //! the change is re-applied to a fresh copy on every conflict, as Stash's
 //! `UpdateBackupSessionStatus` does, so concurrent writers never lose each other's fields.
+//! Transient API failures (a 500, a lost answer) are retried too: a Job runs once, and a
+//! result it could not write would be lost.
 
+use super::retry::retrying;
 use kube::api::{Api, PostParams};
-use stash_core::api::{
-    BackupSession, BackupSessionStatus, BackupTargetStatus, RestoreSession, RestoreSessionStatus,
-    TargetRef,
-};
+use stash_core::api::{BackupSession, BackupSessionStatus, RestoreSession, RestoreSessionStatus};
 
 /// Attempts before a conflict is reported.
 const ATTEMPTS: usize = 10;
@@ -19,16 +19,14 @@ pub async fn modify_backup_session(
     mut change: impl FnMut(&mut BackupSessionStatus),
 ) -> Result<BackupSession, kube::Error> {
     let api = Api::<BackupSession>::namespaced(client.clone(), ns);
+    let params = PostParams::default();
     let mut attempt = 0;
     loop {
-        let mut session = api.get(name).await?;
+        let mut session = retrying(|| api.get(name)).await?;
         let mut status = session.status.clone().unwrap_or_default();
         change(&mut status);
         session.status = Some(status);
-        match api
-            .replace_status(name, &PostParams::default(), &session)
-            .await
-        {
+        match retrying(|| api.replace_status(name, &params, &session)).await {
             Err(kube::Error::Api(s)) if s.code == 409 && attempt < ATTEMPTS => attempt += 1,
             other => return other,
         }
@@ -43,38 +41,16 @@ pub async fn modify_restore_session(
     mut change: impl FnMut(&mut RestoreSessionStatus),
 ) -> Result<RestoreSession, kube::Error> {
     let api = Api::<RestoreSession>::namespaced(client.clone(), ns);
+    let params = PostParams::default();
     let mut attempt = 0;
     loop {
-        let mut rs = api.get(name).await?;
+        let mut rs = retrying(|| api.get(name)).await?;
         let mut status = rs.status.clone().unwrap_or_default();
         change(&mut status);
         rs.status = Some(status);
-        match api.replace_status(name, &PostParams::default(), &rs).await {
+        match retrying(|| api.replace_status(name, &params, &rs)).await {
             Err(kube::Error::Api(s)) if s.code == 409 && attempt < ATTEMPTS => attempt += 1,
             other => return other,
         }
     }
-}
-
-/// The status entry of `target` (matched by kind and name; a lone entry matches any target),
-/// added when missing.
-pub fn target_entry<'s>(
-    status: &'s mut BackupSessionStatus,
-    target: &TargetRef,
-) -> &'s mut BackupTargetStatus {
-    let targets = status.targets.get_or_insert_with(Vec::new);
-    let same = |t: &TargetRef| t.kind == target.kind && t.name == target.name;
-    let idx = match targets.iter().position(|t| same(&t.r#ref)) {
-        Some(i) => i,
-        None if targets.len() == 1 => 0,
-        None => {
-            targets.push(BackupTargetStatus {
-                r#ref: target.clone(),
-                total_hosts: Some(1),
-                ..Default::default()
-            });
-            targets.len() - 1
-        }
-    };
-    &mut targets[idx]
 }
