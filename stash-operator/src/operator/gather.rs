@@ -40,8 +40,8 @@ pub async fn repository(
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| ns.to_string());
-    let repo = match ctx.caches() {
-        Some(c) => cache::get(&c.repositories, &repo_ns, &r.name).await,
+    let repo = match ctx.caches().await {
+        Some(c) => cache::get(&c.repositories, &repo_ns, &r.name),
         None => {
             get_opt(
                 &Api::<Repository>::namespaced(ctx.client.clone(), &repo_ns),
@@ -97,8 +97,8 @@ pub async fn appbinding(
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| ns.to_string());
-    if let Some(c) = ctx.caches() {
-        return Ok(cache::get(&c.appbindings, &target_ns, &name).await);
+    if let Some(c) = ctx.caches().await {
+        return Ok(cache::get(&c.appbindings, &target_ns, &name));
     }
     get_opt(
         &Api::<AppBinding>::namespaced(ctx.client.clone(), &target_ns),
@@ -111,9 +111,9 @@ pub async fn appbinding(
 pub async fn catalog(
     ctx: &Context,
 ) -> ReadResult<(BTreeMap<String, Task>, BTreeMap<String, Function>)> {
-    if let Some(c) = ctx.caches() {
-        let tasks = cache::all(&c.tasks).await;
-        let functions = cache::all(&c.functions).await;
+    if let Some(c) = ctx.caches().await {
+        let tasks = cache::all(&c.tasks);
+        let functions = cache::all(&c.functions);
         return Ok((
             tasks.into_iter().map(|t| (t.name_any(), t)).collect(),
             functions.into_iter().map(|f| (f.name_any(), f)).collect(),
@@ -137,8 +137,8 @@ pub async fn catalog(
 
 /// Labels of a namespace.
 pub async fn namespace_labels(ctx: &Context, ns: &str) -> ReadResult<BTreeMap<String, String>> {
-    if let Some(c) = ctx.caches() {
-        return Ok(cache::namespace_labels(&c.namespaces, ns).await);
+    if let Some(c) = ctx.caches().await {
+        return Ok(cache::namespace_labels(&c.namespaces, ns));
     }
     Ok(get_opt(&Api::<Namespace>::all(ctx.client.clone()), ns)
         .await?
@@ -158,18 +158,18 @@ const CHILD_KINDS: [(&str, &str, &str); 4] = [
     ("batch/v1", "CronJob", "cronjobs"),
 ];
 
-/// Children of an invoker, found by its labels.
+/// Children of an invoker, found by its labels, with their resourceVersions.
 pub async fn children(
     ctx: &Context,
     ns: &str,
     kind: &str,
     name: &str,
-) -> ReadResult<Vec<ObjectKey>> {
+) -> ReadResult<BTreeMap<ObjectKey, String>> {
     let selector = format!(
         "{INVOKER_TYPE}={kind},{INVOKER_NAME}={}",
         stash_core::names::label_value(name)
     );
-    let mut out = Vec::new();
+    let mut out = BTreeMap::new();
     for (api_version, child_kind, plural) in CHILD_KINDS {
         let ar = super::apply::api_resource(api_version, child_kind, plural);
         let api: Api<kube::api::DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
@@ -178,15 +178,15 @@ pub async fn children(
             .await?
             .items
         {
-            out.push(ObjectKey {
+            let key = ObjectKey {
                 api_version: api_version.into(),
                 kind: child_kind.into(),
                 namespace: Some(ns.into()),
                 name: o.name_any(),
-            });
+            };
+            out.insert(key, o.resource_version().unwrap_or_default());
         }
     }
-    out.sort();
     Ok(out)
 }
 
@@ -241,24 +241,13 @@ pub async fn repository_references(
         references_repository(object_ns, repo, &ns, &name)
             .then(|| invoker_reference(kind, object_ns, object))
     };
-    let mut refs: Vec<TypedObjectReference> = match ctx.caches() {
-        Some(c) => {
-            let mut refs = cache::find(&c.backup_configurations, |bc: &BackupConfiguration| {
-                refers(
-                    "BackupConfiguration",
-                    &bc.metadata,
-                    bc.spec.repository.as_ref(),
-                )
-            })
-            .await;
-            refs.extend(
-                cache::find(&c.restore_sessions, |rs: &RestoreSession| {
-                    refers("RestoreSession", &rs.metadata, rs.spec.repository.as_ref())
-                })
-                .await,
-            );
-            refs
-        }
+    let mut refs: Vec<TypedObjectReference> = match ctx.caches().await {
+        Some(c) => c
+            .references
+            .of(&ns, &name)
+            .into_iter()
+            .map(|(kind, object_ns, object)| invoker_reference(kind, &object_ns, &object))
+            .collect(),
         None => {
             let backups = Api::<BackupConfiguration>::all(ctx.client.clone())
                 .list(&ListParams::default())
