@@ -3,7 +3,9 @@
 //! containers of hooked Jobs), plus `run`.
 
 pub mod create_backupsession;
+#[cfg(feature = "embedded")]
 pub mod database_pod;
+#[cfg(feature = "embedded")]
 pub mod demo;
 pub mod run;
 pub mod run_hook;

@@ -2,19 +2,14 @@
 //! `--embedded` starts the testkit's fake API server, controller-manager and kubelet in process
 //! (pods run this binary), applies the given objects and reports sessions as they progress;
 //! `--demo` also starts a private MariaDB with sample data and the embedded S3 server and runs a
-//! scheduled backup and a restore to completion.
+//! scheduled backup and a restore to completion. Those two and `--testkit-clock` need the
+//! `embedded` cargo feature (on by default, off in the production image).
 
 use crate::operator::clock::{SharedClock, SystemClock};
 use crate::operator::http::Readiness;
 use crate::operator::{self, Context};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::discovery::{ApiCapabilities, Scope};
-use kube::{Client, ResourceExt};
-use serde_json::Value;
-use stash_core::api::{BackupSession, RestoreSession};
-use stash_core::plan::{Settings, DEFAULT_IMAGE, FIELD_MANAGER};
-use std::collections::BTreeMap;
+use kube::Client;
+use stash_core::plan::{Settings, DEFAULT_IMAGE};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,19 +20,19 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Run against an in-process fake API server (with controllers and a kubelet).
-    #[arg(long)]
+    #[arg(long, hide = cfg!(not(feature = "embedded")))]
     pub embedded: bool,
     /// With --embedded: also start MariaDB and S3 and run a backup and a restore to the end.
-    #[arg(long)]
+    #[arg(long, hide = cfg!(not(feature = "embedded")))]
     pub demo: bool,
     /// With --embedded: objects to apply (files or folders of YAML).
-    #[arg(short = 'f', long = "filename")]
+    #[arg(short = 'f', long = "filename", hide = cfg!(not(feature = "embedded")))]
     pub files: Vec<PathBuf>,
     /// With --embedded: virtual seconds the clock advances per real second.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, hide = cfg!(not(feature = "embedded")))]
     pub speed: u64,
     /// With --embedded (not --demo): stop after this many real seconds (0: run until interrupted).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, hide = cfg!(not(feature = "embedded")))]
     pub for_seconds: u64,
     /// Image of the operator; Jobs run it.
     #[arg(long, env = "STASH_IMAGE", default_value = DEFAULT_IMAGE)]
@@ -47,7 +42,7 @@ pub struct RunArgs {
     pub metrics_addr: SocketAddr,
     /// Take `now` from a `stash-testkit serve` API server's virtual clock (for tests driven
     /// through its clock endpoint); default: the system clock.
-    #[arg(long)]
+    #[arg(long, hide = cfg!(not(feature = "embedded")))]
     pub testkit_clock: bool,
     /// Also push session metrics to this Prometheus Pushgateway (http://host:port), as Stash.
     #[arg(long, env = "STASH_PUSHGATEWAY_URL")]
@@ -106,10 +101,7 @@ async fn cluster(args: &RunArgs) -> Result<(), BoxError> {
         ..Settings::default()
     };
     let (clock, max_requeue): (SharedClock, Duration) = if args.testkit_clock {
-        let clock =
-            operator::clock::ApiServerClock::start(client.clone(), Duration::from_millis(200))
-                .await?;
-        (clock, Duration::from_secs(1))
+        testkit_clock(&client).await?
     } else {
         (Arc::new(SystemClock), Duration::from_secs(300))
     };
@@ -151,6 +143,28 @@ async fn cluster(args: &RunArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+#[cfg(feature = "embedded")]
+async fn testkit_clock(client: &Client) -> Result<(SharedClock, Duration), BoxError> {
+    let clock =
+        operator::clock::ApiServerClock::start(client.clone(), Duration::from_millis(200)).await?;
+    Ok((clock, Duration::from_secs(1)))
+}
+
+#[cfg(not(feature = "embedded"))]
+async fn testkit_clock(_: &Client) -> Result<(SharedClock, Duration), BoxError> {
+    Err(without_embedded("--testkit-clock").into())
+}
+
+/// Why a test-harness flag does not work in this build.
+#[cfg(not(feature = "embedded"))]
+fn without_embedded(flag: &str) -> String {
+    format!(
+        "{flag} needs the test harness, which this build of stash leaves out \
+         (built without the cargo feature `embedded`, as the production image is); \
+         build with `cargo build -p stash-operator --features embedded`"
+    )
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -172,6 +186,19 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+#[cfg(feature = "embedded")]
+use {
+    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams},
+    kube::discovery::{ApiCapabilities, Scope},
+    kube::ResourceExt,
+    serde_json::Value,
+    stash_core::api::{BackupSession, RestoreSession},
+    stash_core::plan::FIELD_MANAGER,
+    std::collections::BTreeMap,
+};
+
+#[cfg(feature = "embedded")]
 /// A running embedded environment: the fake API server and the operator on its clock.
 pub struct Embedded {
     /// The fake API server (TCP, with controllers and kubelet).
@@ -182,6 +209,7 @@ pub struct Embedded {
     controllers: tokio::task::JoinHandle<()>,
 }
 
+#[cfg(feature = "embedded")]
 impl Embedded {
     /// Starts the server with the kubelet mapping `image` to `stash_binary`, installs the CRDs
     /// and the catalog, and starts the operator on the server's virtual clock.
@@ -280,6 +308,7 @@ impl Embedded {
     }
 }
 
+#[cfg(feature = "embedded")]
 async fn install_crds(client: &Client) -> Result<(), BoxError> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in stash_core::crd::crds() {
@@ -293,6 +322,7 @@ async fn install_crds(client: &Client) -> Result<(), BoxError> {
     Ok(())
 }
 
+#[cfg(feature = "embedded")]
 /// Server-side applies `value`, resolving its kind through discovery.
 pub async fn apply_any(client: &Client, value: &Value) -> Result<(), BoxError> {
     let api_version = value
@@ -332,6 +362,7 @@ pub async fn apply_any(client: &Client, value: &Value) -> Result<(), BoxError> {
     Ok(())
 }
 
+#[cfg(feature = "embedded")]
 /// Prints a line whenever a session changes phase; returns the phases seen now.
 pub async fn report_progress(
     client: &Client,
@@ -425,6 +456,7 @@ pub async fn report_progress(
     Ok(changes)
 }
 
+#[cfg(feature = "embedded")]
 async fn embedded(args: &RunArgs) -> Result<(), BoxError> {
     let exe = std::env::current_exe()?;
     let env = Embedded::start(&args.image, exe).await?;
@@ -458,4 +490,9 @@ async fn embedded(args: &RunArgs) -> Result<(), BoxError> {
     }
     env.stop().await;
     Ok(())
+}
+
+#[cfg(not(feature = "embedded"))]
+async fn embedded(args: &RunArgs) -> Result<(), BoxError> {
+    Err(without_embedded(if args.demo { "--demo" } else { "--embedded" }).into())
 }
