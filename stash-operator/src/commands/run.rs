@@ -95,15 +95,24 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The operator against the current cluster: catalog, leader election, controllers, HTTP.
 async fn cluster(args: &RunArgs) -> Result<(), BoxError> {
+    // Said before connecting anywhere, so the reason is not hidden behind a kubeconfig error.
+    #[cfg(not(feature = "embedded"))]
+    if args.testkit_clock {
+        return Err(without_embedded("--testkit-clock").into());
+    }
     let client = Client::try_default().await?;
     let settings = Settings {
         image: args.image.clone(),
         ..Settings::default()
     };
-    let (clock, max_requeue): (SharedClock, Duration) = if args.testkit_clock {
-        testkit_clock(&client).await?
-    } else {
-        (Arc::new(SystemClock), Duration::from_secs(300))
+    let (clock, max_requeue): (SharedClock, Duration) = match args.testkit_clock {
+        #[cfg(feature = "embedded")]
+        true => (
+            operator::clock::ApiServerClock::start(client.clone(), Duration::from_millis(200))
+                .await?,
+            Duration::from_secs(1),
+        ),
+        _ => (Arc::new(SystemClock), Duration::from_secs(300)),
     };
     let mut context = Context::new(client.clone(), settings, clock, max_requeue);
     context.pushgateway_url = args.pushgateway_url.clone().filter(|u| !u.is_empty());
@@ -141,18 +150,6 @@ async fn cluster(args: &RunArgs) -> Result<(), BoxError> {
     let _ = tokio::time::timeout(Duration::from_secs(20), controllers).await;
     let _ = http.await;
     Ok(())
-}
-
-#[cfg(feature = "embedded")]
-async fn testkit_clock(client: &Client) -> Result<(SharedClock, Duration), BoxError> {
-    let clock =
-        operator::clock::ApiServerClock::start(client.clone(), Duration::from_millis(200)).await?;
-    Ok((clock, Duration::from_secs(1)))
-}
-
-#[cfg(not(feature = "embedded"))]
-async fn testkit_clock(_: &Client) -> Result<(SharedClock, Duration), BoxError> {
-    Err(without_embedded("--testkit-clock").into())
 }
 
 /// Why a test-harness flag does not work in this build.
