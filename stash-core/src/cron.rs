@@ -100,8 +100,8 @@ impl Schedule {
         if fields.len() != 5 {
             return Err(CronError::FieldCount(fields.len()));
         }
-        let dom_star = fields[2] == "*" || fields[2] == "?";
-        let dow_star = fields[4] == "*" || fields[4] == "?";
+        let dom_star = has_star(fields[2]);
+        let dow_star = has_star(fields[4]);
         let mut days_of_week = parse_field(fields[4], &DOW, true)?;
         // 7 is Sunday too.
         if days_of_week & (1 << 7) != 0 {
@@ -151,9 +151,18 @@ impl Schedule {
         None
     }
 
+    /// Whether the minute at this wall-clock time is scheduled (month 1-12, day 1-31,
+    /// weekday with Sunday = 0), for callers that convert instants in their own time zone.
+    pub fn matches(&self, month: u32, day: u32, hour: u32, minute: u32, weekday: u32) -> bool {
+        bit(self.months, month)
+            && bit(self.hours, hour)
+            && bit(self.minutes, minute)
+            && self.day_matches(day, weekday)
+    }
+
     fn day_matches(&self, day: u32, weekday: u32) -> bool {
-        let dom = self.days_of_month & (1 << day) != 0;
-        let dow = self.days_of_week & (1 << weekday) != 0;
+        let dom = bit(self.days_of_month, day);
+        let dow = bit(self.days_of_week, weekday);
         // Vixie cron: when both fields are restricted, either may match.
         if self.dom_star || self.dow_star {
             dom && dow
@@ -161,6 +170,18 @@ impl Schedule {
             dom || dow
         }
     }
+}
+
+fn bit(mask: u64, v: u32) -> bool {
+    v < 64 && mask & (1 << v) != 0
+}
+
+/// robfig/cron's star bit: a field is unrestricted when one of its parts ranges over `*` or
+/// `?`, with or without a step (`*/2` too).
+fn has_star(field: &str) -> bool {
+    field
+        .split(',')
+        .any(|part| matches!(part.split('/').next(), Some("*" | "?")))
 }
 
 fn parse_field(text: &str, spec: &FieldSpec, allow_seven: bool) -> Result<u64, CronError> {
@@ -284,6 +305,8 @@ mod tests {
     #[case("0 0 29 2 *", FRI_1500, unix_from_civil(2028, 2, 29))]
     #[case("0 0 13 * 5", FRI_1500, unix_from_civil(2026, 12, 4))]
     #[case("15-17/2 3 * * 7", FRI_1500, FRI_1500 + 36 * 3600 + 15 * 60)]
+    // `*/2` is a star for the day rule (robfig): odd days that are Mondays, not either.
+    #[case("0 0 */2 * mon", FRI_1500, unix_from_civil(2026, 12, 7))]
     fn next_fire_time(#[case] schedule: &str, #[case] after: i64, #[case] expected: i64) {
         let s = Schedule::parse(schedule).expect("valid schedule");
         assert_eq!(s.next_after(after), Some(expected), "{schedule}");

@@ -1,5 +1,6 @@
 //! Go-style durations (`2h`, `1h30m`, `5m0s`) and Stash's size and time formats.
 
+use std::time::Duration;
 use thiserror::Error;
 
 /// A duration string that does not parse.
@@ -67,14 +68,45 @@ pub fn parse_go_duration_millis(input: &str) -> Result<u64, DurationError> {
 
 /// Formats whole seconds like Go's `time.Duration.String()` (`0s`, `22s`, `1m5s`, `1h0m0s`).
 pub fn format_go_duration_secs(secs: u64) -> String {
-    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else if m > 0 {
-        format!("{m}m{s}s")
-    } else {
-        format!("{s}s")
+    format_go_duration(Duration::from_secs(secs))
+}
+
+/// Go's `time.Duration.String()` for non-negative durations (`0s`, `1.5ms`, `5.123s`,
+/// `1m5s`, `1h0m0s`).
+pub fn format_go_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".to_owned();
     }
+    if nanos < 1_000 {
+        return format!("{nanos}ns");
+    }
+    if nanos < 1_000_000 {
+        return format!("{}µs", trim_fraction(nanos, 1_000));
+    }
+    if nanos < 1_000_000_000 {
+        return format!("{}ms", trim_fraction(nanos, 1_000_000));
+    }
+    let total_secs = d.as_secs();
+    let (h, m) = (total_secs / 3600, total_secs % 3600 / 60);
+    let secs = trim_fraction(nanos % 60_000_000_000, 1_000_000_000);
+    match (h, m) {
+        (0, 0) => format!("{secs}s"),
+        (0, m) => format!("{m}m{secs}s"),
+        (h, m) => format!("{h}h{m}m{secs}s"),
+    }
+}
+
+/// `value / unit` with its decimal fraction, trailing zeros dropped (`5.123`, `2`).
+fn trim_fraction(value: u128, unit: u128) -> String {
+    let whole = value / unit;
+    let frac = value % unit;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let width = unit.ilog10() as usize;
+    let digits = format!("{frac:0width$}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
 /// Formats a byte count the way Stash does (`6.815 MiB`, `512 B`).
@@ -138,6 +170,16 @@ mod tests {
     #[case(3600, "1h0m0s")]
     fn formats_go_durations(#[case] secs: u64, #[case] text: &str) {
         assert_eq!(format_go_duration_secs(secs), text);
+    }
+
+    #[rstest]
+    #[case(Duration::from_millis(5123), "5.123s")]
+    #[case(Duration::from_micros(1500), "1.5ms")]
+    #[case(Duration::from_nanos(7), "7ns")]
+    #[case(Duration::from_nanos(2500), "2.5µs")]
+    #[case(Duration::from_millis(3_723_500), "1h2m3.5s")]
+    fn formats_sub_second_go_durations(#[case] d: Duration, #[case] text: &str) {
+        assert_eq!(format_go_duration(d), text);
     }
 
     #[rstest]

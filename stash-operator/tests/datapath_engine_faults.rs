@@ -1,87 +1,49 @@
-//! How `run_backup` reacts to what the repository engine reports, with a scripted engine behind
-//! the `RepositoryEngine` interface and a real MariaDB for the dump.
+//! How `run_backup` reacts to what the repository engine reports, with mockall's mock of the
+//! `RepositoryEngine` interface and a real MariaDB for the dump.
 
-use std::cell::RefCell;
 use std::io::Read;
 use std::time::Duration;
 
+use mockall::Sequence;
 use stash_operator::datapath::mysql_client::{split_args, DbTarget};
-use stash_operator::datapath::{
-    EngineError, ForgetOutcome, RepoStats, RepositoryEngine, RetentionPolicy, SnapshotInfo,
-    SnapshotSummary,
-};
+use stash_operator::datapath::{EngineError, MockRepositoryEngine, SnapshotSummary};
 use stash_operator::jobs::backup_mysql::{run_backup, BackupError, BackupOptions};
 use stash_testkit::providers::MysqlServer;
 
-/// Answers backups from a script of outcomes and records every call.
-struct ScriptedEngine {
-    backups: RefCell<Vec<Option<EngineError>>>,
-    calls: RefCell<Vec<String>>,
+/// Expects one backup of host-0's dump file, in `seq`, answered by `answer`.
+fn expect_backup(
+    engine: &mut MockRepositoryEngine,
+    seq: &mut Sequence,
+    answer: impl Fn(&mut dyn Read) -> Result<SnapshotSummary, EngineError> + Send + 'static,
+) {
+    engine
+        .expect_backup_stream()
+        .withf(|_, host, filename| host == "host-0" && filename == "dumpfile.sql")
+        .times(1)
+        .in_sequence(seq)
+        .returning(move |source, _, _| answer(source));
 }
 
-impl ScriptedEngine {
-    fn new(script: Vec<Option<EngineError>>) -> Self {
-        ScriptedEngine {
-            backups: RefCell::new(script),
-            calls: RefCell::new(Vec::new()),
-        }
-    }
+/// Expects one removal of stale locks, in `seq`.
+fn expect_unlock(engine: &mut MockRepositoryEngine, seq: &mut Sequence) {
+    engine
+        .expect_unlock_stale()
+        .times(1)
+        .in_sequence(seq)
+        .returning(|| Ok(()));
 }
 
-impl RepositoryEngine for ScriptedEngine {
-    fn init_if_missing(&self) -> Result<bool, EngineError> {
-        self.calls.borrow_mut().push("init".into());
-        Ok(true)
-    }
-
-    fn backup_stream(
-        &self,
-        source: &mut dyn Read,
-        host: &str,
-        filename: &str,
-    ) -> Result<SnapshotSummary, EngineError> {
-        self.calls
-            .borrow_mut()
-            .push(format!("backup {host} {filename}"));
-        if let Some(err) = self.backups.borrow_mut().remove(0) {
-            return Err(err);
-        }
-        let mut bytes = Vec::new();
-        source
-            .read_to_end(&mut bytes)
-            .map_err(|e| EngineError::SourceFailed(e.to_string()))?;
-        Ok(SnapshotSummary {
-            snapshot_id: "feedbeef".into(),
-            total_bytes_processed: bytes.len() as u64,
-            ..Default::default()
-        })
-    }
-
-    fn dump(&self, _: &str, _: Option<&str>, _: &str) -> Result<Box<dyn Read + Send>, EngineError> {
-        Err(EngineError::Output {
-            command: "dump".into(),
-            detail: "not scripted".into(),
-        })
-    }
-    fn snapshots(&self, _: Option<&str>) -> Result<Vec<SnapshotInfo>, EngineError> {
-        Ok(Vec::new())
-    }
-    fn forget_snapshots(&self, _: &[String]) -> Result<(), EngineError> {
-        Ok(())
-    }
-    fn apply_retention(&self, _: &RetentionPolicy) -> Result<ForgetOutcome, EngineError> {
-        Ok(ForgetOutcome::default())
-    }
-    fn check(&self, _: bool) -> Result<(), EngineError> {
-        Ok(())
-    }
-    fn stats(&self) -> Result<RepoStats, EngineError> {
-        Ok(RepoStats::default())
-    }
-    fn unlock_stale(&self) -> Result<(), EngineError> {
-        self.calls.borrow_mut().push("unlock".into());
-        Ok(())
-    }
+/// Reads the whole dump, as an engine that stores it does.
+fn store(source: &mut dyn Read) -> Result<SnapshotSummary, EngineError> {
+    let mut bytes = Vec::new();
+    source
+        .read_to_end(&mut bytes)
+        .map_err(|e| EngineError::SourceFailed(e.to_string()))?;
+    Ok(SnapshotSummary {
+        snapshot_id: "feedbeef".into(),
+        total_bytes_processed: bytes.len() as u64,
+        ..Default::default()
+    })
 }
 
 fn locked() -> EngineError {
@@ -114,33 +76,37 @@ fn missing_repository_and_stale_locks_are_handled_once_each() {
         ssl_ca: None,
     };
 
-    // Missing, then locked, then fine: init once, unlock once, three attempts.
-    let engine = ScriptedEngine::new(vec![
-        Some(EngineError::RepositoryMissing("no config".into())),
-        Some(locked()),
-        None,
-    ]);
+    // Missing, then locked, then fine: init once, unlock once, three attempts, in this order.
+    let mut engine = MockRepositoryEngine::new();
+    let mut seq = Sequence::new();
+    expect_backup(&mut engine, &mut seq, |_| {
+        Err(EngineError::RepositoryMissing("no config".into()))
+    });
+    engine
+        .expect_init_if_missing()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|| Ok(true));
+    expect_backup(&mut engine, &mut seq, |_| Err(locked()));
+    expect_unlock(&mut engine, &mut seq);
+    expect_backup(&mut engine, &mut seq, store);
     let report = run_backup(&engine, &target, &options()).expect("backup");
     assert!(report.initialized && report.stale_locks_removed);
     assert!(report.summary.total_bytes_processed > 0);
-    assert_eq!(
-        *engine.calls.borrow(),
-        vec![
-            "backup host-0 dumpfile.sql",
-            "init",
-            "backup host-0 dumpfile.sql",
-            "unlock",
-            "backup host-0 dumpfile.sql"
-        ]
-    );
+    engine.checkpoint();
 
-    // A lock that survives the stale-lock removal is held by a live job: fail, no third try.
-    let engine = ScriptedEngine::new(vec![Some(locked()), Some(locked()), None]);
+    // A lock that survives the stale-lock removal is held by a live job: fail, no third try
+    // (the mock panics on any call it does not expect).
+    let mut engine = MockRepositoryEngine::new();
+    let mut seq = Sequence::new();
+    expect_backup(&mut engine, &mut seq, |_| Err(locked()));
+    expect_unlock(&mut engine, &mut seq);
+    expect_backup(&mut engine, &mut seq, |_| Err(locked()));
     let err = run_backup(&engine, &target, &options()).expect_err("live lock");
     assert!(
         matches!(err, BackupError::Engine(EngineError::Locked(_))),
         "{err}"
     );
     assert_eq!(err.reason(), "RepositoryLocked");
-    assert_eq!(engine.calls.borrow().len(), 3);
+    engine.checkpoint();
 }

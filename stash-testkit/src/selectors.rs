@@ -1,23 +1,16 @@
 //! Label and field selectors, parsed from query strings and evaluated against JSON objects.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::core::{Expression, SelectorExt};
 use serde_json::Value;
 
 use crate::status::ApiError;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum LabelOp {
-    Eq(String),
-    NotEq(String),
-    In(Vec<String>),
-    NotIn(Vec<String>),
-    Exists,
-    NotExists,
-}
-
-/// A parsed label selector (all requirements must hold).
+/// A parsed label selector (all requirements must hold), matched by kube's `Expression`s.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LabelSelector {
-    reqs: Vec<(String, LabelOp)>,
+    reqs: Vec<Expression>,
 }
 
 fn split_top_level(s: &str) -> Vec<String> {
@@ -66,36 +59,29 @@ impl LabelSelector {
         };
         let mut reqs = Vec::new();
         for term in split_top_level(s) {
-            let (key, op) = if let Some(k) = term.strip_prefix('!') {
-                (k.trim().to_string(), LabelOp::NotExists)
+            let valid_values = |vs: &BTreeSet<String>| vs.iter().all(|v| valid_value(v));
+            let req = if let Some(k) = term.strip_prefix('!') {
+                Expression::DoesNotExist(k.trim().to_string())
             } else if let Some((k, rest)) = split_word(&term, "notin") {
-                (
-                    k,
-                    LabelOp::NotIn(parse_set(&rest).ok_or_else(|| bad(&term))?),
-                )
+                Expression::NotIn(k, parse_set(&rest).ok_or_else(|| bad(&term))?)
             } else if let Some((k, rest)) = split_word(&term, "in") {
-                (k, LabelOp::In(parse_set(&rest).ok_or_else(|| bad(&term))?))
+                Expression::In(k, parse_set(&rest).ok_or_else(|| bad(&term))?)
             } else if let Some((k, v)) = term.split_once("!=") {
-                (k.trim().to_string(), LabelOp::NotEq(v.trim().to_string()))
-            } else if let Some((k, v)) = term.split_once("==") {
-                (k.trim().to_string(), LabelOp::Eq(v.trim().to_string()))
-            } else if let Some((k, v)) = term.split_once('=') {
-                (k.trim().to_string(), LabelOp::Eq(v.trim().to_string()))
+                Expression::NotEqual(k.trim().to_string(), v.trim().to_string())
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                Expression::Equal(k.trim().to_string(), v.trim().to_string())
             } else {
-                (term.trim().to_string(), LabelOp::Exists)
+                Expression::Exists(term.trim().to_string())
             };
-            if !valid_key(&key) {
+            let (key, values_ok) = match &req {
+                Expression::Equal(k, v) | Expression::NotEqual(k, v) => (k, valid_value(v)),
+                Expression::In(k, vs) | Expression::NotIn(k, vs) => (k, valid_values(vs)),
+                Expression::Exists(k) | Expression::DoesNotExist(k) => (k, true),
+            };
+            if !valid_key(key) || !values_ok {
                 return Err(bad(&term));
             }
-            let values_ok = match &op {
-                LabelOp::Eq(v) | LabelOp::NotEq(v) => valid_value(v),
-                LabelOp::In(vs) | LabelOp::NotIn(vs) => vs.iter().all(|v| valid_value(v)),
-                _ => true,
-            };
-            if !values_ok {
-                return Err(bad(&term));
-            }
-            reqs.push((key, op));
+            reqs.push(req);
         }
         Ok(Self { reqs })
     }
@@ -107,25 +93,21 @@ impl LabelSelector {
 
     /// Evaluates against a label map (`metadata.labels`).
     pub fn matches_labels(&self, labels: &Value) -> bool {
-        self.reqs.iter().all(|(k, op)| {
-            let v = labels.get(k).and_then(Value::as_str);
-            match op {
-                LabelOp::Eq(x) => v == Some(x.as_str()),
-                LabelOp::NotEq(x) => v != Some(x.as_str()),
-                LabelOp::In(xs) => v.is_some_and(|v| xs.iter().any(|x| x == v)),
-                LabelOp::NotIn(xs) => v.is_none_or(|v| !xs.iter().any(|x| x == v)),
-                LabelOp::Exists => v.is_some(),
-                LabelOp::NotExists => v.is_none(),
-            }
-        })
+        let labels: BTreeMap<String, String> = labels
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect();
+        self.reqs.iter().all(|req| req.matches(&labels))
     }
 
     /// The `key=value` requirements: every match carries each of these labels, so a label
     /// index can answer from the smallest of their sets.
     pub fn equalities(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.reqs.iter().filter_map(|(k, op)| match op {
-            LabelOp::Eq(v) => Some((k.as_str(), v.as_str())),
-            LabelOp::In(vs) if vs.len() == 1 => Some((k.as_str(), vs[0].as_str())),
+        self.reqs.iter().filter_map(|req| match req {
+            Expression::Equal(k, v) => Some((k.as_str(), v.as_str())),
+            Expression::In(k, vs) if vs.len() == 1 => vs.first().map(|v| (k.as_str(), v.as_str())),
             _ => None,
         })
     }
@@ -146,7 +128,7 @@ fn split_word(term: &str, word: &str) -> Option<(String, String)> {
     Some((key, rest))
 }
 
-fn parse_set(s: &str) -> Option<Vec<String>> {
+fn parse_set(s: &str) -> Option<BTreeSet<String>> {
     let inner = s.trim().strip_prefix('(')?.strip_suffix(')')?;
     Some(
         inner

@@ -663,27 +663,15 @@ fn usage_allowed(
     }
 }
 
-/// Whether a LabelSelector matches a label set.
+/// Whether a LabelSelector matches a label set, by kube's `Selector`. A selector that is not
+/// valid (an unknown operator, `In`/`NotIn` without values) matches nothing, as the API server
+/// would have rejected it.
 pub fn selector_matches(
     s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
     labels: &BTreeMap<String, String>,
 ) -> bool {
-    let labels_ok = s
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = s.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.clone().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
-            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
-            "Exists" => labels.contains_key(&e.key),
-            "DoesNotExist" => !labels.contains_key(&e.key),
-            _ => false,
-        }
-    });
-    labels_ok && exprs_ok
+    use kube::core::{Selector, SelectorExt};
+    Selector::try_from(s.clone()).is_ok_and(|selector| selector.matches(labels))
 }
 
 fn trigger_cronjob(
@@ -903,4 +891,37 @@ pub fn key_of(v: &serde_json::Value) -> Option<ObjectKey> {
             .map(String::from),
         name: v.pointer("/metadata/name")?.as_str()?.to_string(),
     })
+}
+
+#[cfg(test)]
+mod selector_tests {
+    use super::selector_matches;
+    use std::collections::BTreeMap;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn selector(yaml: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+        serde_yaml::from_str(yaml).expect("selector yaml")
+    }
+
+    #[test]
+    fn namespace_selectors_match_as_kubernetes_does() {
+        let team_a = labels(&[("team", "a"), ("env", "prod")]);
+        let s = selector("matchLabels: {team: a}\nmatchExpressions: [{key: env, operator: In, values: [prod, staging]}]");
+        assert!(selector_matches(&s, &team_a));
+        let s = selector("matchExpressions: [{key: env, operator: NotIn, values: [prod]}]");
+        assert!(!selector_matches(&s, &team_a));
+        let s = selector("matchExpressions: [{key: tier, operator: DoesNotExist}]");
+        assert!(selector_matches(&s, &team_a));
+        // Not valid in Kubernetes: NotIn needs values, operators are a closed set.
+        let s = selector("matchExpressions: [{key: tier, operator: NotIn}]");
+        assert!(!selector_matches(&s, &team_a));
+        let s = selector("matchExpressions: [{key: team, operator: Equals, values: [a]}]");
+        assert!(!selector_matches(&s, &team_a));
+    }
 }

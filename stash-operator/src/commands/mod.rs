@@ -12,10 +12,15 @@ pub mod run_hook;
 pub mod session_status;
 pub mod update_status;
 
-/// Runs `work` on a small runtime; the job commands are short-lived.
-pub(crate) fn block_on<T>(work: impl std::future::Future<Output = T>) -> std::io::Result<T> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// The small runtime of a short-lived command: one thread, timers and I/O.
+pub(crate) fn small_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    Ok(runtime.block_on(work))
+        .build()
+}
+
+/// Runs `work` on a small runtime (the one `block_on` of every short-lived command: the API
+/// reads are async, the data path is not).
+pub(crate) fn block_on<T>(work: impl std::future::Future<Output = T>) -> std::io::Result<T> {
+    Ok(small_runtime()?.block_on(work))
 }

@@ -130,9 +130,7 @@ struct Runtime(tokio::runtime::Runtime);
 
 impl Runtime {
     fn new() -> Result<Runtime, UpdateError> {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        super::small_runtime()
             .map(Runtime)
             .map_err(|e| UpdateError::Other(e.to_string()))
     }

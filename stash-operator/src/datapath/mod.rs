@@ -187,7 +187,9 @@ impl EngineError {
     }
 }
 
-/// The one interface between the job commands and the repository.
+/// The one interface between the job commands and the repository. With the `mock` feature,
+/// mockall's `MockRepositoryEngine` stands in for it in tests.
+#[cfg_attr(feature = "mock", mockall::automock)]
 pub trait RepositoryEngine {
     /// Creates the repository (format v2) unless it exists; true when it was created.
     fn init_if_missing(&self) -> Result<bool, EngineError>;
@@ -204,15 +206,18 @@ pub trait RepositoryEngine {
 
     /// Streams `filename` of `snapshot` (an id or `latest`, restricted to `host` if given).
     /// The reader fails rather than ending early if the engine fails.
-    fn dump(
+    // mockall needs the lifetime inside `Option<&str>` named.
+    #[allow(clippy::needless_lifetimes)]
+    fn dump<'a>(
         &self,
         snapshot: &str,
-        host: Option<&str>,
+        host: Option<&'a str>,
         filename: &str,
     ) -> Result<Box<dyn Read + Send>, EngineError>;
 
     /// Snapshots, optionally of one host only.
-    fn snapshots(&self, host: Option<&str>) -> Result<Vec<SnapshotInfo>, EngineError>;
+    #[allow(clippy::needless_lifetimes)]
+    fn snapshots<'a>(&self, host: Option<&'a str>) -> Result<Vec<SnapshotInfo>, EngineError>;
 
     /// Forgets the given snapshots and prunes their data.
     fn forget_snapshots(&self, ids: &[String]) -> Result<(), EngineError>;

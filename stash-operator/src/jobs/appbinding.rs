@@ -289,31 +289,22 @@ pub fn resolve_db_target(
     })
 }
 
-/// Standard base64 (with or without padding), as Kubernetes encodes `[]byte` fields.
+/// Standard base64 (with or without padding), as Kubernetes encodes `[]byte` fields; line
+/// breaks and spaces (as in a wrapped PEM bundle pasted into YAML) are ignored.
 pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let mut acc = 0u32;
-    let mut bits = 0u32;
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            b'\n' | b'\r' | b' ' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine as _;
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let compact: Vec<u8> = text
+        .bytes()
+        .filter(|c| !matches!(c, b'\n' | b'\r' | b' '))
+        .collect();
+    LENIENT.decode(compact).ok()
 }
 
 #[cfg(test)]
@@ -412,5 +403,6 @@ mod tests {
         assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
         assert_eq!(decode_base64("aGVsbG8").unwrap(), b"hello");
         assert!(decode_base64("a*b").is_none());
+        assert_eq!(decode_base64("aGVs\nbG8=\n").unwrap(), b"hello");
     }
 }

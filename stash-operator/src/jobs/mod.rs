@@ -18,6 +18,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::commands::block_on;
 use crate::datapath::backend::{engine_env, BackendError};
 use crate::datapath::in_process::InProcess;
 use crate::datapath::restic_cli::{CacheMode, ResticCli};
@@ -116,14 +117,6 @@ pub fn select_engine(
             Box::new(InProcess::new(env, cli)?)
         }
     })
-}
-
-/// Runs `work` on a small runtime (the API reads are async; the data path is not).
-fn block_on<T>(work: impl std::future::Future<Output = T>) -> Result<T, JobError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    Ok(runtime.block_on(work))
 }
 
 /// Writes output.json for one host and picks the exit code.

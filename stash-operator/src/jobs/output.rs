@@ -133,41 +133,8 @@ impl SnapshotStats {
 /// Stash's `formatBytes` and `formatSeconds` (one implementation, in stash-core).
 pub use stash_core::duration::{format_bytes, format_processing_time as format_seconds};
 
-/// Go's `time.Duration.String()` for non-negative durations.
-pub fn go_duration(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        return "0s".to_owned();
-    }
-    if nanos < 1_000 {
-        return format!("{nanos}ns");
-    }
-    if nanos < 1_000_000 {
-        return format!("{}µs", trim_fraction(nanos, 1_000));
-    }
-    if nanos < 1_000_000_000 {
-        return format!("{}ms", trim_fraction(nanos, 1_000_000));
-    }
-    let total_secs = d.as_secs();
-    let (h, m) = (total_secs / 3600, total_secs % 3600 / 60);
-    let secs = trim_fraction(nanos % 60_000_000_000, 1_000_000_000);
-    match (h, m) {
-        (0, 0) => format!("{secs}s"),
-        (0, m) => format!("{m}m{secs}s"),
-        (h, m) => format!("{h}h{m}m{secs}s"),
-    }
-}
-
-fn trim_fraction(value: u128, unit: u128) -> String {
-    let whole = value / unit;
-    let frac = value % unit;
-    if frac == 0 {
-        return whole.to_string();
-    }
-    let width = unit.ilog10() as usize;
-    let digits = format!("{frac:0width$}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
-}
+/// Go's `time.Duration.String()` (one implementation, in stash-core).
+pub use stash_core::duration::format_go_duration as go_duration;
 
 /// Writes `<dir>/output.json` (pretty JSON, as Stash does).
 pub fn write_output(dir: &Path, output: &Output) -> std::io::Result<()> {

@@ -17,7 +17,10 @@ pub struct WipeOutArgs {
 
 /// Deletes the repository's files; exit 1 (with the reason on stderr) if that fails.
 pub fn run(args: &WipeOutArgs) -> ExitCode {
-    match super::block_on(wipe(args)).and_then(|r| r) {
+    match super::block_on(wipe(args))
+        .map_err(JobError::from)
+        .and_then(|r| r)
+    {
         Ok(n) => {
             println!("wiped out the repository: {n} files deleted");
             ExitCode::SUCCESS

@@ -2,7 +2,7 @@
 
 use super::Context;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +26,10 @@ pub fn router(ctx: Arc<Context>, ready: Arc<Readiness>) -> Router {
             "/metrics",
             get(
                 |State((ctx, _)): State<(Arc<Context>, Arc<Readiness>)>| async move {
-                    ctx.metrics.render()
+                    (
+                        [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
+                        ctx.metrics.render(),
+                    )
                 },
             ),
         )

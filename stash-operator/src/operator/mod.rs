@@ -2,6 +2,7 @@
 //! the `stash-core` planner and carries out the plan. No policy lives here.
 
 pub mod apply;
+pub mod backoff;
 pub mod cache;
 pub mod catalog;
 pub mod clock;
@@ -46,6 +47,8 @@ pub struct Context {
     pub pushgateway_url: Option<String>,
     /// Reflector caches, once the controllers run (before that, reads go to the API).
     pub caches: std::sync::OnceLock<cache::Caches>,
+    /// Waits before retrying objects whose reconcile failed.
+    pub error_backoff: backoff::ErrorBackoff,
 }
 
 impl Context {
@@ -69,6 +72,12 @@ impl Context {
             max_requeue,
             pushgateway_url: None,
             caches: std::sync::OnceLock::new(),
+            // Up to the longest requeue in production; a test under a virtual clock (short
+            // requeues) still backs off, but to no more than 8 s of real time.
+            error_backoff: backoff::ErrorBackoff::new(
+                Duration::from_secs(2),
+                max_requeue.max(Duration::from_secs(8)),
+            ),
         }
     }
 
@@ -157,7 +166,7 @@ async fn reconcile_backup_session(
     let plan = plan::backup_session::plan(&inputs);
     apply::execute(&ctx, &session, &plan).await?;
     ctx.metrics
-        .observe_backup_session(&session, plan.status.as_ref());
+        .observe_backup_session(&session, plan.status.as_ref(), ctx.clock.now());
     push_session_metrics(
         &ctx,
         &session,
@@ -261,14 +270,48 @@ fn push_session_metrics(
     });
 }
 
-fn error_policy<K>(
-    _obj: Arc<DeserializeGuard<K>>,
+/// The key of an object in the error backoff: kind, namespace and name.
+fn backoff_key<K: kube::Resource<DynamicType = ()>>(obj: &DeserializeGuard<K>) -> String {
+    use kube::Resource as _;
+    let meta = obj.meta();
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Runs `reconcile`; a success ends the object's error backoff.
+async fn reconcile_and_reset_backoff<K, F, Fut>(
+    obj: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+    reconcile: F,
+) -> Result<Action, ReconcileError>
+where
+    K: kube::Resource<DynamicType = ()>,
+    F: FnOnce(Arc<DeserializeGuard<K>>, Arc<Context>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, ReconcileError>>,
+{
+    let key = backoff_key(&obj);
+    let result = reconcile(obj, ctx.clone()).await;
+    if result.is_ok() {
+        ctx.error_backoff.succeeded(&key);
+    }
+    result
+}
+
+/// After a failed reconcile: count it by reason and retry the object after an exponential
+/// backoff of its own (2 s, 4 s, 8 s, … up to the longest requeue).
+fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    obj: Arc<DeserializeGuard<K>>,
     err: &ReconcileError,
     ctx: Arc<Context>,
 ) -> Action {
-    tracing::warn!(error = %err, reason = err.reason(), "reconcile failed; retrying");
+    let wait = ctx.error_backoff.failed(&backoff_key(&obj));
+    tracing::warn!(error = %err, reason = err.reason(), retry_in = ?wait, "reconcile failed; retrying");
     ctx.metrics.reconcile_error(err.reason());
-    Action::requeue(Duration::from_secs(2))
+    Action::requeue(wait)
 }
 
 /// Runs the four controllers until `shutdown` turns true.
@@ -294,7 +337,11 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         .owns(Api::<CronJob>::all(client.clone()), wc())
         .with_config(config.clone())
         .graceful_shutdown_on(stop())
-        .run(reconcile_backup_configuration, error_policy, ctx.clone())
+        .run(
+            |obj, ctx| reconcile_and_reset_backoff(obj, ctx, reconcile_backup_configuration),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
     let bs = Controller::new(
         Api::<DeserializeGuard<BackupSession>>::all(client.clone()),
@@ -303,7 +350,11 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
     .owns(Api::<Job>::all(client.clone()), wc())
     .with_config(config.clone())
     .graceful_shutdown_on(stop())
-    .run(reconcile_backup_session, error_policy, ctx.clone())
+    .run(
+        |obj, ctx| reconcile_and_reset_backoff(obj, ctx, reconcile_backup_session),
+        error_policy,
+        ctx.clone(),
+    )
     .for_each(|_| async {});
     let rs = Controller::new(
         Api::<DeserializeGuard<RestoreSession>>::all(client.clone()),
@@ -314,7 +365,11 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         .owns(Api::<Job>::all(client.clone()), wc())
         .with_config(config.clone())
         .graceful_shutdown_on(stop())
-        .run(reconcile_restore_session, error_policy, ctx.clone())
+        .run(
+            |obj, ctx| reconcile_and_reset_backoff(obj, ctx, reconcile_restore_session),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
     let (tasks, tasks_sync) = cache::reflect(&client);
     let (functions, functions_sync) = cache::reflect(&client);
@@ -345,7 +400,11 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         .owns(Api::<Job>::all(client.clone()), wc())
         .with_config(config)
         .graceful_shutdown_on(stop())
-        .run(reconcile_repository, error_policy, ctx.clone())
+        .run(
+            |obj, ctx| reconcile_and_reset_backoff(obj, ctx, reconcile_repository),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
     let prune = prune_metrics(ctx.clone(), bc_store, rs_store, stop());
     futures_util::join!(bc, bs, rs, repo, prune, caches);
@@ -374,5 +433,55 @@ async fn prune_metrics(
             |ns, name| backups.get(&ObjectRef::new(name).within(ns)).is_some(),
             |ns, name| restores.get(&ObjectRef::new(name).within(ns)).is_some(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backup_configuration(name: &str) -> Arc<DeserializeGuard<BackupConfiguration>> {
+        let bc = serde_json::from_value(serde_json::json!({
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "BackupConfiguration",
+            "metadata": {"name": name, "namespace": "demo"},
+            "spec": {},
+        }))
+        .expect("a BackupConfiguration");
+        Arc::new(DeserializeGuard(Ok(bc)))
+    }
+
+    #[tokio::test]
+    async fn error_policy_backs_off_exponentially_per_object() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        let ctx = Arc::new(Context::new(
+            client,
+            Settings::default(),
+            Arc::new(clock::SystemClock),
+            Duration::from_secs(300),
+        ));
+        let err = ReconcileError::Read(kube::Error::Service("unreachable".into()));
+        let (a, b) = (backup_configuration("a"), backup_configuration("b"));
+        let retry = |obj: &Arc<DeserializeGuard<BackupConfiguration>>| {
+            error_policy(obj.clone(), &err, ctx.clone())
+        };
+        let secs = |s| Action::requeue(Duration::from_secs(s));
+        assert_eq!(
+            [retry(&a), retry(&a), retry(&a)],
+            [secs(2), secs(4), secs(8)]
+        );
+        assert_eq!(retry(&b), secs(2), "another object has its own backoff");
+        let settled = reconcile_and_reset_backoff(a.clone(), ctx.clone(), |_, _| async {
+            Ok(Action::await_change())
+        })
+        .await;
+        assert!(settled.is_ok());
+        assert_eq!(retry(&a), secs(2), "a success resets the backoff");
+        assert_eq!(retry(&b), secs(4));
+        assert!(ctx
+            .metrics
+            .render()
+            .contains(r#"stash_operator_reconcile_errors_total{reason="ReadFailed"} 6"#));
     }
 }

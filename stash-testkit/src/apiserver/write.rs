@@ -6,7 +6,6 @@ use serde_json::{json, Map, Value};
 
 use super::{metadata, schema, strategy, Apiserver};
 use crate::patch::json_patch::apply_json_patch;
-use crate::patch::merge::merge_patch;
 use crate::patch::schema::MergeSchema;
 use crate::patch::strategic::strategic_merge;
 use crate::registry::ResourceInfo;
@@ -490,7 +489,8 @@ impl Apiserver {
                 if !patch.is_object() {
                     return Err(ApiError::bad_request("merge patch must be a JSON object"));
                 }
-                merge_patch(&mut new, patch);
+                // RFC 7386.
+                ::json_patch::merge(&mut new, patch);
             }
             PatchKind::Strategic => {
                 if !patch.is_object() {

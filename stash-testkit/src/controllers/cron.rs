@@ -1,113 +1,25 @@
-//! Standard five-field cron schedules (with `@hourly`-style descriptors), evaluated in UTC.
-//!
-//! Day-of-month and day-of-week follow Vixie cron: when both are restricted, either may match.
+//! CronJob schedules: stash-core's parser (Kubernetes' five fields and `@hourly`-style
+//! descriptors), evaluated in UTC or in the CronJob's `spec.timeZone`.
 
 use jiff::Timestamp;
 
-/// A parsed schedule.
+/// A parsed schedule and the zone it runs in.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     tz: Option<jiff::tz::TimeZone>,
-    minutes: u64,
-    hours: u32,
-    days: u32,
-    months: u16,
-    weekdays: u8,
-    days_star: bool,
-    weekdays_star: bool,
-}
-
-const MONTHS: [&str; 12] = [
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-];
-const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-
-fn value(s: &str, names: &[&str], base: u32) -> Result<u32, String> {
-    if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
-        return Ok(u32::try_from(i).unwrap_or(0) + base);
-    }
-    s.parse::<u32>()
-        .map_err(|_| format!("failed to parse int from {s}"))
-}
-
-fn field(spec: &str, min: u32, max: u32, names: &[&str], base: u32) -> Result<(u64, bool), String> {
-    let mut bits = 0u64;
-    let mut star = false;
-    for part in spec.split(',') {
-        let (range, step) = match part.split_once('/') {
-            Some((r, s)) => (
-                r,
-                s.parse::<u32>()
-                    .map_err(|_| format!("failed to parse int from {s}"))?,
-            ),
-            None => (part, 1),
-        };
-        if step == 0 {
-            return Err(format!("step of range should be a positive number: {part}"));
-        }
-        let (lo, hi) = if range == "*" || range == "?" {
-            star = step == 1 && spec.split(',').count() == 1;
-            (min, max)
-        } else if let Some((a, b)) = range.split_once('-') {
-            (value(a, names, base)?, value(b, names, base)?)
-        } else {
-            let v = value(range, names, base)?;
-            (v, if part.contains('/') { max } else { v })
-        };
-        let hi = if max == 6 && hi == 7 { 6 } else { hi };
-        let lo = if max == 6 && lo == 7 { 0 } else { lo };
-        if lo < min || hi > max || lo > hi {
-            return Err(format!("end of range ({hi}) above maximum ({max}): {part}"));
-        }
-        let mut v = lo;
-        while v <= hi {
-            bits |= 1 << v;
-            match v.checked_add(step) {
-                Some(next) => v = next,
-                None => break,
-            }
-        }
-    }
-    Ok((bits, star))
+    fields: stash_core::cron::Schedule,
 }
 
 impl Schedule {
     /// Parses a standard cron expression.
     pub fn parse(expr: &str) -> Result<Self, String> {
-        let expr = expr.trim();
-        if expr.starts_with("TZ=") || expr.starts_with("CRON_TZ=") {
-            return Err("cannot use TZ or CRON_TZ in schedule, use timeZone field instead".into());
-        }
-        let expanded = match expr {
-            "@yearly" | "@annually" => "0 0 1 1 *",
-            "@monthly" => "0 0 1 * *",
-            "@weekly" => "0 0 * * 0",
-            "@daily" | "@midnight" => "0 0 * * *",
-            "@hourly" => "0 * * * *",
-            other => other,
-        };
-        let parts: Vec<&str> = expanded.split_whitespace().collect();
-        if parts.len() != 5 {
-            return Err(format!(
-                "expected exactly 5 fields, found {}: {expr}",
-                parts.len()
-            ));
-        }
-        let (minutes, _) = field(parts[0], 0, 59, &[], 0)?;
-        let (hours, _) = field(parts[1], 0, 23, &[], 0)?;
-        let (days, days_star) = field(parts[2], 1, 31, &[], 0)?;
-        let (months, _) = field(parts[3], 1, 12, &MONTHS, 1)?;
-        let (weekdays, weekdays_star) = field(parts[4], 0, 6, &WEEKDAYS, 0)?;
-        Ok(Self {
-            tz: None,
-            minutes,
-            hours: u32::try_from(hours).unwrap_or(0),
-            days: u32::try_from(days).unwrap_or(0),
-            months: u16::try_from(months).unwrap_or(0),
-            weekdays: u8::try_from(weekdays).unwrap_or(0),
-            days_star,
-            weekdays_star,
-        })
+        let fields = stash_core::cron::Schedule::parse(expr).map_err(|e| match e {
+            stash_core::cron::CronError::TimeZone => {
+                "cannot use TZ or CRON_TZ in schedule, use timeZone field instead".to_owned()
+            }
+            other => other.to_string(),
+        })?;
+        Ok(Self { tz: None, fields })
     }
 
     /// Evaluates the schedule in the IANA time zone `name` (`spec.timeZone`) instead of UTC.
@@ -134,23 +46,14 @@ impl Schedule {
             Some(tz) => tz.to_datetime(t),
             None => jiff::tz::Offset::UTC.to_datetime(t),
         };
-        let bit = |mask: u64, v: i8| v >= 0 && mask & (1u64 << v) != 0;
-        if !bit(self.minutes, dt.minute())
-            || !bit(u64::from(self.hours), dt.hour())
-            || !bit(u64::from(self.months), dt.month())
-        {
-            return false;
-        }
-        let dom = bit(u64::from(self.days), dt.day());
-        let dow = bit(
-            u64::from(self.weekdays),
-            dt.weekday().to_sunday_zero_offset(),
-        );
-        if self.days_star || self.weekdays_star {
-            dom && dow
-        } else {
-            dom || dow
-        }
+        let field = |v: i8| u32::try_from(v).unwrap_or(u32::MAX);
+        self.fields.matches(
+            field(dt.month()),
+            field(dt.day()),
+            field(dt.hour()),
+            field(dt.minute()),
+            field(dt.weekday().to_sunday_zero_offset()),
+        )
     }
 
     /// The scheduled times in `(after, until]`: the most recent one and how many there were.

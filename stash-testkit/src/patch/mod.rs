@@ -1,7 +1,6 @@
-//! Patch formats: JSON merge patch, JSON patch, strategic merge patch, and the list-type
+//! Patch formats: JSON patch, strategic merge patch, and the list-type
 //! schema that strategic merge and server-side apply share.
 
 pub mod json_patch;
-pub mod merge;
 pub mod schema;
 pub mod strategic;
