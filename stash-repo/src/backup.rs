@@ -1,20 +1,22 @@
 //! Streaming backup of one file: source → chunker → parallel hash, dedup, compress and encrypt
-//! workers → pack writer → uploaders. Every queue is bounded, so memory stays flat whatever the
-//! stream's length. The snapshot is written last, and only when the source ended cleanly; on
+//! workers, which fill the open pack → uploaders. Every queue and every buffer pool is bounded,
+//! so memory stays flat whatever the stream's length. The snapshot is written last, and only when the source ended cleanly; on
 //! any failure the packs this run uploaded are removed and no snapshot is written.
 
 use std::collections::HashSet;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::backend::FileKind;
-use crate::chunker::Chunker;
+use crate::chunker::{Chunker, MAX_SIZE};
+use crate::crypto::OVERHEAD;
 use crate::error::RepoError;
 use crate::format::{BlobType, IndexFile, IndexPack, Node, Snapshot, Tree};
 use crate::id::Id;
-use crate::lock::Lock;
+use crate::lock::{Lock, LockWait};
 use crate::pack::{seal_blob, PackBuilder};
 use crate::repo::{now_rfc3339, user, Repository, ZSTD_LEVEL};
 
@@ -66,12 +68,6 @@ pub struct BackupSummary {
     pub blobs_new: u64,
 }
 
-struct Sealed {
-    id: Id,
-    data: Vec<u8>,
-    uncompressed: Option<u64>,
-}
-
 struct Finished {
     id: Id,
     data: Vec<u8>,
@@ -99,6 +95,23 @@ impl Run {
     }
 }
 
+/// The pack the workers are filling, and the free pack buffers it takes the next one from.
+struct OpenPack {
+    builder: PackBuilder,
+    free: Receiver<Vec<u8>>,
+}
+
+/// What the workers share.
+struct Shared<'a> {
+    repo: &'a Repository,
+    options: &'a BackupOptions,
+    run: &'a Run,
+    claimed: Mutex<HashSet<Id>>,
+    content: Mutex<Vec<Option<Id>>>,
+    new_blobs: AtomicU64,
+    open: Mutex<OpenPack>,
+}
+
 fn file_name(path: &str) -> Result<&str, RepoError> {
     let name = path.strip_prefix('/').unwrap_or(path);
     if name.is_empty() || name.contains('/') {
@@ -110,85 +123,107 @@ fn file_name(path: &str) -> Result<&str, RepoError> {
 }
 
 /// Backs up everything `source` yields as the file `options.path` of a new snapshot.
+/// Backs up everything `source` yields as the file `options.path` of a new snapshot.
+///
+/// Memory is bounded by construction, whatever the stream's length: the chunker fills one of
+/// `workers + 1` chunk buffers, each worker compresses into its own scratch buffer and encrypts
+/// straight into the open pack, and `uploaders + 1` pack buffers go round between the workers
+/// and the uploaders. Every buffer is reserved once at its largest size (a chunk is at most
+/// [`MAX_SIZE`]), so none is ever reallocated; only the pages a buffer has used are resident.
 pub fn backup_stream(
     repo: &Repository,
     source: &mut dyn Read,
     options: &BackupOptions,
 ) -> Result<BackupSummary, RepoError> {
+    backup_stream_locked(repo, source, options, &LockWait::default())
+}
+
+/// [`backup_stream`], waiting up to `wait` for a conflicting (exclusive) lock to go away.
+pub fn backup_stream_locked(
+    repo: &Repository,
+    source: &mut dyn Read,
+    options: &BackupOptions,
+    wait: &LockWait,
+) -> Result<BackupSummary, RepoError> {
     let name = file_name(&options.path)?.to_owned();
-    let _lock = Lock::acquire(repo, false)?;
+    let _lock = Lock::acquire_waiting(repo, false, wait)?;
     let index = repo.load_index()?;
     let tables = repo.chunker_tables()?;
-    let claimed: Mutex<HashSet<Id>> = Mutex::new(
-        index
-            .blobs
-            .iter()
-            .filter(|(_, l)| l.kind == BlobType::Data)
-            .map(|(id, _)| *id)
-            .collect(),
-    );
     let run = Run {
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
         uploaded: Mutex::new(Vec::new()),
         added: AtomicU64::new(0),
     };
-    let content: Mutex<Vec<Option<Id>>> = Mutex::new(Vec::new());
-    let new_blobs = AtomicU64::new(0);
     let workers = options.workers.max(1);
+    let uploaders = options.uploaders.max(1);
+    let pack_capacity = options.pack_size + sealed_bound(MAX_SIZE) + PACK_HEADER_ROOM;
+    let (free_pack_tx, free_pack_rx) = sync_channel::<Vec<u8>>(uploaders + 1);
+    for _ in 0..uploaders {
+        let _ = free_pack_tx.send(Vec::with_capacity(pack_capacity));
+    }
+    let shared = Shared {
+        repo,
+        options,
+        run: &run,
+        claimed: Mutex::new(
+            index
+                .blobs
+                .iter()
+                .filter(|(_, l)| l.kind == BlobType::Data)
+                .map(|(id, _)| *id)
+                .collect(),
+        ),
+        content: Mutex::new(Vec::new()),
+        new_blobs: AtomicU64::new(0),
+        open: Mutex::new(OpenPack {
+            builder: PackBuilder::with_buffer(Vec::with_capacity(pack_capacity)),
+            free: free_pack_rx,
+        }),
+    };
     let mut chunker = Chunker::new(source, tables);
     let mut source_error = None;
 
     std::thread::scope(|scope| {
         let (chunk_tx, chunk_rx) = sync_channel::<(usize, Vec<u8>)>(workers);
-        // Buffers go round (chunker → worker → back) instead of being allocated per chunk and
-        // per pack: the allocator then has nothing to fragment, and memory stays flat.
-        let (spare_chunk_tx, spare_chunk_rx) = sync_channel::<Vec<u8>>(workers * 2 + 2);
-        let (spare_pack_tx, spare_pack_rx) = sync_channel::<Vec<u8>>(options.uploaders.max(1) + 2);
-        let (sealed_tx, sealed_rx) = sync_channel::<Sealed>(workers);
-        let (pack_tx, pack_rx) = sync_channel::<Finished>(1);
+        let (free_chunk_tx, free_chunk_rx) = sync_channel::<Vec<u8>>(workers + 1);
+        for _ in 0..=workers {
+            let _ = free_chunk_tx.send(Vec::with_capacity(MAX_SIZE));
+        }
+        let (pack_tx, pack_rx) = sync_channel::<Finished>(0);
         let chunk_rx = Arc::new(Mutex::new(chunk_rx));
         let pack_rx = Arc::new(Mutex::new(pack_rx));
 
+        let mut handles = Vec::with_capacity(workers);
         for _ in 0..workers {
             let chunk_rx = Arc::clone(&chunk_rx);
-            let sealed_tx = sealed_tx.clone();
-            let spare = spare_chunk_tx.clone();
-            let (run, claimed, content, new_blobs) = (&run, &claimed, &content, &new_blobs);
-            scope.spawn(move || {
-                if let Err(e) = seal_worker(
-                    repo, options, &chunk_rx, &sealed_tx, &spare, claimed, content, new_blobs,
-                ) {
-                    run.fail(e);
+            let free = free_chunk_tx.clone();
+            let pack_tx = pack_tx.clone();
+            let shared = &shared;
+            handles.push(scope.spawn(move || {
+                if let Err(e) = seal_worker(shared, &chunk_rx, &free, &pack_tx) {
+                    shared.run.fail(e);
                 }
-            });
+            }));
         }
-        // Only the workers hold the receiver now: if they all stop, sending fails, not blocks.
+        // Only the workers hold these now: if they all stop, the chunker's sends and waits
+        // for a free buffer fail instead of blocking.
         drop(chunk_rx);
-        drop(sealed_tx);
-        {
-            let run = &run;
-            scope
-                .spawn(move || pack_writer(repo, options, sealed_rx, pack_tx, &spare_pack_rx, run));
-        }
-        for _ in 0..options.uploaders.max(1) {
+        drop(free_chunk_tx);
+        for _ in 0..uploaders {
             let pack_rx = Arc::clone(&pack_rx);
             let run = &run;
-            let spare = spare_pack_tx.clone();
-            scope.spawn(move || uploader(repo, &pack_rx, &spare, run));
+            let free = free_pack_tx.clone();
+            scope.spawn(move || uploader(repo, &pack_rx, &free, run));
         }
         drop(pack_rx);
+        drop(free_pack_tx);
 
-        drop(spare_chunk_tx);
-        drop(spare_pack_tx);
         let mut seq = 0usize;
-        loop {
-            if run.failed() {
+        while !run.failed() {
+            let Ok(mut chunk) = free_chunk_rx.recv() else {
                 break;
-            }
-            let mut chunk = spare_chunk_rx
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(2 * crate::chunker::MIN_SIZE));
+            };
             match chunker.next_chunk_into(&mut chunk) {
                 Ok(true) => {
                     if chunk_tx.send((seq, chunk)).is_err() {
@@ -205,8 +240,32 @@ pub fn backup_stream(
             }
         }
         drop(chunk_tx);
+        for handle in handles {
+            if handle.join().is_err() {
+                run.fail(poisoned(()));
+            }
+        }
+        // The last, partly filled pack.
+        if !run.failed() {
+            let last = shared
+                .open
+                .lock()
+                .map(|mut open| std::mem::replace(&mut open.builder, PackBuilder::new()));
+            match last {
+                Ok(builder) if !builder.is_empty() => {
+                    if let Err(e) = send_pack(repo, builder, &pack_tx) {
+                        run.fail(e);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => run.fail(poisoned(e)),
+            }
+        }
+        drop(pack_tx);
     });
-
+    let Shared {
+        content, new_blobs, ..
+    } = shared;
     let bytes = chunker.bytes_read();
     let uploaded = std::mem::take(&mut *run.uploaded.lock().map_err(poisoned)?);
     let outcome = (|| {
@@ -255,23 +314,31 @@ fn poisoned<T>(_: T) -> RepoError {
     RepoError::Format("a backup thread panicked".to_owned())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Room a sealed (compressed or not, then encrypted) chunk of `len` bytes may need.
+fn sealed_bound(len: usize) -> usize {
+    zstd::zstd_safe::compress_bound(len) + OVERHEAD
+}
+
+/// Room for a pack's header after its blobs (a few thousand entries).
+const PACK_HEADER_ROOM: usize = 64 * 1024;
+
 fn seal_worker(
-    repo: &Repository,
-    options: &BackupOptions,
+    shared: &Shared<'_>,
     chunks: &Mutex<Receiver<(usize, Vec<u8>)>>,
-    sealed: &SyncSender<Sealed>,
-    spare: &SyncSender<Vec<u8>>,
-    claimed: &Mutex<HashSet<Id>>,
-    content: &Mutex<Vec<Option<Id>>>,
-    new_blobs: &AtomicU64,
+    free: &SyncSender<Vec<u8>>,
+    packs: &SyncSender<Finished>,
 ) -> Result<(), RepoError> {
+    let options = shared.options;
     let mut compressor = match options.compression {
         Some(level) => Some(
             zstd::bulk::Compressor::new(level)
                 .map_err(|e| RepoError::Format(format!("zstd: {e}")))?,
         ),
         None => None,
+    };
+    let mut scratch: Vec<u8> = match compressor {
+        Some(_) => Vec::with_capacity(sealed_bound(MAX_SIZE)),
+        None => Vec::new(),
     };
     loop {
         let next = chunks.lock().map_err(poisoned)?.recv();
@@ -280,79 +347,88 @@ fn seal_worker(
         };
         let id = Id::of(&chunk);
         {
-            let mut list = content.lock().map_err(poisoned)?;
+            let mut list = shared.content.lock().map_err(poisoned)?;
             if list.len() <= seq {
                 list.resize(seq + 1, None);
             }
             list[seq] = Some(id);
         }
-        if !claimed.lock().map_err(poisoned)?.insert(id) {
-            let _ = spare.try_send(chunk);
+        if !shared.claimed.lock().map_err(poisoned)?.insert(id) {
+            let _ = free.send(chunk);
             continue;
         }
-        new_blobs.fetch_add(1, Ordering::Relaxed);
-        let (data, uncompressed) = seal_blob(repo.key(), &chunk, compressor.as_mut())?;
-        let _ = spare.try_send(chunk);
-        if sealed
-            .send(Sealed {
-                id,
-                data,
-                uncompressed,
-            })
-            .is_err()
-        {
-            return Ok(());
+        shared.new_blobs.fetch_add(1, Ordering::Relaxed);
+        let uncompressed = match compressor.as_mut() {
+            Some(c) => {
+                scratch.clear();
+                c.compress_to_buffer(&chunk[..], &mut scratch)
+                    .map_err(|e| RepoError::Format(format!("zstd: {e}")))?;
+                Some(chunk.len() as u64)
+            }
+            None => None,
+        };
+        let plain: &[u8] = if uncompressed.is_some() {
+            &scratch
+        } else {
+            &chunk
+        };
+        let full = add_to_pack(shared, id, plain, uncompressed)?;
+        let _ = free.send(chunk);
+        if let Some(builder) = full {
+            send_pack(shared.repo, builder, packs)?;
         }
     }
 }
 
-fn pack_writer(
-    repo: &Repository,
-    options: &BackupOptions,
-    sealed: Receiver<Sealed>,
-    packs: SyncSender<Finished>,
-    spare: &Receiver<Vec<u8>>,
-    run: &Run,
-) {
-    let new_builder = || match spare.try_recv() {
-        Ok(buf) => PackBuilder::with_buffer(buf),
-        Err(_) => PackBuilder::with_capacity(options.pack_size),
-    };
-    let mut builder = new_builder();
-    let send = |builder: PackBuilder| -> bool {
-        match builder.finish(repo.key()) {
-            Ok((data, id, blobs)) => packs
-                .send(Finished {
-                    id,
-                    data,
-                    pack: IndexPack { id, blobs },
-                })
-                .is_ok(),
-            Err(e) => {
-                run.fail(e);
-                false
+/// Encrypts a blob into the open pack; returns the pack it closed to make room, if any.
+fn add_to_pack(
+    shared: &Shared<'_>,
+    id: Id,
+    plain: &[u8],
+    uncompressed: Option<u64>,
+) -> Result<Option<PackBuilder>, RepoError> {
+    let mut open = shared.open.lock().map_err(poisoned)?;
+    let mut full = None;
+    // Close the pack before it would outgrow its buffer, so buffers never reallocate.
+    if !open.builder.is_empty()
+        && open.builder.len() + plain.len() + OVERHEAD > shared.options.pack_size
+    {
+        let buf = loop {
+            match open.free.recv_timeout(Duration::from_millis(100)) {
+                Ok(buf) => break buf,
+                Err(RecvTimeoutError::Timeout) if !shared.run.failed() => {}
+                Err(_) => return Err(RepoError::Storage("the uploads stopped".to_owned())),
             }
-        }
-    };
-    for blob in sealed {
-        // Close the pack before it would outgrow its buffer, so buffers never reallocate.
-        if !builder.is_empty()
-            && builder.len() + blob.data.len() > options.pack_size
-            && !send(std::mem::replace(&mut builder, new_builder()))
-        {
-            return;
-        }
-        builder.add(blob.id, BlobType::Data, &blob.data, blob.uncompressed);
+        };
+        full = Some(std::mem::replace(
+            &mut open.builder,
+            PackBuilder::with_buffer(buf),
+        ));
     }
-    if !builder.is_empty() && !run.failed() {
-        send(builder);
-    }
+    open.builder
+        .add_plain(shared.repo.key(), id, BlobType::Data, plain, uncompressed)?;
+    Ok(full)
+}
+
+fn send_pack(
+    repo: &Repository,
+    builder: PackBuilder,
+    packs: &SyncSender<Finished>,
+) -> Result<(), RepoError> {
+    let (data, id, blobs) = builder.finish(repo.key())?;
+    // A closed channel means the uploads stopped; the run's error says why.
+    let _ = packs.send(Finished {
+        id,
+        data,
+        pack: IndexPack { id, blobs },
+    });
+    Ok(())
 }
 
 fn uploader(
     repo: &Repository,
     packs: &Mutex<Receiver<Finished>>,
-    spare: &SyncSender<Vec<u8>>,
+    free: &SyncSender<Vec<u8>>,
     run: &Run,
 ) {
     loop {
@@ -363,23 +439,23 @@ fn uploader(
         let Ok(pack) = next else {
             return;
         };
-        if run.failed() {
-            continue;
-        }
-        match repo
-            .backend()
-            .write(FileKind::Pack, &pack.id.to_hex(), &pack.data)
-        {
-            Ok(()) => {
-                run.added
-                    .fetch_add(pack.data.len() as u64, Ordering::Relaxed);
-                if let Ok(mut list) = run.uploaded.lock() {
-                    list.push(pack.pack);
+        if !run.failed() {
+            match repo
+                .backend()
+                .write(FileKind::Pack, &pack.id.to_hex(), &pack.data)
+            {
+                Ok(()) => {
+                    run.added
+                        .fetch_add(pack.data.len() as u64, Ordering::Relaxed);
+                    if let Ok(mut list) = run.uploaded.lock() {
+                        list.push(pack.pack);
+                    }
                 }
+                Err(e) => run.fail(e),
             }
-            Err(e) => run.fail(e),
         }
-        let _ = spare.try_send(pack.data);
+        // The buffer goes back even after a failure: a worker may be waiting for it.
+        let _ = free.try_send(pack.data);
     }
 }
 

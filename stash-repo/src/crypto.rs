@@ -99,15 +99,23 @@ impl Key {
     /// Encrypts `plaintext` into restic's stored form.
     pub fn encrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>, RepoError> {
         let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+        self.encrypt_into(plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the stored form of `plaintext` to `out` (a pack's buffer), allocating nothing
+    /// when `out` has room.
+    pub fn encrypt_into(&self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), RepoError> {
         let mut iv = [0u8; IV_LEN];
         random_bytes(&mut iv)?;
         out.extend_from_slice(&iv);
+        let start = out.len();
         out.extend_from_slice(plaintext);
         let mut cipher = Aes256Ctr::new(&self.encrypt.into(), &iv.into());
-        cipher.apply_keystream(&mut out[IV_LEN..]);
-        let mac = self.mac(&iv, &out[IV_LEN..]);
+        cipher.apply_keystream(&mut out[start..]);
+        let mac = self.mac(&iv, &out[start..]);
         out.extend_from_slice(&mac);
-        Ok(out)
+        Ok(())
     }
 
     /// Checks the MAC and decrypts; fails on any change to the stored bytes.

@@ -23,6 +23,37 @@ fn agent() -> ureq::Agent {
         .build()
 }
 
+/// An agent that trusts the public roots and the PEM certificates in `ca_pem` (a
+/// repository's own CA, as restic's `--cacert` takes it).
+fn agent_trusting(ca_pem: &[u8]) -> Result<ureq::Agent, RepoError> {
+    let bad = |e: String| RepoError::Storage(format!("CA certificate: {e}"));
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut added = 0;
+    for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(bad("no PEM certificate found".to_owned()));
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(30))
+        .timeout_read(Duration::from_secs(300))
+        .timeout_write(Duration::from_secs(300))
+        .tls_config(std::sync::Arc::new(tls))
+        .build())
+}
+
 fn storage(what: &str, e: ureq::Error) -> RepoError {
     match e {
         ureq::Error::Status(code, resp) => {
@@ -113,6 +144,12 @@ impl RestBackend {
             authorization,
             agent: agent(),
         })
+    }
+
+    /// The same backend, also trusting the PEM certificates in `ca_pem`.
+    pub fn trusting(mut self, ca_pem: &[u8]) -> Result<RestBackend, RepoError> {
+        self.agent = agent_trusting(ca_pem)?;
+        Ok(self)
     }
 
     fn request(&self, method: &str, path: &str) -> ureq::Request {
@@ -283,6 +320,12 @@ impl S3Backend {
             creds,
             agent: agent(),
         })
+    }
+
+    /// The same backend, also trusting the PEM certificates in `ca_pem`.
+    pub fn trusting(mut self, ca_pem: &[u8]) -> Result<S3Backend, RepoError> {
+        self.agent = agent_trusting(ca_pem)?;
+        Ok(self)
     }
 
     fn key(&self, kind: FileKind, name: &str) -> String {

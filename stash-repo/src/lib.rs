@@ -20,9 +20,10 @@ pub mod repo;
 pub mod restore;
 
 pub use backend::{Backend, FileKind, LocalBackend};
-pub use backup::{backup_stream, BackupOptions, BackupSummary};
+pub use backup::{backup_stream, backup_stream_locked, BackupOptions, BackupSummary};
 pub use error::RepoError;
 pub use id::Id;
+pub use lock::LockWait;
 pub use repo::Repository;
 pub use restore::{open_file, FileReader};
 

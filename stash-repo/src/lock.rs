@@ -119,6 +119,67 @@ pub fn remove_stale_locks(repo: &Repository) -> Result<usize, RepoError> {
     Ok(removed)
 }
 
+/// How long to wait for a conflicting lock to go away before giving up.
+///
+/// restic 0.14 fails at once when the repository is locked (later versions have
+/// `--retry-lock`); a scheduled backup that meets a `prune` of another session may rather
+/// wait. [`LockWait::retry`] is generic, so that callers with their own admission rule (which
+/// locks are stale, whether to remove them) run it on every attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockWait {
+    /// Give up once this much time has passed (zero: fail at the first conflict).
+    pub timeout: Duration,
+    /// Pause between attempts (the last pause is cut to the deadline).
+    pub retry_every: Duration,
+}
+
+impl Default for LockWait {
+    /// Fail at once, as restic 0.14 does.
+    fn default() -> Self {
+        LockWait {
+            timeout: Duration::ZERO,
+            retry_every: Duration::from_secs(5),
+        }
+    }
+}
+
+impl LockWait {
+    /// Wait up to `timeout`, looking again every 5 s (or sooner for short timeouts).
+    pub fn up_to(timeout: Duration) -> Self {
+        LockWait {
+            timeout,
+            retry_every: Duration::from_secs(5)
+                .min(timeout / 4)
+                .max(Duration::from_millis(100)),
+        }
+    }
+
+    /// Runs `attempt` until it returns anything but [`RepoError::Locked`], or until the
+    /// timeout has passed; then the last conflict is returned, saying how long it waited.
+    pub fn retry<T>(
+        &self,
+        mut attempt: impl FnMut() -> Result<T, RepoError>,
+    ) -> Result<T, RepoError> {
+        let started = std::time::Instant::now();
+        loop {
+            match attempt() {
+                Err(RepoError::Locked(holder)) => {
+                    let waited = started.elapsed();
+                    if waited >= self.timeout {
+                        return Err(RepoError::Locked(if self.timeout.is_zero() {
+                            holder
+                        } else {
+                            format!("{holder}; gave up after waiting {}s", waited.as_secs())
+                        }));
+                    }
+                    std::thread::sleep(self.retry_every.min(self.timeout - waited));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 type Stop = Arc<(Mutex<bool>, Condvar)>;
 
 /// A held lock; released (its file removed) when dropped.
@@ -175,6 +236,15 @@ impl Lock {
         })
     }
 
+    /// [`Lock::acquire`], trying again while a conflicting lock is held, up to `wait`.
+    pub fn acquire_waiting(
+        repo: &Repository,
+        exclusive: bool,
+        wait: &LockWait,
+    ) -> Result<Lock, RepoError> {
+        wait.retry(|| Lock::acquire(repo, exclusive))
+    }
+
     /// Id of the lock file now in place.
     pub fn id(&self) -> Option<Id> {
         self.current.lock().ok().map(|g| *g)
@@ -224,5 +294,62 @@ impl Drop for Lock {
         if let Some(id) = self.id() {
             let _ = self.repo.backend().remove(FileKind::Lock, &id.to_hex());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_waits_out_conflicts_and_gives_up_with_the_wait_named() {
+        let quick = LockWait {
+            timeout: Duration::from_secs(5),
+            retry_every: Duration::from_millis(1),
+        };
+        let mut tries = 0;
+        let got = quick.retry(|| {
+            tries += 1;
+            if tries < 3 {
+                Err(RepoError::Locked("by PID 7".to_owned()))
+            } else {
+                Ok(tries)
+            }
+        });
+        assert_eq!(got.unwrap(), 3);
+
+        // Other errors are not retried.
+        let mut tries = 0;
+        let err = quick
+            .retry(|| -> Result<(), _> {
+                tries += 1;
+                Err(RepoError::WrongPassword)
+            })
+            .unwrap_err();
+        assert!(matches!(err, RepoError::WrongPassword));
+        assert_eq!(tries, 1);
+
+        // No wait: the first conflict is the answer, as restic 0.14 gives it.
+        let mut tries = 0;
+        let err = LockWait::default()
+            .retry(|| -> Result<(), _> {
+                tries += 1;
+                Err(RepoError::Locked("by PID 7".to_owned()))
+            })
+            .unwrap_err();
+        assert_eq!((tries, err.to_string().contains("gave up")), (1, false));
+
+        let short = LockWait {
+            timeout: Duration::from_millis(30),
+            retry_every: Duration::from_millis(5),
+        };
+        let err = short
+            .retry(|| -> Result<(), _> { Err(RepoError::Locked("by PID 7".to_owned())) })
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("by PID 7") && text.contains("gave up after waiting"),
+            "{text}"
+        );
     }
 }

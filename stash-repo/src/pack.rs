@@ -103,6 +103,27 @@ impl PackBuilder {
         self.buf.extend_from_slice(sealed);
     }
 
+    /// Encrypts `plain` (already compressed when `uncompressed` is set) straight into the pack.
+    pub fn add_plain(
+        &mut self,
+        key: &Key,
+        id: Id,
+        kind: BlobType,
+        plain: &[u8],
+        uncompressed: Option<u64>,
+    ) -> Result<(), RepoError> {
+        let offset = self.buf.len();
+        key.encrypt_into(plain, &mut self.buf)?;
+        self.blobs.push(IndexBlob {
+            id,
+            kind,
+            offset: offset as u64,
+            length: (self.buf.len() - offset) as u64,
+            uncompressed_length: uncompressed,
+        });
+        Ok(())
+    }
+
     /// The finished pack file, its id, and its index entries.
     pub fn finish(mut self, key: &Key) -> Result<(Vec<u8>, Id, Vec<IndexBlob>), RepoError> {
         let mut header = Vec::with_capacity(self.blobs.len() * ENTRY_COMPRESSED);

@@ -8,7 +8,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use stash_repo::backend::FileKind;
-use stash_repo::{backup_stream, open_file, BackupOptions, LocalBackend, RepoError, Repository};
+use stash_repo::{
+    backup_stream, backup_stream_locked, open_file, BackupOptions, LocalBackend, LockWait,
+    RepoError, Repository,
+};
 
 const PASSWORD: &str = "interop-pw";
 
@@ -207,16 +210,10 @@ fn we_read_and_deduplicate_against_what_restic_wrote() {
     });
 }
 
-#[test]
-fn an_exclusive_restic_lock_stops_our_backup_and_ours_stops_restic_prune() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("repo");
-    let repo = our_init(&dir);
-    let data = dump_bytes(600_000, 3);
-    backup_stream(&repo, &mut &data[..], &options("h")).unwrap();
-
-    // `restic key passwd` holds an exclusive lock while it waits for the new password.
-    let mut holder = restic(&dir)
+/// Starts `restic key passwd`, which holds an exclusive lock while it waits for the new
+/// password on stdin; closing its stdin makes it give up and remove the lock.
+fn hold_exclusive_lock(dir: &Path) -> std::process::Child {
+    let mut holder = restic(dir)
         .args(["key", "passwd"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -236,6 +233,66 @@ fn an_exclusive_restic_lock_stops_our_backup_and_ours_stops_restic_prune() {
         holder.try_wait().unwrap().is_none(),
         "restic key passwd gave up its lock"
     );
+    holder
+}
+
+#[test]
+fn our_backup_waits_out_an_exclusive_restic_lock_by_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let repo = our_init(&dir);
+    let data = dump_bytes(400_000, 5);
+    let poll = std::time::Duration::from_millis(100);
+
+    // A wait shorter than restic's hold gives up, naming the holder and the wait; nothing stays.
+    let mut holder = hold_exclusive_lock(&dir);
+    let before = listing(&dir);
+    let short = LockWait {
+        timeout: std::time::Duration::from_millis(500),
+        retry_every: poll,
+    };
+    let err = backup_stream_locked(&repo, &mut &data[..], &options("h"), &short).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, RepoError::Locked(_)), "{text}");
+    assert!(
+        text.contains(&holder.id().to_string()) && text.contains("gave up after waiting"),
+        "{text}"
+    );
+    assert_eq!(listing(&dir), before, "a refused backup writes nothing");
+
+    // A longer wait sees restic let go (its stdin closes a moment later) and then backs up.
+    let stdin = holder.stdin.take();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        drop(stdin);
+    });
+    let long = LockWait {
+        timeout: std::time::Duration::from_secs(120),
+        retry_every: poll,
+    };
+    let done = backup_stream_locked(&repo, &mut &data[..], &options("h"), &long).unwrap();
+    release.join().unwrap();
+    // restic held the lock when the backup started (the short wait above just failed on it).
+    holder.wait().unwrap();
+    assert!(read_back(&repo, &done.snapshot_id.to_hex()).unwrap() == data);
+    run_ok({
+        let mut c = restic(&dir);
+        c.args(["check", "--read-data"]);
+        c
+    });
+    assert_eq!(std::fs::read_dir(dir.join("locks")).unwrap().count(), 0);
+}
+
+#[test]
+fn an_exclusive_restic_lock_stops_our_backup_and_ours_stops_restic_prune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let repo = our_init(&dir);
+    let data = dump_bytes(600_000, 3);
+    backup_stream(&repo, &mut &data[..], &options("h")).unwrap();
+
+    let mut holder = hold_exclusive_lock(&dir);
+    let locks_dir = dir.join("locks");
     let before = listing(&dir);
     let err = backup_stream(&repo, &mut &data[..], &options("h")).unwrap_err();
     let text = err.to_string();

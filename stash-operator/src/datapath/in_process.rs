@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use stash_core::retention;
 use stash_repo::http::{RestBackend, S3Backend, S3Credentials};
-use stash_repo::{backend::FileKind, Backend, Id, LocalBackend, RepoError, Repository};
+use stash_repo::{backend::FileKind, Backend, Id, LocalBackend, LockWait, RepoError, Repository};
 
 use super::backend::EngineEnv;
 use super::restic_cli::ResticCli;
@@ -22,6 +22,8 @@ pub struct InProcess {
     password: String,
     /// Runs `restic prune` after a forget that asks for it.
     pruner: ResticCli,
+    /// How long a backup waits for a conflicting (exclusive) lock before it fails.
+    lock_wait: LockWait,
 }
 
 impl std::fmt::Debug for InProcess {
@@ -68,7 +70,14 @@ impl InProcess {
             backend,
             password: env.env.get("RESTIC_PASSWORD").cloned().unwrap_or_default(),
             pruner,
+            lock_wait: LockWait::default(),
         })
+    }
+
+    /// Backups wait up to `wait` for a conflicting lock instead of failing at once.
+    pub fn with_lock_wait(mut self, wait: LockWait) -> Self {
+        self.lock_wait = wait;
+        self
     }
 
     /// True when [`InProcess::new`] would accept `env`.
@@ -138,7 +147,7 @@ impl RepositoryEngine for InProcess {
             path: format!("/{}", filename.trim_start_matches('/')),
             ..stash_repo::BackupOptions::default()
         };
-        let summary = stash_repo::backup_stream(&repo, source, &options)
+        let summary = stash_repo::backup_stream_locked(&repo, source, &options, &self.lock_wait)
             .map_err(|e| engine_error("backup", e))?;
         Ok(SnapshotSummary {
             snapshot_id: summary.snapshot_id.to_hex(),

@@ -47,6 +47,18 @@ pub struct RepositoryFlags {
     /// `in-process`, or `restic`.
     #[arg(long, default_value = "auto")]
     pub engine: EngineKind,
+    /// How long a backup waits for another process's exclusive lock on the repository (a
+    /// `prune`, `forget` or `check`) before it fails as locked (Go duration; `0s`: fail at
+    /// once, as restic 0.14 does). The in-process engine only: the restic program's backup
+    /// reads the dump while it locks, so it cannot wait without losing the stream.
+    #[arg(long, default_value = "2m", value_parser = parse_lock_wait)]
+    pub lock_wait: std::time::Duration,
+}
+
+fn parse_lock_wait(text: &str) -> Result<std::time::Duration, String> {
+    stash_core::duration::parse_go_duration_millis(text)
+        .map(std::time::Duration::from_millis)
+        .map_err(|e| format!("--lock-wait: {e}"))
 }
 
 /// Which engine talks to the repository.

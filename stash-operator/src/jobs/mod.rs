@@ -101,7 +101,12 @@ pub async fn engine_from_api(
         CacheMode::Disabled
     };
     let cli = ResticCli::new(&repo.restic, env.clone(), cache);
-    select_engine(repo.engine, &env, cli)
+    select_engine_waiting(
+        repo.engine,
+        &env,
+        cli,
+        stash_repo::LockWait::up_to(repo.lock_wait),
+    )
 }
 
 /// The engine `kind` asks for; `auto` runs in process where the library reaches the storage.
@@ -110,11 +115,21 @@ pub fn select_engine(
     env: &crate::datapath::backend::EngineEnv,
     cli: ResticCli,
 ) -> Result<Box<dyn RepositoryEngine>, JobError> {
+    select_engine_waiting(kind, env, cli, stash_repo::LockWait::default())
+}
+
+/// [`select_engine`] whose in-process backups wait up to `lock_wait` for a conflicting lock.
+pub fn select_engine_waiting(
+    kind: flags::EngineKind,
+    env: &crate::datapath::backend::EngineEnv,
+    cli: ResticCli,
+    lock_wait: stash_repo::LockWait,
+) -> Result<Box<dyn RepositoryEngine>, JobError> {
     Ok(match kind {
         flags::EngineKind::Restic => Box::new(cli),
         flags::EngineKind::Auto if !InProcess::supports(env) => Box::new(cli),
         flags::EngineKind::Auto | flags::EngineKind::InProcess => {
-            Box::new(InProcess::new(env, cli)?)
+            Box::new(InProcess::new(env, cli)?.with_lock_wait(lock_wait))
         }
     })
 }
