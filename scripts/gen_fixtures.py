@@ -240,14 +240,79 @@ restored = [{"hostname": "host-0", "phase": "Succeeded", "duration": "3.2s"}]
 case("restore-posthook-pending", base() + [restore_with(restore_running(stats=restored), hooks={"postRestore": post_hook}), restore_job], "The restore reported but the postRestore hook has not: Running.")
 case("restore-posthook-failed", base() + [restore_with(restore_running([hook_cond("postRestore", False, "Failed to execute postRestore hook. Reason: connection refused")], stats=restored), hooks={"postRestore": post_hook}), restore_job], "The postRestore hook failed: the restore is Failed.")
 
-# Replaces the case folders only: fixtures/invalid is written by hand.
-for name in os.listdir(root) if os.path.isdir(root) else []:
-    if name != "invalid" and os.path.isfile(os.path.join(root, name, "objects.yaml")):
-        shutil.rmtree(os.path.join(root, name))
+# update-status cases: fixtures/update-status/<case>/ holds objects.yaml (the session and its
+# invoker), output.json as the data step wrote it (absent: the step never finished) and job.yaml
+# (the Job's target flags and what each repository action answers). Review with
+# INSTA_UPDATE=always cargo test -p stash-core --test update_status
+import json
+us_cases = {}
+def us_case(name, objs, readme, output=None, results=None, flags=None, raw_output=None):
+    us_cases[name] = (objs, readme, output, raw_output, {"flags": flags or {"kind": "AppBinding", "name": "sample-mysql", "namespace": ""}, "results": results or {}})
+ab_ref = {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": "sample-mysql", "namespace": NS}
+snap_row = {"name": "b30beb44", "path": "dumpfile.sql", "totalSize": "3.408 MiB", "uploaded": "1.101 MiB", "processingTime": "0:02",
+            "fileStats": {"totalFiles": 1, "newFiles": 1, "modifiedFiles": 0, "unmodifiedFiles": 0}}
+def out(*rows, ref=ab_ref):
+    return {"targetStatus": {"ref": ref, "stats": list(rows)}}
+ok_row = {"hostname": "host-0", "phase": "Succeeded", "duration": "5.123s", "snapshots": [snap_row]}
+def listing(*minutes, host="host-0"):
+    return [{"id": f"{zlib.crc32(f'{host}{m}'.encode()):08x}" * 8, "time": f"2026-11-27T14:{m:02d}:00.{m:03d}Z", "host": host} for m in minutes]
+four = listing(35, 40, 45, 50)
+ok_stats = {"stats": {"totalSize": 3_573_547, "snapshotCount": 2}}
+running = lambda: session(status=running_status())
+keep2 = {"name": "keep-last-2", "keepLast": 2, "prune": True}
+us_case("backup-retention", [bc(retentionPolicy=keep2), running()], "A good backup under keepLast 2 with four snapshots: list, forget exactly the two oldest (pruned), check, stats; the Repository gets the figures.",
+        out(ok_row), {"listSnapshots": four, "forget": "ok", "check": "ok", **ok_stats})
+us_case("backup-retention-two-hosts", [bc(retentionPolicy={"name": "keep-last-1", "keepLast": 1}), running()], "Retention groups by host and paths over the whole repository, as restic does: keepLast 1 keeps one per host; no prune asked.",
+        out(ok_row), {"listSnapshots": four + listing(30, 55, host="host-1"), "forget": "ok", "check": "ok", **ok_stats})
+us_case("backup-keeps-everything", [bc(retentionPolicy={"name": "keep-all"}), running()], "A policy without keep rules keeps every snapshot: no listing, no forget; check and stats run.",
+        out(ok_row), {"check": "ok", **ok_stats})
+us_case("backup-dry-run", [bc(retentionPolicy={"name": "dry", "keepLast": 1, "dryRun": True}), running()], "dryRun: the selection is computed and reported, nothing is forgotten.",
+        out(ok_row), {"listSnapshots": four, "check": "ok", **ok_stats})
+us_case("backup-nothing-to-forget", [bc(), running()], "keepLast 5 with four snapshots: nothing to forget, no forget action.",
+        out(ok_row), {"listSnapshots": four, "check": "ok", **ok_stats})
+us_case("backup-forget-failed", [bc(retentionPolicy=keep2), running()], "The forget fails (lock held): RetentionPolicyApplied False and nothing after it runs; the Repository status is left alone.",
+        out(ok_row), {"listSnapshots": four, "forget": {"failed": "repository is locked: by PID 7 on host-x"}})
+us_case("backup-check-failed", [bc(retentionPolicy=keep2), running()], "The integrity check fails: RepositoryIntegrityVerified False, no stats; the Repository records integrity false.",
+        out(ok_row), {"listSnapshots": four, "forget": "ok", "check": {"failed": "check failed (exit status: 1): pack 5e1f damaged"}})
+us_case("backup-stats-failed", [bc(retentionPolicy=keep2), running()], "Measuring fails: RepositoryMetricsPushed False; the rest is recorded.",
+        out(ok_row), {"listSnapshots": four, "forget": "ok", "check": "ok", "stats": {"failed": "stats failed (exit status: 1): timeout"}})
+us_case("backup-engine-unavailable", [bc(retentionPolicy=keep2), running()], "The repository cannot be opened: the first action (the listing) fails, so retention is False and nothing else runs.",
+        out(ok_row), {"listSnapshots": {"failed": "cannot run restic: No such file or directory (os error 2)"}})
+us_case("backup-host-failed", [bc(), running()], "The host's backup failed: no repository action, a Warning event with the reason.",
+        out({"hostname": "host-0", "phase": "Failed", "duration": "1.2s", "error": "mysqldump: Got error: 1045: Access denied for user 'root'"}))
+us_case("backup-output-missing", [bc(), running()], "No output.json (the data step died): a failed host-0 for the target the flags name.")
+alias_bc = bc(target={"ref": {"apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding", "name": "sample-mysql"}, "alias": "primary"})
+us_case("backup-output-missing-alias", [alias_bc, running()], "No output.json and a target alias: the failed host is the alias; the flags name another namespace.",
+        flags={"kind": "", "name": "sample-mysql", "namespace": "databases"})
+us_case("backup-output-bad-row", [bc(), running()], "output.json with a row that does not parse: an error naming the row, never a silently dropped host.",
+        raw_output=json.dumps(out(ok_row, {"hostname": "host-1", "phase": "Done"}), indent=2))
+us_case("backup-lone-target", [bc(retentionPolicy={"name": "keep-all"}), running()], "output.json names the target differently from the session's only entry: the rows go into that entry, not a new one.",
+        out(ok_row, ref=dict(ab_ref, name="sample-mysql-0")), {"check": "ok", **ok_stats})
+us_case("backup-no-configuration", [running()], "The BackupConfiguration is gone: no retention rule; check and stats run, but no Repository to record them on.",
+        out(ok_row), {"check": "ok", **ok_stats})
+us_case("restore-succeeded", [restore()], "A restore reported: the host row and a Normal event.",
+        out({"hostname": "host-0", "phase": "Succeeded", "duration": "3.2s"}))
+us_case("restore-output-missing", [restore(target={"alias": "replica"})], "A restore without output.json: a failed host named by the target's alias.")
+
+# fixtures/invalid is the hand-written bad-input corpus (tests/invalid_inputs.rs): keep it.
+for entry in os.listdir(root) if os.path.isdir(root) else []:
+    if entry != "invalid":
+        shutil.rmtree(os.path.join(root, entry))
 for name, (objs, readme) in cases.items():
     d = os.path.join(root, name)
     os.makedirs(d)
     with open(os.path.join(d, "objects.yaml"), "w") as f:
         f.write(f"# {readme}\n")
         yaml.safe_dump_all(objs, f, sort_keys=False, default_flow_style=False)
-print(len(cases), "cases")
+for name, (objs, readme, output, raw_output, job) in us_cases.items():
+    d = os.path.join(root, "update-status", name)
+    os.makedirs(d)
+    with open(os.path.join(d, "objects.yaml"), "w") as f:
+        f.write(f"# {readme}\n")
+        yaml.safe_dump_all(objs, f, sort_keys=False, default_flow_style=False)
+    with open(os.path.join(d, "job.yaml"), "w") as f:
+        yaml.safe_dump(job, f, sort_keys=False, default_flow_style=False)
+    if output is not None or raw_output is not None:
+        with open(os.path.join(d, "output.json"), "w") as f:
+            f.write(raw_output if raw_output is not None else json.dumps(output, indent=2))
+print(len(cases), "cases,", len(us_cases), "update-status cases")

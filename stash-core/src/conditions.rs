@@ -71,6 +71,12 @@ pub fn set(
         reason: Some(new.reason.to_string()),
         message: Some(new.message),
     };
+    upsert(conditions, fresh);
+}
+
+/// Puts `fresh` in `conditions` by type, keeping the old transition time when status, reason
+/// and message are unchanged (what [`set`] does, for a condition built earlier).
+pub fn upsert(conditions: &mut Vec<Condition>, fresh: Condition) {
     match conditions.iter_mut().find(|c| c.type_ == fresh.type_) {
         Some(old) => {
             let unchanged = old.status == fresh.status

@@ -14,6 +14,7 @@ pub mod duration;
 pub mod gather;
 pub mod hooks;
 pub mod names;
+pub mod output;
 pub mod plan;
 pub mod resolve;
 pub mod retention;

@@ -8,7 +8,7 @@ use crate::api::RetentionPolicy;
 use std::collections::BTreeMap;
 
 /// A snapshot as retention sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SnapshotInfo {
     /// Snapshot id.
     pub id: String,
@@ -43,6 +43,36 @@ pub struct RetentionPlan {
     pub forget: Vec<String>,
 }
 
+/// True when `policy` has no keep rule (no positive count, no tag list): it keeps every
+/// snapshot. restic refuses such a policy; we read it as "forget nothing".
+pub fn keeps_everything(policy: &RetentionPolicy) -> bool {
+    let counts = [
+        policy.keep_last,
+        policy.keep_hourly,
+        policy.keep_daily,
+        policy.keep_weekly,
+        policy.keep_monthly,
+        policy.keep_yearly,
+    ];
+    counts.iter().all(|c| c.unwrap_or(0) <= 0) && tag_lists(policy).is_empty()
+}
+
+fn tag_lists(policy: &RetentionPolicy) -> Vec<Vec<String>> {
+    policy
+        .keep_tags
+        .iter()
+        .flatten()
+        .map(|l| {
+            l.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
 /// Applies `policy` to `snapshots`.
 pub fn select(snapshots: &[SnapshotInfo], policy: &RetentionPolicy) -> RetentionPlan {
     let mut groups: BTreeMap<(String, Vec<String>), Vec<&SnapshotInfo>> = BTreeMap::new();
@@ -67,19 +97,7 @@ type Bucketer = fn(i64, usize) -> i64;
 
 fn apply_to_group(group: &[&SnapshotInfo], policy: &RetentionPolicy, plan: &mut RetentionPlan) {
     let count = |v: Option<i64>| v.unwrap_or(0).max(0);
-    let tag_lists: Vec<Vec<String>> = policy
-        .keep_tags
-        .iter()
-        .flatten()
-        .map(|l| {
-            l.split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(String::from)
-                .collect::<Vec<_>>()
-        })
-        .filter(|l| !l.is_empty())
-        .collect();
+    let tag_lists = tag_lists(policy);
     let mut buckets: [(i64, Bucketer, Option<i64>, &str); 6] = [
         (
             count(policy.keep_last),
@@ -118,7 +136,7 @@ fn apply_to_group(group: &[&SnapshotInfo], policy: &RetentionPolicy, plan: &mut 
             "yearly snapshot",
         ),
     ];
-    let empty = tag_lists.is_empty() && buckets.iter().all(|b| b.0 == 0);
+    let empty = keeps_everything(policy);
     for (nr, snap) in group.iter().enumerate() {
         if empty {
             plan.keep.push(Kept {

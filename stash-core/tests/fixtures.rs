@@ -36,8 +36,9 @@ fn fixture_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo_root().join("fixtures"))
         .expect("fixtures/ exists")
         .map(|e| e.expect("dir entry").path())
-        // fixtures/invalid holds the bad-input corpus (tests/invalid_inputs.rs).
-        .filter(|p| p.is_dir() && !p.ends_with("invalid"))
+        // fixtures/invalid holds the bad-input corpus (tests/invalid_inputs.rs), and
+        // fixtures/update-status the update-status cases (tests/update_status.rs).
+        .filter(|p| p.is_dir() && !p.ends_with("invalid") && !p.ends_with("update-status"))
         .collect();
     dirs.sort();
     dirs

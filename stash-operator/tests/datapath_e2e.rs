@@ -12,7 +12,7 @@ use stash_operator::datapath::backend::{engine_env, BackendConfig, Provider};
 use stash_operator::datapath::loader::LoaderKind;
 use stash_operator::datapath::mysql_client::{split_args, DbTarget};
 use stash_operator::datapath::restic_cli::{CacheMode, ResticCli};
-use stash_operator::datapath::{EngineError, RepositoryEngine, RetentionPolicy};
+use stash_operator::datapath::{EngineError, RepositoryEngine};
 use stash_operator::jobs::backup_mysql::{run_backup, BackupError, BackupOptions};
 use stash_operator::jobs::flags::EngineKind;
 use stash_operator::jobs::restore_mysql::{run_restore, RestoreOptions};
@@ -342,15 +342,23 @@ fn second_backup_adds_little_and_retention_keeps_the_newest_with(kind: EngineKin
     let stats = repo.engine.stats().unwrap();
     assert_eq!(stats.snapshot_count, 2);
     assert!(stats.total_size > 0);
-    let outcome = repo
+    // Retention as update-status runs it: list, select in stash-core, forget exactly those.
+    let listed: Vec<_> = repo
         .engine
-        .apply_retention(&RetentionPolicy {
-            keep_last: 1,
-            prune: true,
+        .snapshots(None)
+        .unwrap()
+        .iter()
+        .map(|s| s.for_retention().unwrap())
+        .collect();
+    let chosen = stash_core::retention::select(
+        &listed,
+        &stash_core::api::RetentionPolicy {
+            keep_last: Some(1),
             ..Default::default()
-        })
-        .unwrap();
-    assert_eq!((outcome.kept, outcome.removed), (1, 1));
+        },
+    );
+    assert_eq!((chosen.keep.len(), chosen.forget.len()), (1, 1));
+    repo.engine.forget_snapshots(&chosen.forget, true).unwrap();
     let left = repo.engine.snapshots(None).unwrap();
     assert_eq!(left.len(), 1);
     assert!(left[0].id.starts_with(&second.summary.snapshot_id));

@@ -38,35 +38,38 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Every fixture set: the folders of `fixtures/`, then each file of `fixtures/invalid/`.
+/// Every fixture set: each folder under `fixtures/` with an `objects.yaml` (the planner cases and
+/// `update-status/*`), then each file of `fixtures/invalid/`.
 fn fixture_sets() -> Vec<(String, Vec<PathBuf>)> {
-    let root = repo_root().join("fixtures");
-    let mut sets = Vec::new();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("fixtures/ exists")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    for dir in dirs {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    fn walk(root: &Path, dir: &Path, sets: &mut Vec<(String, Vec<PathBuf>)>) {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .expect("fixture dir readable")
             .map(|e| e.expect("dir entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
             .collect();
-        files.sort();
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        entries.sort();
+        let name = dir
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         if name == "invalid" {
-            sets.extend(files.into_iter().map(|f| {
-                (
-                    format!("invalid/{}", f.file_name().unwrap().to_string_lossy()),
-                    vec![f],
-                )
-            }));
-        } else {
-            sets.push((name, files));
+            for f in entries.into_iter().filter(|p| p.is_file()) {
+                let file = f.file_name().unwrap().to_string_lossy().into_owned();
+                sets.push((format!("invalid/{file}"), vec![f]));
+            }
+            return;
+        }
+        let objects = dir.join("objects.yaml");
+        if objects.is_file() {
+            sets.push((name, vec![objects]));
+        }
+        for sub in entries.into_iter().filter(|p| p.is_dir()) {
+            walk(root, &sub, sets);
         }
     }
+    let root = repo_root().join("fixtures");
+    let mut sets = Vec::new();
+    walk(&root, &root, &mut sets);
     sets
 }
 

@@ -1,6 +1,7 @@
-//! The in-process engine's retention: snapshots with chosen times and hosts (written through
-//! stash-repo, as restic lays them out), then `apply_retention`; exactly the ids stash-core's
-//! `retention::select` forgets are gone, and stock restic agrees the repository is sound.
+//! Retention on both engines: snapshots with chosen times and hosts (written through stash-repo,
+//! as restic lays them out), then what update-status does: list, `retention::select` in
+//! stash-core, and `forget_snapshots` with exactly the chosen ids. Exactly those ids are gone,
+//! every other snapshot is left, and stock restic agrees the repository is sound.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -9,7 +10,6 @@ use std::sync::Arc;
 use stash_core::retention::{select, SnapshotInfo as CoreSnapshot};
 use stash_operator::datapath::backend::{engine_env, BackendConfig, Provider};
 use stash_operator::datapath::restic_cli::{CacheMode, ResticCli};
-use stash_operator::datapath::RetentionPolicy;
 use stash_operator::jobs::flags::EngineKind;
 use stash_operator::jobs::select_engine;
 use stash_repo::backend::FileKind;
@@ -17,7 +17,16 @@ use stash_repo::format::Snapshot;
 use stash_repo::{backup_stream, BackupOptions, LocalBackend, Repository};
 
 #[test]
-fn forget_removes_exactly_what_retention_select_forgets() {
+fn in_process_engine_forgets_exactly_the_selected_ids() {
+    forget_removes_exactly_what_retention_select_forgets(EngineKind::InProcess);
+}
+
+#[test]
+fn restic_engine_forgets_exactly_the_selected_ids() {
+    forget_removes_exactly_what_retention_select_forgets(EngineKind::Restic);
+}
+
+fn forget_removes_exactly_what_retention_select_forgets(kind: EngineKind) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("repo");
     let repo = Repository::init(Arc::new(LocalBackend::new(&path)), b"pw").unwrap();
@@ -62,37 +71,22 @@ fn forget_removes_exactly_what_retention_select_forgets() {
     let secret = BTreeMap::from([("RESTIC_PASSWORD".to_owned(), b"pw".to_vec())]);
     let env = engine_env(&config, &secret, dir.path()).unwrap();
     let engine = select_engine(
-        EngineKind::InProcess,
+        kind,
         &env,
         ResticCli::new("restic", env.clone(), CacheMode::Disabled),
     )
     .unwrap();
 
-    let before: Vec<CoreSnapshot> = engine
-        .snapshots(None)
-        .unwrap()
-        .into_iter()
-        .map(|s| CoreSnapshot {
-            time: chrono::DateTime::parse_from_rfc3339(&s.time)
-                .unwrap()
-                .timestamp(),
-            nanos: chrono::DateTime::parse_from_rfc3339(&s.time)
-                .unwrap()
-                .timestamp_subsec_nanos(),
-            id: s.id,
-            host: s.hostname,
-            paths: s.paths,
-            tags: s.tags.unwrap_or_default(),
-        })
-        .collect();
+    let listed = engine.snapshots(None).unwrap();
+    let before: Vec<CoreSnapshot> = listed.iter().map(|s| s.for_retention().unwrap()).collect();
     assert_eq!(before.len(), 41);
-    let policy = RetentionPolicy {
-        keep_last: 2,
-        keep_daily: 2,
-        keep_tags: vec!["keep".into()],
-        prune: true,
-        ..Default::default()
-    };
+    // The conversion keeps what restic groups and orders by.
+    assert!(before.iter().all(|s| s.paths == ["/dumpfile.sql"]));
+    assert_eq!(
+        before.iter().filter(|s| s.host == "host-1").count(),
+        20,
+        "{kind:?}"
+    );
     let plan = select(
         &before,
         &stash_core::api::RetentionPolicy {
@@ -103,11 +97,23 @@ fn forget_removes_exactly_what_retention_select_forgets() {
         },
     );
     assert!(!plan.forget.is_empty());
-    let outcome = engine.apply_retention(&policy).unwrap();
-    assert_eq!(
-        (outcome.kept, outcome.removed),
-        (plan.keep.len(), plan.forget.len())
-    );
+    // Forget a subset the engine's own retention rules would never pick on their own (every
+    // other chosen id): what is gone must be exactly the ids handed over.
+    let subset: Vec<String> = plan.forget.iter().step_by(2).cloned().collect();
+    engine.forget_snapshots(&subset, false).unwrap();
+    let left: BTreeSet<String> = engine
+        .snapshots(None)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let all: BTreeSet<String> = before.iter().map(|s| s.id.clone()).collect();
+    let gone: BTreeSet<String> = all.difference(&left).cloned().collect();
+    assert_eq!(gone, subset.iter().cloned().collect(), "{kind:?}");
+
+    // The rest of the selection, pruned: what is left is exactly what select keeps.
+    let rest: Vec<String> = plan.forget.iter().skip(1).step_by(2).cloned().collect();
+    engine.forget_snapshots(&rest, true).unwrap();
     let left: BTreeSet<String> = engine
         .snapshots(None)
         .unwrap()
@@ -115,7 +121,7 @@ fn forget_removes_exactly_what_retention_select_forgets() {
         .map(|s| s.id)
         .collect();
     let want: BTreeSet<String> = plan.keep.iter().map(|k| k.id.clone()).collect();
-    assert_eq!(left, want);
+    assert_eq!(left, want, "{kind:?}");
 
     // The prune (restic's) found nothing wrong, and restic checks the result.
     let check = Command::new("restic")

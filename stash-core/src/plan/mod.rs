@@ -11,6 +11,7 @@ pub mod job;
 pub mod labels;
 pub mod repository;
 pub mod restore_session;
+pub mod update_status;
 pub mod wipe_out;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};

@@ -11,39 +11,23 @@ use std::process::ExitCode;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use stash_core::api::{
-    BackupConfiguration, Condition, HookHandler, HostBackupStats, HostRestoreStats, RestoreSession,
-    TargetRef,
+    BackupConfiguration, BackupSession, Condition, HookHandler, HostBackupStats, HostRestoreStats,
+    RestoreSession, TargetRef,
 };
 use stash_core::conditions::{self, NewCondition};
 use stash_core::hooks::{self, ExecutionPolicy, HookType, Summary};
+use stash_core::plan::update_status::{target_status, target_status_mut};
 
-use super::session_status::{modify_backup_session, modify_restore_session, target_entry};
+use super::session_status::{modify_backup_session, modify_restore_session};
 use crate::hooks::{executor_pod, HookError};
+use crate::jobs::flags::SessionFlags;
 
 /// Arguments of `run-hook` (Stash's flags).
 #[derive(Debug, clap::Args)]
 pub struct RunHookArgs {
-    /// The BackupSession (backup hooks).
-    #[arg(long, default_value = "")]
-    pub backupsession: String,
-    /// The RestoreSession (restore hooks).
-    #[arg(long, default_value = "")]
-    pub restoresession: String,
-    /// Invoker kind.
-    #[arg(long, default_value = "")]
-    pub invoker_kind: String,
-    /// Invoker name.
-    #[arg(long, default_value = "")]
-    pub invoker_name: String,
-    /// Target kind.
-    #[arg(long, default_value = "")]
-    pub target_kind: String,
-    /// Target name.
-    #[arg(long, default_value = "")]
-    pub target_name: String,
-    /// Target namespace (default: the session's).
-    #[arg(long, default_value = "")]
-    pub target_namespace: String,
+    /// Session, invoker and target.
+    #[command(flatten)]
+    pub session: SessionFlags,
     /// preBackup, postBackup, preRestore or postRestore.
     #[arg(long)]
     pub hook_type: String,
@@ -57,15 +41,6 @@ pub struct RunHookArgs {
     /// kubeconfig's.
     #[arg(long, env = "POD_NAMESPACE")]
     pub namespace: Option<String>,
-    /// Accepted for Stash compatibility; metrics are served by the operator.
-    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub metrics_enabled: bool,
-    /// Accepted for Stash compatibility.
-    #[arg(long, default_value = "")]
-    pub metrics_pushgateway_url: String,
-    /// Accepted for Stash compatibility.
-    #[arg(long, value_delimiter = ',')]
-    pub metrics_labels: Vec<String>,
 }
 
 /// Why `run-hook` could not do its job (as opposed to the hook failing).
@@ -153,21 +128,18 @@ pub async fn execute(args: &RunHookArgs) -> Result<Outcome, RunHookError> {
         .await
         .map_err(|e| RunHookError::Kube(format!("no Kubernetes client: {e}")))?;
     let ns = namespace(args, &client);
+    let flags = &args.session;
     let target = TargetRef {
         api_version: None,
-        kind: Some(args.target_kind.clone()).filter(|k| !k.is_empty()),
-        name: Some(args.target_name.clone()).filter(|n| !n.is_empty()),
-        namespace: Some(if args.target_namespace.is_empty() {
+        kind: Some(flags.target_kind.clone()).filter(|k| !k.is_empty()),
+        name: Some(flags.target_name.clone()).filter(|n| !n.is_empty()),
+        namespace: Some(if flags.target_namespace.is_empty() {
             ns.clone()
         } else {
-            args.target_namespace.clone()
+            flags.target_namespace.clone()
         }),
     };
-    let loaded = if hook.is_backup() {
-        load_backup(&client, &ns, args, hook, &target).await?
-    } else {
-        load_restore(&client, &ns, args, hook, &target).await?
-    };
+    let loaded = load(&client, &ns, flags, hook, &target).await?;
     let what = hook.as_str();
 
     // Idempotent: a hook that already ran is not run again; one that failed stays failed.
@@ -276,109 +248,77 @@ async fn executor(client: &kube::Client, ns: &str, target: &TargetRef) -> Result
         .map_err(|e| HookError::Kube(format!("pod {ns}/{own}: {e}")))
 }
 
-async fn load_backup(
+/// The invoker's hook of type `hook`, its policy, the session summary its templates see, and
+/// the condition an earlier run recorded: from the BackupConfiguration of the BackupSession,
+/// or from the RestoreSession.
+async fn load(
     client: &kube::Client,
     ns: &str,
-    args: &RunHookArgs,
+    flags: &SessionFlags,
     hook: HookType,
     target: &TargetRef,
 ) -> Result<Loaded, RunHookError> {
-    if args.backupsession.is_empty() {
-        return Err(RunHookError::Invalid(format!(
-            "--backupsession is required for a {} hook",
-            hook.as_str()
-        )));
-    }
-    let session = Api::<stash_core::api::BackupSession>::namespaced(client.clone(), ns)
-        .get(&args.backupsession)
-        .await?;
-    let invoker = session
-        .spec
-        .invoker
-        .as_ref()
-        .map(|i| i.name.clone())
-        .unwrap_or_else(|| args.invoker_name.clone());
-    let bc = Api::<BackupConfiguration>::namespaced(client.clone(), ns)
-        .get(&invoker)
-        .await?;
-    let hooks_spec = bc.spec.hooks.clone().unwrap_or_default();
-    let missing = || {
-        RunHookError::Invalid(format!(
-            "no {} hook found in BackupConfiguration {ns}/{invoker}",
-            hook.as_str()
-        ))
-    };
-    let (handler, policy) = match hook {
-        HookType::PreBackup => (hooks_spec.pre_backup.ok_or_else(missing)?, None),
-        _ => {
-            let post = hooks_spec.post_backup.ok_or_else(missing)?;
-            (post.handler, post.execution_policy)
+    let (owner, pre, post, summary, recorded_conditions) = if hook.is_backup() {
+        if flags.backupsession.is_empty() {
+            return Err(RunHookError::Invalid(format!(
+                "--backupsession is required for a {} hook",
+                hook.as_str()
+            )));
         }
+        let session = Api::<BackupSession>::namespaced(client.clone(), ns)
+            .get(&flags.backupsession)
+            .await?;
+        let invoker = flags.invoker_of(&session);
+        let bc = Api::<BackupConfiguration>::namespaced(client.clone(), ns)
+            .get(&invoker)
+            .await?;
+        let hooks_spec = bc.spec.hooks.unwrap_or_default();
+        let recorded = session
+            .status
+            .as_ref()
+            .and_then(|s| target_status(s, target))
+            .and_then(|t| t.conditions.clone());
+        (
+            format!("BackupConfiguration {ns}/{invoker}"),
+            hooks_spec.pre_backup,
+            hooks_spec.post_backup,
+            hooks::backup_summary(&session, target),
+            recorded,
+        )
+    } else {
+        let name = flags.restore_session();
+        if name.is_empty() {
+            return Err(RunHookError::Invalid(format!(
+                "--restoresession is required for a {} hook",
+                hook.as_str()
+            )));
+        }
+        let rs = Api::<RestoreSession>::namespaced(client.clone(), ns)
+            .get(name)
+            .await?;
+        let hooks_spec = rs.spec.hooks.clone().unwrap_or_default();
+        (
+            format!("RestoreSession {ns}/{name}"),
+            hooks_spec.pre_restore,
+            hooks_spec.post_restore,
+            hooks::restore_summary(&rs, target),
+            rs.status.as_ref().and_then(|s| s.conditions.clone()),
+        )
+    };
+    let missing = || RunHookError::Invalid(format!("no {} hook found in {owner}", hook.as_str()));
+    let (handler, policy) = if hook.is_pre() {
+        (pre.ok_or_else(missing)?, None)
+    } else {
+        let post = post.ok_or_else(missing)?;
+        (post.handler, post.execution_policy)
     };
     let policy = ExecutionPolicy::parse(policy.as_deref()).map_err(RunHookError::Invalid)?;
-    let summary = hooks::backup_summary(&session, target);
-    let existing = session
-        .status
-        .as_ref()
-        .and_then(|s| s.targets.as_ref())
-        .and_then(|ts| {
-            ts.iter()
-                .find(|t| t.r#ref.kind == target.kind && t.r#ref.name == target.name)
-                .or_else(|| (ts.len() == 1).then(|| &ts[0]))
-        })
-        .and_then(|t| hooks::recorded(t.conditions.as_deref().unwrap_or_default(), hook).cloned());
+    let existing =
+        hooks::recorded(recorded_conditions.as_deref().unwrap_or_default(), hook).cloned();
     Ok(Loaded {
         handler,
         policy,
         summary,
-        existing,
-    })
-}
-
-async fn load_restore(
-    client: &kube::Client,
-    ns: &str,
-    args: &RunHookArgs,
-    hook: HookType,
-    target: &TargetRef,
-) -> Result<Loaded, RunHookError> {
-    let name = if args.restoresession.is_empty() {
-        args.invoker_name.clone()
-    } else {
-        args.restoresession.clone()
-    };
-    if name.is_empty() {
-        return Err(RunHookError::Invalid(format!(
-            "--restoresession is required for a {} hook",
-            hook.as_str()
-        )));
-    }
-    let rs = Api::<RestoreSession>::namespaced(client.clone(), ns)
-        .get(&name)
-        .await?;
-    let hooks_spec = rs.spec.hooks.clone().unwrap_or_default();
-    let missing = || {
-        RunHookError::Invalid(format!(
-            "no {} hook found in RestoreSession {ns}/{name}",
-            hook.as_str()
-        ))
-    };
-    let (handler, policy) = match hook {
-        HookType::PreRestore => (hooks_spec.pre_restore.ok_or_else(missing)?, None),
-        _ => {
-            let post = hooks_spec.post_restore.ok_or_else(missing)?;
-            (post.handler, post.execution_policy)
-        }
-    };
-    let policy = ExecutionPolicy::parse(policy.as_deref()).map_err(RunHookError::Invalid)?;
-    let existing = rs
-        .status
-        .as_ref()
-        .and_then(|s| hooks::recorded(s.conditions.as_deref().unwrap_or_default(), hook).cloned());
-    Ok(Loaded {
-        handler,
-        policy,
-        summary: hooks::restore_summary(&rs, target),
         existing,
     })
 }
@@ -396,8 +336,8 @@ async fn record(
     let now =
         k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
     if hook.is_backup() {
-        modify_backup_session(client, ns, &args.backupsession, |status| {
-            let entry = target_entry(status, target);
+        modify_backup_session(client, ns, &args.session.backupsession, |status| {
+            let entry = target_status_mut(status, target);
             let conds = entry.conditions.get_or_insert_with(Vec::new);
             conditions::set(conds, cond.clone(), None, &now);
             if let Some(error) = host_error {
@@ -413,17 +353,13 @@ async fn record(
         })
         .await?;
     } else {
-        let name = if args.restoresession.is_empty() {
-            args.invoker_name.clone()
-        } else {
-            args.restoresession.clone()
-        };
+        let name = args.session.restore_session();
         let generation = Api::<RestoreSession>::namespaced(client.clone(), ns)
-            .get(&name)
+            .get(name)
             .await?
             .metadata
             .generation;
-        modify_restore_session(client, ns, &name, |status| {
+        modify_restore_session(client, ns, name, |status| {
             let conds = status.conditions.get_or_insert_with(Vec::new);
             conditions::set(conds, cond.clone(), generation, &now);
             if let Some(error) = host_error {

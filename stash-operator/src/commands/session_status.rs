@@ -3,10 +3,7 @@
 //! `UpdateBackupSessionStatus` does, so concurrent writers never lose each other's fields.
 
 use kube::api::{Api, PostParams};
-use stash_core::api::{
-    BackupSession, BackupSessionStatus, BackupTargetStatus, RestoreSession, RestoreSessionStatus,
-    TargetRef,
-};
+use stash_core::api::{BackupSession, BackupSessionStatus, RestoreSession, RestoreSessionStatus};
 
 /// Attempts before a conflict is reported.
 const ATTEMPTS: usize = 10;
@@ -54,27 +51,4 @@ pub async fn modify_restore_session(
             other => return other,
         }
     }
-}
-
-/// The status entry of `target` (matched by kind and name; a lone entry matches any target),
-/// added when missing.
-pub fn target_entry<'s>(
-    status: &'s mut BackupSessionStatus,
-    target: &TargetRef,
-) -> &'s mut BackupTargetStatus {
-    let targets = status.targets.get_or_insert_with(Vec::new);
-    let same = |t: &TargetRef| t.kind == target.kind && t.name == target.name;
-    let idx = match targets.iter().position(|t| same(&t.r#ref)) {
-        Some(i) => i,
-        None if targets.len() == 1 => 0,
-        None => {
-            targets.push(BackupTargetStatus {
-                r#ref: target.clone(),
-                total_hosts: Some(1),
-                ..Default::default()
-            });
-            targets.len() - 1
-        }
-    };
-    &mut targets[idx]
 }

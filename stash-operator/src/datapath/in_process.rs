@@ -5,16 +5,12 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use stash_core::retention;
 use stash_repo::http::{RestBackend, S3Backend, S3Credentials};
 use stash_repo::{backend::FileKind, Backend, Id, LocalBackend, LockWait, RepoError, Repository};
 
 use super::backend::EngineEnv;
 use super::restic_cli::ResticCli;
-use super::{
-    EngineError, ForgetOutcome, RepoStats, RepositoryEngine, RetentionPolicy, SnapshotInfo,
-    SnapshotSummary,
-};
+use super::{EngineError, RepoStats, RepositoryEngine, SnapshotInfo, SnapshotSummary};
 
 /// The in-process engine.
 pub struct InProcess {
@@ -189,62 +185,16 @@ impl RepositoryEngine for InProcess {
             .collect())
     }
 
-    fn forget_snapshots(&self, ids: &[String]) -> Result<(), EngineError> {
+    fn forget_snapshots(&self, ids: &[String], prune: bool) -> Result<(), EngineError> {
         if ids.is_empty() {
             return Ok(());
         }
         let repo = self.open()?;
         stash_repo::forget(&repo, &parse_ids(ids)?).map_err(|e| engine_error("forget", e))?;
-        self.pruner.prune()
-    }
-
-    fn apply_retention(&self, policy: &RetentionPolicy) -> Result<ForgetOutcome, EngineError> {
-        let repo = self.open()?;
-        let all = repo.snapshots().map_err(|e| engine_error("forget", e))?;
-        if policy.is_empty() {
-            return Ok(ForgetOutcome {
-                kept: all.len(),
-                removed: 0,
-            });
+        if prune {
+            self.pruner.prune()?;
         }
-        let infos: Vec<retention::SnapshotInfo> = all
-            .iter()
-            .map(|(id, s)| {
-                let ns = stash_repo::repo::parse_time(&s.time);
-                retention::SnapshotInfo {
-                    id: id.to_hex(),
-                    time: ns.map_or(i64::MIN, |ns| ns.div_euclid(1_000_000_000)),
-                    nanos: ns.map_or(0, |ns| ns.rem_euclid(1_000_000_000) as u32),
-                    host: s.hostname.clone(),
-                    paths: s.paths.clone(),
-                    tags: s.tags.clone().unwrap_or_default(),
-                }
-            })
-            .collect();
-        let count = |n: u32| (n > 0).then_some(i64::from(n));
-        let core_policy = stash_core::api::RetentionPolicy {
-            keep_last: count(policy.keep_last),
-            keep_hourly: count(policy.keep_hourly),
-            keep_daily: count(policy.keep_daily),
-            keep_weekly: count(policy.keep_weekly),
-            keep_monthly: count(policy.keep_monthly),
-            keep_yearly: count(policy.keep_yearly),
-            keep_tags: (!policy.keep_tags.is_empty()).then(|| policy.keep_tags.clone()),
-            prune: Some(policy.prune),
-            ..Default::default()
-        };
-        let plan = retention::select(&infos, &core_policy);
-        let forget = parse_ids(&plan.forget)?;
-        if !forget.is_empty() {
-            stash_repo::forget(&repo, &forget).map_err(|e| engine_error("forget", e))?;
-            if policy.prune {
-                self.pruner.prune()?;
-            }
-        }
-        Ok(ForgetOutcome {
-            kept: plan.keep.len(),
-            removed: plan.forget.len(),
-        })
+        Ok(())
     }
 
     fn check(&self, read_data: bool) -> Result<(), EngineError> {

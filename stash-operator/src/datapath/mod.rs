@@ -62,47 +62,27 @@ pub struct SnapshotInfo {
     pub tags: Option<Vec<String>>,
 }
 
-/// Which snapshots to keep, with restic's `forget` semantics (grouped by host and paths).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RetentionPolicy {
-    /// `--keep-last`.
-    pub keep_last: u32,
-    /// `--keep-hourly`.
-    pub keep_hourly: u32,
-    /// `--keep-daily`.
-    pub keep_daily: u32,
-    /// `--keep-weekly`.
-    pub keep_weekly: u32,
-    /// `--keep-monthly`.
-    pub keep_monthly: u32,
-    /// `--keep-yearly`.
-    pub keep_yearly: u32,
-    /// `--keep-tag`.
-    pub keep_tags: Vec<String>,
-    /// Remove unreferenced data after forgetting.
-    pub prune: bool,
-}
-
-impl RetentionPolicy {
-    /// True when the policy keeps nothing explicitly, which restic refuses to apply.
-    pub fn is_empty(&self) -> bool {
-        self.keep_last == 0
-            && self.keep_hourly == 0
-            && self.keep_daily == 0
-            && self.keep_weekly == 0
-            && self.keep_monthly == 0
-            && self.keep_yearly == 0
-            && self.keep_tags.is_empty()
+impl SnapshotInfo {
+    /// The snapshot as `stash_core::retention` sees it (its time split into seconds and
+    /// nanoseconds, so snapshots of the same second keep their order).
+    pub fn for_retention(&self) -> Result<stash_core::retention::SnapshotInfo, EngineError> {
+        let time: k8s_openapi::jiff::Timestamp =
+            self.time.parse().map_err(|e| EngineError::Output {
+                command: "snapshots".into(),
+                detail: format!(
+                    "snapshot {} has an unreadable time {:?}: {e}",
+                    self.id, self.time
+                ),
+            })?;
+        Ok(stash_core::retention::SnapshotInfo {
+            id: self.id.clone(),
+            time: time.as_second(),
+            nanos: time.subsec_nanosecond().unsigned_abs(),
+            host: self.hostname.clone(),
+            paths: self.paths.clone(),
+            tags: self.tags.clone().unwrap_or_default(),
+        })
     }
-}
-
-/// Result of applying a retention policy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ForgetOutcome {
-    /// Snapshots left in the repository.
-    pub kept: usize,
-    /// Snapshots removed.
-    pub removed: usize,
 }
 
 /// Repository size figures.
@@ -219,11 +199,10 @@ pub trait RepositoryEngine {
     #[allow(clippy::needless_lifetimes)]
     fn snapshots<'a>(&self, host: Option<&'a str>) -> Result<Vec<SnapshotInfo>, EngineError>;
 
-    /// Forgets the given snapshots and prunes their data.
-    fn forget_snapshots(&self, ids: &[String]) -> Result<(), EngineError>;
-
-    /// Applies a retention policy (restic's grouping by host and paths).
-    fn apply_retention(&self, policy: &RetentionPolicy) -> Result<ForgetOutcome, EngineError>;
+    /// Forgets exactly the given snapshots (full ids), and prunes the data no snapshot
+    /// references any more when `prune`. Which snapshots retention forgets is decided by
+    /// `stash_core::retention::select`, never by the engine.
+    fn forget_snapshots(&self, ids: &[String], prune: bool) -> Result<(), EngineError>;
 
     /// Verifies the repository structure, and every pack's content when `read_data`.
     fn check(&self, read_data: bool) -> Result<(), EngineError>;
@@ -234,4 +213,27 @@ pub trait RepositoryEngine {
     /// Removes locks whose owner is gone (same host, dead process) or that are too old to be live;
     /// never a lock held by a running process.
     fn unlock_stale(&self) -> Result<(), EngineError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_times_keep_their_fraction() {
+        let s = SnapshotInfo {
+            id: "abc".into(),
+            time: "2026-01-01T01:00:00.25+01:00".into(),
+            hostname: "host-0".into(),
+            paths: vec!["/dumpfile.sql".into()],
+            tags: None,
+        };
+        let r = s.for_retention().unwrap();
+        assert_eq!((r.time, r.nanos), (1_767_225_600, 250_000_000));
+        let bad = SnapshotInfo {
+            time: "yesterday".into(),
+            ..s
+        };
+        assert!(bad.for_retention().unwrap_err().to_string().contains("abc"));
+    }
 }

@@ -12,10 +12,7 @@ use std::thread::JoinHandle;
 
 use super::backend::EngineEnv;
 use super::dump_source::read_tail;
-use super::{
-    EngineError, ForgetOutcome, RepoStats, RepositoryEngine, RetentionPolicy, SnapshotInfo,
-    SnapshotSummary,
-};
+use super::{EngineError, RepoStats, RepositoryEngine, SnapshotInfo, SnapshotSummary};
 
 const STDERR_TAIL_BYTES: usize = 2048;
 const COPY_BUFFER_BYTES: usize = 1 << 20;
@@ -235,14 +232,6 @@ struct BackupMessage {
 }
 
 #[derive(serde::Deserialize)]
-struct ForgetGroup {
-    #[serde(default)]
-    keep: Option<Vec<serde_json::Value>>,
-    #[serde(default)]
-    remove: Option<Vec<serde_json::Value>>,
-}
-
-#[derive(serde::Deserialize)]
 struct RawStats {
     total_size: u64,
 }
@@ -349,7 +338,7 @@ impl RepositoryEngine for ResticCli {
         }
         let summary = parse_backup_summary(&out)?;
         if summary.total_bytes_processed != fed {
-            let _ = self.forget_snapshots(std::slice::from_ref(&summary.snapshot_id));
+            let _ = self.forget_snapshots(std::slice::from_ref(&summary.snapshot_id), true);
             return Err(EngineError::Incomplete {
                 snapshot: summary.snapshot_id,
                 fed,
@@ -405,55 +394,18 @@ impl RepositoryEngine for ResticCli {
         Ok(list.unwrap_or_default())
     }
 
-    fn forget_snapshots(&self, ids: &[String]) -> Result<(), EngineError> {
+    fn forget_snapshots(&self, ids: &[String], prune: bool) -> Result<(), EngineError> {
         if ids.is_empty() {
             return Ok(());
         }
         let mut cmd = self.command("forget");
-        cmd.arg("--quiet").arg("--prune").args(ids);
-        self.run("forget", cmd).map(drop)
-    }
-
-    fn apply_retention(&self, policy: &RetentionPolicy) -> Result<ForgetOutcome, EngineError> {
-        if policy.is_empty() {
-            // restic refuses an empty policy; keeping everything is the only safe reading.
-            let kept = self.snapshots(None)?.len();
-            return Ok(ForgetOutcome { kept, removed: 0 });
-        }
-        let mut cmd = self.command("forget");
-        cmd.arg("--quiet").arg("--json");
-        for (flag, n) in [
-            ("--keep-last", policy.keep_last),
-            ("--keep-hourly", policy.keep_hourly),
-            ("--keep-daily", policy.keep_daily),
-            ("--keep-weekly", policy.keep_weekly),
-            ("--keep-monthly", policy.keep_monthly),
-            ("--keep-yearly", policy.keep_yearly),
-        ] {
-            if n > 0 {
-                cmd.arg(flag).arg(n.to_string());
-            }
-        }
-        for tag in &policy.keep_tags {
-            cmd.arg("--keep-tag").arg(tag);
-        }
-        if policy.prune {
+        cmd.arg("--quiet");
+        if prune {
             cmd.arg("--prune");
         }
-        let out = self.run("forget", cmd)?;
-        // With --prune, restic may print more after the JSON line; the groups are the first line.
-        let first = out
-            .stdout
-            .split(|&b| b == b'\n')
-            .find(|line| line.first() == Some(&b'['))
-            .unwrap_or(b"[]");
-        let groups: Vec<ForgetGroup> = Self::parse_json("forget", first)?;
-        Ok(groups
-            .iter()
-            .fold(ForgetOutcome::default(), |acc, g| ForgetOutcome {
-                kept: acc.kept + g.keep.as_ref().map_or(0, Vec::len),
-                removed: acc.removed + g.remove.as_ref().map_or(0, Vec::len),
-            }))
+        // `--` so that no id is ever read as a flag.
+        cmd.arg("--").args(ids);
+        self.run("forget", cmd).map(drop)
     }
 
     fn check(&self, read_data: bool) -> Result<(), EngineError> {

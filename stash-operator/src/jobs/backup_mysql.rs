@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::flags::{DatabaseFlags, RepositoryFlags};
-use super::output::SnapshotStats;
+use super::output::{snapshot_stats, SnapshotStats};
 use super::{block_on, engine_from_api, finish, kube_read, JobError, WAIT_INTERVAL};
 use crate::datapath::dump_source::DumpSource;
 use crate::datapath::mysql_client::{
@@ -221,7 +221,7 @@ fn run_from_api(args: &BackupMysqlArgs) -> Result<Vec<SnapshotStats>, JobError> 
         wait_interval: WAIT_INTERVAL,
     };
     let report = run_backup(&*engine, &target, &options)?;
-    Ok(vec![SnapshotStats::from_summary(
+    Ok(vec![snapshot_stats(
         &report.summary,
         DUMP_FILENAME,
         report.stream_time,

@@ -129,3 +129,69 @@ impl DatabaseFlags {
         }
     }
 }
+
+/// The session, invoker and target a Job-side command works for (`update-status`,
+/// `run-hook`), and Stash's metrics flags, accepted for compatibility.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SessionFlags {
+    /// The BackupSession (backup Jobs).
+    #[arg(long, default_value = "")]
+    pub backupsession: String,
+    /// The RestoreSession (restore Jobs).
+    #[arg(long, default_value = "")]
+    pub restoresession: String,
+    /// Invoker kind.
+    #[arg(long, default_value = "")]
+    pub invoker_kind: String,
+    /// Invoker name.
+    #[arg(long, default_value = "")]
+    pub invoker_name: String,
+    /// Target kind.
+    #[arg(long, default_value = "")]
+    pub target_kind: String,
+    /// Target name.
+    #[arg(long, default_value = "")]
+    pub target_name: String,
+    /// Target namespace (default: the session's).
+    #[arg(long, default_value = "")]
+    pub target_namespace: String,
+    /// Accepted for Stash compatibility; metrics are served by the operator.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub metrics_enabled: bool,
+    /// Accepted for Stash compatibility.
+    #[arg(long, default_value = "")]
+    pub metrics_pushgateway_url: String,
+    /// Accepted for Stash compatibility.
+    #[arg(long, value_delimiter = ',')]
+    pub metrics_labels: Vec<String>,
+}
+
+impl SessionFlags {
+    /// The target as the flags name it.
+    pub fn target(&self) -> stash_core::plan::update_status::FlagTarget {
+        stash_core::plan::update_status::FlagTarget {
+            kind: self.target_kind.clone(),
+            name: self.target_name.clone(),
+            namespace: self.target_namespace.clone(),
+        }
+    }
+
+    /// The invoker of a BackupSession: its `spec.invoker`, else `--invoker-name`.
+    pub fn invoker_of(&self, session: &stash_core::api::BackupSession) -> String {
+        session
+            .spec
+            .invoker
+            .as_ref()
+            .map(|i| i.name.clone())
+            .unwrap_or_else(|| self.invoker_name.clone())
+    }
+
+    /// The RestoreSession's name: `--restoresession`, else `--invoker-name`.
+    pub fn restore_session(&self) -> &str {
+        if self.restoresession.is_empty() {
+            &self.invoker_name
+        } else {
+            &self.restoresession
+        }
+    }
+}

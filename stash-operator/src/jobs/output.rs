@@ -1,132 +1,36 @@
 //! `output.json`, the hand-off from a backup or restore container to `update-status`, in
-//! Stash's format (`stash.md` §3.7), including its size and duration strings.
+//! Stash's format (`stash.md` §3.7): written here by the data step and read here by
+//! `update-status`, through the one contract type `stash_core::output::Output`; also the size
+//! and duration strings it holds.
 
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::datapath::SnapshotSummary;
 
-/// The whole file.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Output {
-    /// The target and its host results.
-    pub target_status: TargetStatus,
-}
+/// The contract itself lives in stash-core, shared by this writer and `update-status`.
+pub use stash_core::output::{
+    FileStats, HostPhase, HostStats, Output, OutputError, SnapshotStats, TargetRef, TargetStatus,
+};
 
-/// `targetStatus`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TargetStatus {
-    /// The AppBinding.
-    #[serde(rename = "ref")]
-    pub target_ref: TargetRef,
-    /// One entry per host.
-    pub stats: Vec<HostStats>,
-}
-
-/// `targetStatus.ref`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetRef {
-    /// Always `appcatalog.appscode.com/v1alpha1`.
-    pub api_version: String,
-    /// Always `AppBinding`.
-    pub kind: String,
-    /// AppBinding name.
-    pub name: String,
-    /// AppBinding namespace.
-    pub namespace: String,
-}
-
-impl TargetRef {
-    /// A reference to an AppBinding.
-    pub fn appbinding(name: &str, namespace: &str) -> Self {
-        TargetRef {
-            api_version: "appcatalog.appscode.com/v1alpha1".to_owned(),
-            kind: "AppBinding".to_owned(),
-            name: name.to_owned(),
-            namespace: namespace.to_owned(),
-        }
-    }
-}
-
-/// Host phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum HostPhase {
-    /// The host's backup or restore succeeded.
-    Succeeded,
-    /// It failed; `error` says why.
-    Failed,
-}
-
-/// One host's result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HostStats {
-    /// Host name (`host-0` or the alias).
-    pub hostname: String,
-    /// Outcome.
-    pub phase: HostPhase,
-    /// Wall time, Go `time.Duration` format.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub duration: String,
-    /// Snapshots written (backup only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub snapshots: Vec<SnapshotStats>,
-    /// Why it failed.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub error: String,
-}
-
-/// One snapshot's figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SnapshotStats {
-    /// Snapshot id (short form).
-    pub name: String,
-    /// The file (`dumpfile.sql`).
-    pub path: String,
-    /// Bytes processed, formatted.
-    pub total_size: String,
-    /// Bytes added to the repository, formatted.
-    pub uploaded: String,
-    /// Engine time, `m:ss`.
-    pub processing_time: String,
-    /// File counts.
-    pub file_stats: FileStats,
-}
-
-/// File counts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FileStats {
-    /// Files processed.
-    pub total_files: u64,
-    /// New files.
-    pub new_files: u64,
-    /// Changed files.
-    pub modified_files: u64,
-    /// Unchanged files.
-    pub unmodified_files: u64,
-}
-
-impl SnapshotStats {
-    /// Figures of a backup summary; `processing` is the engine's wall time.
-    pub fn from_summary(summary: &SnapshotSummary, path: &str, processing: Duration) -> Self {
-        SnapshotStats {
-            name: summary.snapshot_id.chars().take(8).collect(),
-            path: path.to_owned(),
-            total_size: format_bytes(summary.total_bytes_processed),
-            uploaded: format_bytes(summary.data_added),
-            processing_time: format_seconds(processing.as_secs()),
-            file_stats: FileStats {
-                total_files: summary.total_files_processed,
-                new_files: summary.files_new,
-                modified_files: summary.files_changed,
-                unmodified_files: summary.files_unmodified,
-            },
-        }
+/// Figures of a backup summary; `processing` is the engine's wall time.
+pub fn snapshot_stats(
+    summary: &SnapshotSummary,
+    path: &str,
+    processing: Duration,
+) -> SnapshotStats {
+    SnapshotStats {
+        name: summary.snapshot_id.chars().take(8).collect(),
+        path: path.to_owned(),
+        total_size: format_bytes(summary.total_bytes_processed),
+        uploaded: format_bytes(summary.data_added),
+        processing_time: format_seconds(processing.as_secs()),
+        file_stats: FileStats {
+            total_files: summary.total_files_processed,
+            new_files: summary.files_new,
+            modified_files: summary.files_changed,
+            unmodified_files: summary.files_unmodified,
+        },
     }
 }
 
@@ -135,6 +39,19 @@ pub use stash_core::duration::{format_bytes, format_processing_time as format_se
 
 /// Go's `time.Duration.String()` (one implementation, in stash-core).
 pub use stash_core::duration::format_go_duration as go_duration;
+
+/// Reads `<dir>/output.json`: the whole file or an error saying why not (a missing file means
+/// the backup or restore step did not finish; a bad row is named).
+pub fn read_output(dir: &Path) -> Result<Output, String> {
+    let path = dir.join("output.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "{}: {e} (the backup or restore step did not finish)",
+            path.display()
+        )
+    })?;
+    Output::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
 
 /// Writes `<dir>/output.json` (pretty JSON, as Stash does).
 pub fn write_output(dir: &Path, output: &Output) -> std::io::Result<()> {
@@ -179,7 +96,7 @@ mod tests {
                     hostname: "host-0".into(),
                     phase: HostPhase::Succeeded,
                     duration: "5.123s".into(),
-                    snapshots: vec![SnapshotStats::from_summary(
+                    snapshots: vec![snapshot_stats(
                         &summary,
                         "dumpfile.sql",
                         Duration::from_secs(2),
@@ -196,5 +113,24 @@ mod tests {
                 "snapshots": [{"name": "b30beb44", "path": "dumpfile.sql", "totalSize": "3.408 MiB", "uploaded": "1.101 MiB",
                                "processingTime": "0:02", "fileStats": {"totalFiles": 1, "newFiles": 1, "modifiedFiles": 0, "unmodifiedFiles": 0}}]}]}})
         );
+        // The reader takes back exactly what the writer wrote.
+        let dir = tempfile::tempdir().unwrap();
+        write_output(dir.path(), &out).unwrap();
+        assert_eq!(read_output(dir.path()).unwrap(), out);
+    }
+
+    #[test]
+    fn a_bad_row_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("output.json"),
+            r#"{"targetStatus": {"ref": {"apiVersion": "v", "kind": "AppBinding", "name": "a", "namespace": "d"},
+                "stats": [{"hostname": "host-0", "phase": "Succeeded"}, {"hostname": 7, "phase": "Failed"}]}}"#,
+        )
+        .unwrap();
+        let err = read_output(dir.path()).unwrap_err();
+        assert!(err.contains("targetStatus.stats[1].hostname"), "{err}");
+        let missing = read_output(&dir.path().join("nowhere")).unwrap_err();
+        assert!(missing.contains("did not finish"), "{missing}");
     }
 }

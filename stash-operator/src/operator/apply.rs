@@ -9,7 +9,7 @@ use kube::api::{
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
-use stash_core::plan::{FinalizerAction, ObjectKey, Plan, FIELD_MANAGER};
+use stash_core::plan::{EventSpec, FinalizerAction, ObjectKey, Plan, FIELD_MANAGER};
 
 /// An ApiResource for a kind whose plural we know.
 pub fn api_resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
@@ -154,23 +154,28 @@ where
 
     let reference = object_reference(obj);
     for e in &plan.events {
-        let event = Event {
-            type_: if e.type_ == "Warning" {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: e.reason.replace(' ', ""),
-            note: Some(e.message.chars().take(1000).collect()),
-            action: e.source.replace(' ', ""),
-            secondary: None,
-        };
+        let event = kube_event(e);
         // Events are best effort: a lost event must not fail the reconcile.
         if let Err(err) = ctx.recorder.publish(&event, &reference).await {
             tracing::warn!(object = %what, error = %err, "event not published");
         }
     }
     Ok(())
+}
+
+/// A planned event as the Events API takes it (reasons and actions without spaces).
+pub fn kube_event(e: &EventSpec) -> Event {
+    Event {
+        type_: if e.type_ == "Warning" {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: e.reason.replace(' ', ""),
+        note: Some(e.message.chars().take(1000).collect()),
+        action: e.source.replace(' ', ""),
+        secondary: None,
+    }
 }
 
 /// Deletes one object with background propagation; a missing object is fine.
