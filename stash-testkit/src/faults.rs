@@ -22,6 +22,14 @@ pub enum FaultAction {
         #[serde(default)]
         message: String,
     },
+    /// Handle the request (a write is committed), then answer with a `Status` error anyway,
+    /// as a real API server does when the client's deadline passes after etcd committed, or
+    /// a connection breaks before the answer arrives.
+    #[serde(rename_all = "camelCase")]
+    FailAfter {
+        /// HTTP code, e.g. 500 or 504.
+        code: u16,
+    },
     /// Wait before handling the request normally.
     #[serde(rename_all = "camelCase")]
     Delay {
@@ -72,6 +80,15 @@ impl FaultRule {
                 reason: String::new(),
                 message: String::new(),
             },
+        }
+    }
+
+    /// A rule handling the next `times` requests with `verb` on `resource`, then answering
+    /// `code` although the request took effect.
+    pub fn fail_after(verb: &str, resource: &str, code: u16, times: u32) -> Self {
+        Self {
+            action: FaultAction::FailAfter { code },
+            ..Self::fail(verb, resource, code, times)
         }
     }
 
@@ -181,5 +198,8 @@ mod tests {
             serde_json::from_str(r#"{"verb":"get","action":"delay","millis":5}"#).unwrap();
         assert_eq!(rule.times, 1);
         assert_eq!(rule.action, FaultAction::Delay { millis: 5 });
+        let rule: FaultRule =
+            serde_json::from_str(r#"{"verb":"create","action":"failAfter","code":500}"#).unwrap();
+        assert_eq!(rule.action, FaultAction::FailAfter { code: 500 });
     }
 }

@@ -68,6 +68,33 @@ async fn injected_failures_and_delays_apply_n_times() {
 }
 
 #[tokio::test]
+async fn a_failure_after_the_fact_keeps_the_write() {
+    let (server, client) = setup().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    server
+        .faults()
+        .inject(FaultRule::fail_after("create", "configmaps", 500, 1));
+    let err = cms
+        .create(&PostParams::default(), &cm("lost-answer"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 500),
+        "{err:?}"
+    );
+    // The create took effect: the object is there, and creating it again is a conflict.
+    cms.get("lost-answer").await.unwrap();
+    let again = cms
+        .create(&PostParams::default(), &cm("lost-answer"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&again, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists"),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
 async fn watchers_recover_from_cut_streams() {
     let (server, client) = setup().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client);

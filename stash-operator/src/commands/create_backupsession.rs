@@ -2,6 +2,7 @@
 //! `<bc>-<unix seconds>` of its BackupConfiguration, named after the Job's scheduled time so
 //! that the name does not depend on when the pod happened to start.
 
+use super::retry::retrying;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
@@ -53,17 +54,16 @@ fn namespace(args: &CreateBackupSessionArgs) -> String {
 }
 
 /// The unix time this trigger stands for: the scheduled time of the Job that runs this pod,
-/// else now.
-async fn trigger_time(client: &kube::Client, ns: &str) -> i64 {
+/// else (outside a CronJob's pod) now. A failed read is an error, never "now": a retried pod
+/// must name the session it may already have created.
+async fn trigger_time(client: &kube::Client, ns: &str) -> Result<i64, kube::Error> {
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let Ok(pod_name) = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")) else {
-        return now;
+        return Ok(now);
     };
-    let Ok(Some(pod)) = Api::<Pod>::namespaced(client.clone(), ns)
-        .get_opt(&pod_name)
-        .await
-    else {
-        return now;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let Some(pod) = retrying(|| pods.get_opt(&pod_name)).await? else {
+        return Ok(now);
     };
     let job_name = pod
         .metadata
@@ -71,23 +71,25 @@ async fn trigger_time(client: &kube::Client, ns: &str) -> i64 {
         .as_ref()
         .and_then(|l| l.get("job-name"))
         .cloned();
-    let Some(job_name) = job_name else { return now };
-    let Ok(Some(job)) = Api::<Job>::namespaced(client.clone(), ns)
-        .get_opt(&job_name)
-        .await
-    else {
-        return now;
+    let Some(job_name) = job_name else {
+        return Ok(now);
     };
-    job.metadata
+    let jobs = Api::<Job>::namespaced(client.clone(), ns);
+    let Some(job) = retrying(|| jobs.get_opt(&job_name)).await? else {
+        return Ok(now);
+    };
+    Ok(job
+        .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(SCHEDULED_TIMESTAMP))
         .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
         .map(|t| t.as_second())
-        .unwrap_or(now)
+        .unwrap_or(now))
 }
 
-/// Creates the session; an existing session of the same name (a retried pod) is success.
+/// Creates the session; an existing session of the same name (a retried pod, or a create
+/// whose answer was lost) is success. Transient API failures are retried.
 pub async fn create(
     client: &kube::Client,
     args: &CreateBackupSessionArgs,
@@ -96,9 +98,8 @@ pub async fn create(
         return Err(CreateError::Kind(args.invoker_kind.clone()));
     }
     let ns = namespace(args);
-    let bc = Api::<BackupConfiguration>::namespaced(client.clone(), &ns)
-        .get(&args.invoker_name)
-        .await?;
+    let configurations = Api::<BackupConfiguration>::namespaced(client.clone(), &ns);
+    let bc = retrying(|| configurations.get(&args.invoker_name)).await?;
     let retry_left = bc
         .spec
         .retry_config
@@ -107,14 +108,13 @@ pub async fn create(
         .unwrap_or(0);
     let session = stash_core::plan::backup_session::new_session(
         &bc,
-        trigger_time(client, &ns).await,
+        trigger_time(client, &ns).await?,
         retry_left,
     );
     let name = session.metadata.name.clone().unwrap_or_default();
-    match Api::<BackupSession>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &session)
-        .await
-    {
+    let sessions = Api::<BackupSession>::namespaced(client.clone(), &ns);
+    let params = PostParams::default();
+    match retrying(|| sessions.create(&params, &session)).await {
         Ok(_) => Ok(name),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(name),
         Err(e) => Err(e.into()),

@@ -7,6 +7,7 @@ pub mod create_backupsession;
 pub mod database_pod;
 #[cfg(feature = "embedded")]
 pub mod demo;
+pub(crate) mod retry;
 pub mod run;
 pub mod run_hook;
 pub mod session_status;

@@ -202,6 +202,7 @@ pub struct Embedded {
     pub server: stash_testkit::FakeApiServer,
     /// A client of it.
     pub client: Client,
+    image: String,
     stop: tokio::sync::watch::Sender<bool>,
     controllers: tokio::task::JoinHandle<()>,
 }
@@ -241,26 +242,30 @@ impl Embedded {
         let client = Client::try_from(config)?;
         install_crds(&client).await?;
         operator::catalog::apply_default_catalog(&client, image).await?;
-        let clock: SharedClock = Arc::new(server.clock().clone());
-        let settings = Settings {
-            image: image.to_string(),
-            ..Settings::default()
-        };
-        // Virtual time jumps: look again often so deadlines and retries are seen promptly.
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            settings,
-            clock,
-            Duration::from_secs(1),
-        ));
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let controllers = tokio::spawn(operator::run_controllers(ctx, stop_rx));
+        let (stop, controllers) = spawn_operator(&server, &client, image);
         Ok(Embedded {
             server,
             client,
+            image: image.to_string(),
             stop,
             controllers,
         })
+    }
+
+    /// Ends the operator abruptly, as a killed process: its reconciles are dropped wherever
+    /// they are, requests in flight are abandoned, nothing is flushed.
+    pub async fn crash_operator(&mut self) {
+        self.controllers.abort();
+        let _ = (&mut self.controllers).await;
+    }
+
+    /// Starts a new operator on the same server, with nothing carried over from the previous
+    /// one (caches, metrics, event recorder), as a restarted process; the previous one must
+    /// have been stopped or crashed.
+    pub fn start_operator(&mut self) {
+        let (stop, controllers) = spawn_operator(&self.server, &self.client, &self.image);
+        self.stop = stop;
+        self.controllers = controllers;
     }
 
     /// Applies every object of the given YAML files or folders.
@@ -303,6 +308,32 @@ impl Embedded {
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.controllers).await;
     }
+}
+
+#[cfg(feature = "embedded")]
+/// Starts the controllers on the server's virtual clock; returns their stop switch and task.
+fn spawn_operator(
+    server: &stash_testkit::FakeApiServer,
+    client: &Client,
+    image: &str,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let clock: SharedClock = Arc::new(server.clock().clone());
+    let settings = Settings {
+        image: image.to_string(),
+        ..Settings::default()
+    };
+    // Virtual time jumps: look again often so deadlines and retries are seen promptly.
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings,
+        clock,
+        Duration::from_secs(1),
+    ));
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    (stop, tokio::spawn(operator::run_controllers(ctx, stop_rx)))
 }
 
 #[cfg(feature = "embedded")]

@@ -322,46 +322,71 @@ async fn resource(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult<Response> {
-    let api = &state.api;
-    let info = api
+    let info = state
+        .api
         .registry
         .get(&rp.group, &rp.version, &rp.resource)
         .ok_or_else(ApiError::no_route)?;
     let verb = verb(method, &rp, query);
     let ns = rp.namespace.clone().unwrap_or_default();
     let name = rp.name.clone().unwrap_or_default();
-    if let Some(action) = state.faults.take(verb, &rp.resource, &ns, &name) {
-        match action {
-            FaultAction::Fail {
-                code,
-                reason,
-                message,
-            } => {
-                let reason = if reason.is_empty() {
-                    StatusCode::from_u16(code)
-                        .ok()
-                        .and_then(|c| c.canonical_reason())
-                        .unwrap_or("InternalError")
-                        .replace(' ', "")
-                } else {
-                    reason
-                };
-                let message = if message.is_empty() {
-                    format!("injected fault for {verb} {}", rp.resource)
-                } else {
-                    message
-                };
-                let mut e = ApiError::new(code, &reason, message);
-                if code == 429 {
-                    e.details.retry_after = Some(1);
-                }
-                return Err(e);
-            }
-            FaultAction::Delay { millis } => {
-                tokio::time::sleep(Duration::from_millis(millis)).await
-            }
+    let resource = rp.resource.clone();
+    let injected = |code: u16, reason: String, message: String| {
+        let reason = if reason.is_empty() {
+            StatusCode::from_u16(code)
+                .ok()
+                .and_then(|c| c.canonical_reason())
+                .unwrap_or("InternalError")
+                .replace(' ', "")
+        } else {
+            reason
+        };
+        let message = if message.is_empty() {
+            format!("injected fault for {verb} {resource}")
+        } else {
+            message
+        };
+        let mut e = ApiError::new(code, &reason, message);
+        if code == 429 {
+            e.details.retry_after = Some(1);
         }
+        e
+    };
+    match state.faults.take(verb, &resource, &ns, &name) {
+        Some(FaultAction::Fail {
+            code,
+            reason,
+            message,
+        }) => return Err(injected(code, reason, message)),
+        Some(FaultAction::FailAfter { code }) => {
+            let message = format!("injected fault after {verb} {resource} took effect");
+            let e = injected(code, String::new(), message);
+            handle_resource(state, method, rp, query, headers, body, verb, info).await?;
+            return Err(e);
+        }
+        Some(FaultAction::Delay { millis }) => {
+            tokio::time::sleep(Duration::from_millis(millis)).await
+        }
+        None => {}
     }
+    handle_resource(state, method, rp, query, headers, body, verb, info).await
+}
+
+/// Serves a resource request once faults are dealt with.
+#[allow(clippy::too_many_arguments)]
+async fn handle_resource(
+    state: &HttpState,
+    method: &Method,
+    rp: ResourcePath,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+    verb: &'static str,
+    info: Arc<ResourceInfo>,
+) -> ApiResult<Response> {
+    let api = &state.api;
+    let ns = rp.namespace.clone().unwrap_or_default();
+    let name = rp.name.clone().unwrap_or_default();
     if info.namespaced
         && rp.namespace.is_none()
         && !matches!(verb, "list" | "watch" | "create" | "deletecollection")
