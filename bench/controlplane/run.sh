@@ -6,6 +6,7 @@
 #
 #   bench/controlplane/run.sh                 # N=10000
 #   N=1000 REST=10 bench/controlplane/run.sh  # quick
+#   KEEP_LOGS=dir ...                          # keep server and operator logs (RUST_LOG applies)
 set -euo pipefail
 N=${N:-10000}
 NAMESPACES=${NAMESPACES:-100}
@@ -26,6 +27,7 @@ cleanup() {
   [[ -n "$time_pid" ]] && kill "$time_pid" 2>/dev/null || true
   [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null || true
   wait 2>/dev/null || true
+  if [[ -n "${KEEP_LOGS:-}" ]]; then mkdir -p "$KEEP_LOGS" && cp "$work"/*.log "$work"/*.err "$KEEP_LOGS"/ 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT

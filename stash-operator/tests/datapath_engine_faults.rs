@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use mockall::Sequence;
 use stash_operator::datapath::mysql_client::{split_args, DbTarget};
-use stash_operator::datapath::{EngineError, MockRepositoryEngine, SnapshotSummary};
-use stash_operator::jobs::backup_mysql::{run_backup, BackupError, BackupOptions};
+use stash_operator::datapath::{EngineError, LockInfo, MockRepositoryEngine, SnapshotSummary};
+use stash_operator::jobs::backup_mysql::{run_backup_with_locks, BackupError, BackupOptions};
 use stash_testkit::providers::MysqlServer;
 
 /// Expects one backup of host-0's dump file, in `seq`, answered by `answer`.
@@ -24,13 +24,42 @@ fn expect_backup(
         .returning(move |source, _, _| answer(source));
 }
 
-/// Expects one removal of stale locks, in `seq`.
-fn expect_unlock(engine: &mut MockRepositoryEngine, seq: &mut Sequence) {
+/// Expects one look at the locks, in `seq`, that finds `locks`.
+fn expect_locks(engine: &mut MockRepositoryEngine, seq: &mut Sequence, locks: Vec<LockInfo>) {
     engine
-        .expect_unlock_stale()
+        .expect_locks()
         .times(1)
         .in_sequence(seq)
-        .returning(|| Ok(()));
+        .returning(move || Ok(locks.clone()));
+}
+
+/// Expects the removal of exactly the locks `ids` (none: an empty list), in `seq`.
+fn expect_remove(engine: &mut MockRepositoryEngine, seq: &mut Sequence, ids: &'static [&str]) {
+    engine
+        .expect_remove_locks()
+        .withf(move |got| got.iter().map(String::as_str).eq(ids.iter().copied()))
+        .times(1)
+        .in_sequence(seq)
+        .returning(|_| Ok(()));
+}
+
+/// A lock of this host, held by `pid`, made now.
+fn lock_file(id: &str, exclusive: bool, pid: u32) -> LockInfo {
+    LockInfo {
+        id: id.into(),
+        time: k8s_openapi::jiff::Timestamp::now().to_string(),
+        exclusive,
+        hostname: stash_repo::repo::hostname(),
+        pid: i64::from(pid),
+    }
+}
+
+/// A pid that no process has: one of a child that has been waited for.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
 }
 
 /// Reads the whole dump, as an engine that stores it does.
@@ -76,9 +105,17 @@ fn missing_repository_and_stale_locks_are_handled_once_each() {
         ssl_ca: None,
     };
 
-    // Missing, then locked, then fine: init once, unlock once, three attempts, in this order.
+    // A crashed job's shared lock (this host, dead pid) is removed before the backup; the
+    // repository is missing, then a lock races in: init once, one more look, three attempts,
+    // in this order.
     let mut engine = MockRepositoryEngine::new();
     let mut seq = Sequence::new();
+    expect_locks(
+        &mut engine,
+        &mut seq,
+        vec![lock_file("stale", false, dead_pid())],
+    );
+    expect_remove(&mut engine, &mut seq, &["stale"]);
     expect_backup(&mut engine, &mut seq, |_| {
         Err(EngineError::RepositoryMissing("no config".into()))
     });
@@ -88,25 +125,47 @@ fn missing_repository_and_stale_locks_are_handled_once_each() {
         .in_sequence(&mut seq)
         .returning(|| Ok(true));
     expect_backup(&mut engine, &mut seq, |_| Err(locked()));
-    expect_unlock(&mut engine, &mut seq);
+    expect_locks(&mut engine, &mut seq, Vec::new());
+    expect_remove(&mut engine, &mut seq, &[]);
     expect_backup(&mut engine, &mut seq, store);
-    let report = run_backup(&engine, &target, &options()).expect("backup");
-    assert!(report.initialized && report.stale_locks_removed);
+    let mut decisions = Vec::new();
+    let report = run_backup_with_locks(
+        &engine,
+        &target,
+        &options(),
+        Duration::from_secs(5),
+        &mut |a| decisions.push(a.condition.1),
+    )
+    .expect("backup");
+    assert!(report.initialized);
+    assert_eq!(report.stale_locks_removed, 1);
     assert!(report.summary.total_bytes_processed > 0);
+    assert_eq!(decisions, ["StaleLockRemoved", "NoConflictingLock"]);
     engine.checkpoint();
 
-    // A lock that survives the stale-lock removal is held by a live job: fail, no third try
-    // (the mock panics on any call it does not expect).
+    // A live exclusive lock (this test process holds it) is waited for, then fails the backup
+    // naming its holder; no backup is tried (the mock panics on any call it does not expect).
     let mut engine = MockRepositoryEngine::new();
-    let mut seq = Sequence::new();
-    expect_backup(&mut engine, &mut seq, |_| Err(locked()));
-    expect_unlock(&mut engine, &mut seq);
-    expect_backup(&mut engine, &mut seq, |_| Err(locked()));
-    let err = run_backup(&engine, &target, &options()).expect_err("live lock");
+    let live = lock_file("live", true, std::process::id());
+    engine
+        .expect_locks()
+        .times(2)
+        .returning(move || Ok(vec![live.clone()]));
+    engine.expect_remove_locks().times(2).returning(|_| Ok(()));
+    let mut decisions = Vec::new();
+    let err = run_backup_with_locks(
+        &engine,
+        &target,
+        &options(),
+        Duration::from_secs(1),
+        &mut |a| decisions.push(a.condition.1),
+    )
+    .expect_err("live lock");
     assert!(
-        matches!(err, BackupError::Engine(EngineError::Locked(_))),
+        matches!(&err, BackupError::Engine(EngineError::Locked(m)) if m.contains(&format!("PID {}", std::process::id()))),
         "{err}"
     );
     assert_eq!(err.reason(), "RepositoryLocked");
+    assert_eq!(decisions, ["WaitingForLock", "LockedByLiveJob"]);
     engine.checkpoint();
 }

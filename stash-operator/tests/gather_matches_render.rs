@@ -340,22 +340,34 @@ async fn gathered(ctx: &Context, render: &Inputs) -> Result<Inputs, String> {
 
 /// Reflector caches as the running operator has them, synced.
 async fn synced_caches(client: &Client) -> (cache::Caches, Vec<tokio::task::JoinHandle<()>>) {
-    let (tasks, a) = cache::reflect(client);
-    let (functions, b) = cache::reflect(client);
-    let (repositories, c) = cache::reflect::<DeserializeGuard<Repository>>(client);
-    let (appbindings, d) = cache::reflect(client);
-    let (namespaces, e) = cache::reflect(client);
-    let (backup_configurations, f) =
-        cache::reflect::<DeserializeGuard<BackupConfiguration>>(client);
-    let (restore_sessions, g) = cache::reflect::<DeserializeGuard<RestoreSession>>(client);
+    // Built as the operator builds them (`operator::run_controllers`), minus the controllers.
+    let (readiness, ready) = cache::Readiness::new(7);
+    let references = cache::References::default();
+    let index = references.clone();
+    let (backup_configurations, f) = cache::reflect_with(client, &readiness, move |event| {
+        index.observe("BackupConfiguration", event, |bc: &BackupConfiguration| {
+            bc.spec.repository.as_ref()
+        })
+    });
+    let index = references.clone();
+    let (restore_sessions, g) = cache::reflect_with(client, &readiness, move |event| {
+        index.observe("RestoreSession", event, |rs: &RestoreSession| {
+            rs.spec.repository.as_ref()
+        })
+    });
+    let (repositories, c) = cache::reflect::<DeserializeGuard<Repository>>(client, &readiness);
+    let (tasks, a) = cache::reflect(client, &readiness);
+    let (functions, b) = cache::reflect(client, &readiness);
+    let (appbindings, d) = cache::reflect(client, &readiness);
+    let (namespaces, e) = cache::reflect(client, &readiness);
     let handles = vec![
-        tokio::spawn(a),
-        tokio::spawn(b),
-        tokio::spawn(c),
-        tokio::spawn(d),
-        tokio::spawn(e),
-        tokio::spawn(f),
-        tokio::spawn(g),
+        tokio::spawn(cache::drive(a)),
+        tokio::spawn(cache::drive(b)),
+        tokio::spawn(cache::drive(c)),
+        tokio::spawn(cache::drive(d)),
+        tokio::spawn(cache::drive(e)),
+        tokio::spawn(cache::drive(f)),
+        tokio::spawn(cache::drive(g)),
     ];
     let caches = cache::Caches {
         tasks,
@@ -365,18 +377,10 @@ async fn synced_caches(client: &Client) -> (cache::Caches, Vec<tokio::task::Join
         namespaces,
         backup_configurations,
         restore_sessions,
+        ready,
+        references,
     };
-    for ready in [
-        caches.tasks.wait_until_ready().await,
-        caches.functions.wait_until_ready().await,
-        caches.repositories.wait_until_ready().await,
-        caches.appbindings.wait_until_ready().await,
-        caches.namespaces.wait_until_ready().await,
-        caches.backup_configurations.wait_until_ready().await,
-        caches.restore_sessions.wait_until_ready().await,
-    ] {
-        ready.expect("cache syncs");
-    }
+    caches.wait_ready().await;
     (caches, handles)
 }
 

@@ -256,6 +256,15 @@ impl FakeApiServer {
         self.api.store.expire_watches();
     }
 
+    /// The process id of a running container (its main process), for tests that kill it as a
+    /// node would (OOM killer, `kill -9`).
+    pub fn container_pid(&self, namespace: &str, pod: &str, container: &str) -> Option<u32> {
+        self.controllers
+            .as_ref()?
+            .container(namespace, pod, container)?
+            .pid
+    }
+
     /// Captured output of a pod's container.
     pub fn pod_logs(&self, namespace: &str, pod: &str, container: &str) -> Option<String> {
         let logs = self.api.logs.lock().unwrap_or_else(|e| e.into_inner());

@@ -67,7 +67,8 @@ pub enum RepositoryJob {
 }
 
 impl RepositoryJob {
-    fn exclusive(self) -> bool {
+    /// Whether the job needs the repository alone.
+    pub fn exclusive(self) -> bool {
         matches!(self, RepositoryJob::Prune | RepositoryJob::Check)
     }
 }
@@ -87,6 +88,204 @@ pub fn may_start(job: RepositoryJob, running: &[RepositoryJob]) -> Result<(), St
         Some(r) => Err(format!("{r:?} holds the repository exclusively")),
         None => Ok(()),
     }
+}
+
+/// restic's limit: a lock older than this is stale (a live holder refreshes it every 5 minutes).
+pub const STALE_LOCK_AGE_SECS: u64 = 30 * 60;
+/// How long a job waits between looks at a repository held by a live conflicting lock.
+pub const LOCK_RETRY_SECS: u64 = 10;
+/// Condition on the Repository: whether a lock keeps jobs out, or what was done about one.
+pub const REPOSITORY_LOCKED: &str = "RepositoryLocked";
+
+/// Whether the process that made a lock still runs, as far as the job can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockHolder {
+    /// It runs (same host, its process exists).
+    Running,
+    /// It is gone (same host, no such process).
+    Gone,
+    /// Another host: only the lock's age can tell.
+    Unknown,
+}
+
+/// A lock file of the repository, as a job saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedLock {
+    /// The lock file's id.
+    pub id: String,
+    /// Exclusive (prune, forget, check) or shared (backup, restore).
+    pub exclusive: bool,
+    /// Host of the holder.
+    pub hostname: String,
+    /// Process id of the holder.
+    pub pid: i64,
+    /// The lock's time as written (RFC 3339).
+    pub time: String,
+    /// Seconds since the lock was made or refreshed; `None` when its time cannot be read.
+    pub age_secs: Option<u64>,
+    /// Whether its holder still runs.
+    pub holder: LockHolder,
+}
+
+impl ObservedLock {
+    /// restic's rule: older than [`STALE_LOCK_AGE_SECS`], an unreadable time, or made on this
+    /// host by a process that is gone.
+    pub fn is_stale(&self) -> bool {
+        self.age_secs.is_none_or(|a| a > STALE_LOCK_AGE_SECS) || self.holder == LockHolder::Gone
+    }
+
+    /// "exclusive lock by PID 7 on host-x (created …)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} lock by PID {} on {} (created {})",
+            if self.exclusive {
+                "exclusive"
+            } else {
+                "shared"
+            },
+            self.pid,
+            self.hostname,
+            self.time
+        )
+    }
+
+    fn as_job(&self) -> RepositoryJob {
+        // A lock says only whether it is exclusive; that is all admission needs.
+        if self.exclusive {
+            RepositoryJob::Prune
+        } else {
+            RepositoryJob::Backup
+        }
+    }
+}
+
+/// What a job does next about the locks it saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockVerdict {
+    /// Start (after removing [`LockAdmission::remove`]).
+    Proceed,
+    /// A live conflicting lock: look again after this many seconds.
+    Wait {
+        /// Seconds until the next look.
+        retry_after_secs: u64,
+    },
+    /// Give up: a live lock outlasted the wait.
+    Fail {
+        /// Stable reason.
+        reason: &'static str,
+        /// What holds the repository, and for how long the job waited.
+        message: String,
+    },
+}
+
+/// The decision about a repository's locks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockAdmission {
+    /// Stale locks to remove first (their holders cannot be running).
+    pub remove: Vec<String>,
+    /// Then: proceed, wait or fail.
+    pub verdict: LockVerdict,
+    /// The Repository's [`REPOSITORY_LOCKED`] condition: (status, reason, message).
+    pub condition: (&'static str, &'static str, String),
+}
+
+/// Decides what a `job` does with the `locks` it saw, having waited `waited_secs` of at most
+/// `max_wait_secs`: stale locks (restic's rule) are removed; live ones are admitted by
+/// [`may_start`] (shared with shared, exclusive alone); a live conflict is waited out, then fails.
+pub fn admit_locks(
+    job: RepositoryJob,
+    locks: &[ObservedLock],
+    waited_secs: u64,
+    max_wait_secs: u64,
+) -> LockAdmission {
+    let (stale, live): (Vec<&ObservedLock>, Vec<&ObservedLock>) =
+        locks.iter().partition(|l| l.is_stale());
+    let remove: Vec<String> = stale.iter().map(|l| l.id.clone()).collect();
+    let running: Vec<RepositoryJob> = live.iter().map(|l| l.as_job()).collect();
+    let conflict = may_start(job, &running).err();
+    let blocker = || {
+        live.iter()
+            .find(|l| l.exclusive || job.exclusive())
+            .map(|l| l.describe())
+            .unwrap_or_default()
+    };
+    let removed_note = || match stale.as_slice() {
+        [] => String::new(),
+        s => format!(
+            " Removed {} stale lock(s): {}.",
+            s.len(),
+            s.iter()
+                .map(|l| stale_reason(l))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    };
+    let (verdict, condition) = match conflict {
+        None if stale.is_empty() => (
+            LockVerdict::Proceed,
+            (
+                crate::conditions::FALSE,
+                "NoConflictingLock",
+                format!("No lock keeps a {job:?} out."),
+            ),
+        ),
+        None => (
+            LockVerdict::Proceed,
+            (
+                crate::conditions::FALSE,
+                "StaleLockRemoved",
+                format!("A {job:?} proceeded.{}", removed_note()),
+            ),
+        ),
+        Some(why) if waited_secs < max_wait_secs => (
+            LockVerdict::Wait {
+                retry_after_secs: LOCK_RETRY_SECS.min(max_wait_secs - waited_secs),
+            },
+            (
+                crate::conditions::TRUE,
+                "WaitingForLock",
+                format!(
+                    "A {job:?} waits (up to {}): {why}: {}.{}",
+                    crate::duration::format_go_duration_secs(max_wait_secs),
+                    blocker(),
+                    removed_note()
+                ),
+            ),
+        ),
+        Some(why) => {
+            let message = format!(
+                "{why}: {}; a {job:?} waited {} and gave up.{}",
+                blocker(),
+                crate::duration::format_go_duration_secs(waited_secs),
+                removed_note()
+            );
+            (
+                LockVerdict::Fail {
+                    reason: "RepositoryLocked",
+                    message: message.clone(),
+                },
+                (crate::conditions::TRUE, "LockedByLiveJob", message),
+            )
+        }
+    };
+    LockAdmission {
+        remove,
+        verdict,
+        condition,
+    }
+}
+
+fn stale_reason(l: &ObservedLock) -> String {
+    let why = match (l.holder, l.age_secs) {
+        (LockHolder::Gone, _) => "its process is gone".to_owned(),
+        (_, None) => "its time is unreadable".to_owned(),
+        (_, Some(age)) => format!(
+            "older than {} ({} old)",
+            crate::duration::format_go_duration_secs(STALE_LOCK_AGE_SECS),
+            crate::duration::format_go_duration_secs(age)
+        ),
+    };
+    format!("{} ({why})", l.describe())
 }
 
 /// Whether an invoker in `invoker_ns` whose spec references `r` uses the Repository
@@ -308,6 +507,78 @@ mod tests {
     #[case(Restore, &[Check], false)]
     fn admission(#[case] job: RepositoryJob, #[case] running: &[RepositoryJob], #[case] ok: bool) {
         assert_eq!(may_start(job, running).is_ok(), ok);
+    }
+
+    fn lock(id: &str, exclusive: bool, age: Option<u64>, holder: LockHolder) -> ObservedLock {
+        ObservedLock {
+            id: id.into(),
+            exclusive,
+            hostname: "stash-backup-x".into(),
+            pid: 7,
+            time: "2026-12-04T10:00:00Z".into(),
+            age_secs: age,
+            holder,
+        }
+    }
+
+    use LockHolder::{Gone, Running, Unknown};
+
+    #[rstest]
+    // Nothing, or only shared live locks: a backup proceeds and nothing is removed.
+    #[case(Backup, vec![], 0, "Proceed", 0, "NoConflictingLock")]
+    #[case(Backup, vec![lock("a", false, Some(60), Unknown)], 0, "Proceed", 0, "NoConflictingLock")]
+    // A crashed job's lock: same host, dead process; or 31 minutes old on another host.
+    #[case(Backup, vec![lock("a", false, Some(5), Gone)], 0, "Proceed", 1, "StaleLockRemoved")]
+    #[case(Prune, vec![lock("a", false, Some(1860), Unknown)], 0, "Proceed", 1, "StaleLockRemoved")]
+    #[case(Backup, vec![lock("a", true, None, Running)], 0, "Proceed", 1, "StaleLockRemoved")]
+    // Exactly 30 minutes is not yet stale (restic: older than).
+    #[case(Prune, vec![lock("a", false, Some(1800), Unknown)], 0, "Wait", 0, "WaitingForLock")]
+    // A live exclusive lock keeps a backup out: wait, then fail.
+    #[case(Backup, vec![lock("a", true, Some(60), Running)], 0, "Wait", 0, "WaitingForLock")]
+    #[case(Backup, vec![lock("a", true, Some(60), Unknown)], 600, "Fail", 0, "LockedByLiveJob")]
+    // Prune needs the repository alone; the stale lock goes, the live one is waited for.
+    #[case(Prune, vec![lock("a", false, Some(5), Gone), lock("b", false, Some(5), Running)], 0, "Wait", 1, "WaitingForLock")]
+    fn lock_admission(
+        #[case] job: RepositoryJob,
+        #[case] locks: Vec<ObservedLock>,
+        #[case] waited: u64,
+        #[case] verdict: &str,
+        #[case] removed: usize,
+        #[case] reason: &str,
+    ) {
+        let a = admit_locks(job, &locks, waited, 600);
+        let got = match &a.verdict {
+            LockVerdict::Proceed => "Proceed",
+            LockVerdict::Wait { .. } => "Wait",
+            LockVerdict::Fail { .. } => "Fail",
+        };
+        assert_eq!(got, verdict, "{a:?}");
+        assert_eq!(a.remove.len(), removed, "{a:?}");
+        assert_eq!(a.condition.1, reason, "{a:?}");
+    }
+
+    #[test]
+    fn lock_messages_name_the_holder_and_the_wait() {
+        let live = lock("b", true, Some(60), Unknown);
+        let a = admit_locks(Backup, std::slice::from_ref(&live), 590, 600);
+        assert_eq!(
+            a.verdict,
+            LockVerdict::Wait {
+                retry_after_secs: 10
+            }
+        );
+        let a = admit_locks(Backup, &[live], 600, 600);
+        let LockVerdict::Fail { reason, message } = a.verdict else {
+            panic!("{a:?}");
+        };
+        assert_eq!(reason, "RepositoryLocked");
+        assert!(
+            message.contains("exclusive lock by PID 7 on stash-backup-x")
+                && message.contains("waited 10m0s"),
+            "{message}"
+        );
+        let a = admit_locks(Backup, &[lock("a", false, Some(5), Gone)], 0, 600);
+        assert!(a.condition.2.contains("its process is gone"), "{a:?}");
     }
 
     #[test]

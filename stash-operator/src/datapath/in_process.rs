@@ -10,7 +10,7 @@ use stash_repo::{backend::FileKind, Backend, Id, LocalBackend, LockWait, RepoErr
 
 use super::backend::EngineEnv;
 use super::restic_cli::ResticCli;
-use super::{EngineError, RepoStats, RepositoryEngine, SnapshotInfo, SnapshotSummary};
+use super::{EngineError, LockInfo, RepoStats, RepositoryEngine, SnapshotInfo, SnapshotSummary};
 
 /// The in-process engine.
 pub struct InProcess {
@@ -221,10 +221,27 @@ impl RepositoryEngine for InProcess {
         })
     }
 
-    fn unlock_stale(&self) -> Result<(), EngineError> {
+    fn locks(&self) -> Result<Vec<LockInfo>, EngineError> {
         let repo = self.open()?;
-        stash_repo::lock::remove_stale_locks(&repo)
-            .map(drop)
-            .map_err(|e| engine_error("unlock", e))
+        let locks = stash_repo::lock::list_locks(&repo).map_err(|e| engine_error("locks", e))?;
+        Ok(locks
+            .into_iter()
+            .map(|(id, l)| LockInfo {
+                id: id.to_hex(),
+                time: l.time,
+                exclusive: l.exclusive,
+                hostname: l.hostname,
+                pid: l.pid,
+            })
+            .collect())
+    }
+
+    fn remove_locks(&self, ids: &[String]) -> Result<(), EngineError> {
+        for id in ids {
+            self.backend
+                .remove(FileKind::Lock, id)
+                .map_err(|e| engine_error("unlock", e))?;
+        }
+        Ok(())
     }
 }

@@ -210,9 +210,31 @@ pub trait RepositoryEngine {
     /// Size and snapshot count.
     fn stats(&self) -> Result<RepoStats, EngineError>;
 
-    /// Removes locks whose owner is gone (same host, dead process) or that are too old to be live;
-    /// never a lock held by a running process.
-    fn unlock_stale(&self) -> Result<(), EngineError>;
+    /// The repository's lock files that can be read (restic ignores the others too).
+    fn locks(&self) -> Result<Vec<LockInfo>, EngineError>;
+
+    /// Removes the given lock files, which the caller found stale
+    /// ([`stash_core::plan::repository::admit_locks`]).
+    fn remove_locks(&self, ids: &[String]) -> Result<(), EngineError>;
+}
+
+/// A lock file's content (restic's format) and id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct LockInfo {
+    /// The lock file's id.
+    #[serde(default)]
+    pub id: String,
+    /// When it was made or last refreshed (RFC 3339).
+    pub time: String,
+    /// Exclusive or shared.
+    #[serde(default)]
+    pub exclusive: bool,
+    /// Host of the holder.
+    #[serde(default)]
+    pub hostname: String,
+    /// Process id of the holder.
+    #[serde(default)]
+    pub pid: i64,
 }
 
 #[cfg(test)]

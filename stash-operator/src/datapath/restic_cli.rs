@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use super::backend::EngineEnv;
 use super::dump_source::read_tail;
-use super::{EngineError, RepoStats, RepositoryEngine, SnapshotInfo, SnapshotSummary};
+use super::{EngineError, LockInfo, RepoStats, RepositoryEngine, SnapshotInfo, SnapshotSummary};
 
 const STDERR_TAIL_BYTES: usize = 2048;
 const COPY_BUFFER_BYTES: usize = 1 << 20;
@@ -431,6 +431,39 @@ impl RepositoryEngine for ResticCli {
         })
     }
 
+    fn locks(&self) -> Result<Vec<LockInfo>, EngineError> {
+        let mut cmd = self.command("list");
+        cmd.arg("locks").arg("--no-lock");
+        let out = self.run("list", cmd)?;
+        let mut locks = Vec::new();
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let mut cmd = self.command("cat");
+            cmd.arg("lock").arg(id).arg("--no-lock");
+            // A lock removed meanwhile, or unreadable, is ignored, as restic does.
+            let Ok(out) = self.run("cat", cmd) else {
+                continue;
+            };
+            if let Ok(lock) = serde_json::from_slice::<LockInfo>(&out.stdout) {
+                locks.push(LockInfo {
+                    id: id.to_owned(),
+                    ..lock
+                });
+            }
+        }
+        Ok(locks)
+    }
+
+    fn remove_locks(&self, ids: &[String]) -> Result<(), EngineError> {
+        // restic removes no lock by id; `unlock` removes those it proves stale, by the rule
+        // the caller used to pick `ids`.
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.unlock_stale()
+    }
+}
+
+impl ResticCli {
     fn unlock_stale(&self) -> Result<(), EngineError> {
         // Without --remove-all restic only removes locks it can prove dead or expired.
         let cmd = self.command("unlock");

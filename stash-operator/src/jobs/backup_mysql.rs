@@ -5,16 +5,21 @@ use std::time::{Duration, Instant};
 
 use super::flags::{DatabaseFlags, RepositoryFlags};
 use super::output::{snapshot_stats, SnapshotStats};
-use super::{block_on, engine_from_api, finish, kube_read, JobError, WAIT_INTERVAL};
+use super::{
+    block_on, engine_from_api, finish, kube_read, repository_lock, JobError, WAIT_INTERVAL,
+};
 use crate::datapath::dump_source::DumpSource;
 use crate::datapath::mysql_client::{
     dump_commands, split_args, split_multi_dump_args, wait_for_database, ClientOptionFile,
     DbTarget, NotReady,
 };
 use crate::datapath::{EngineError, RepositoryEngine, SnapshotSummary};
+use stash_core::plan::repository::{LockAdmission, RepositoryJob};
 
 /// The file each snapshot holds, as Stash names it.
 pub const DUMP_FILENAME: &str = "dumpfile.sql";
+/// The lock wait of [`run_backup`], as `--lock-wait`'s default.
+pub const DEFAULT_LOCK_WAIT_SECS: u64 = 120;
 
 /// Flags of `stash backup-mysql` (Stash's names).
 #[derive(Debug, Clone, clap::Args)]
@@ -101,8 +106,8 @@ pub struct BackupReport {
     pub summary: SnapshotSummary,
     /// True when this run created the repository.
     pub initialized: bool,
-    /// True when the repository was locked and stale locks were removed before the retry.
-    pub stale_locks_removed: bool,
+    /// Stale locks removed before the backup (left by crashed jobs).
+    pub stale_locks_removed: usize,
     /// Wall time of the streaming part.
     pub stream_time: Duration,
 }
@@ -128,12 +133,17 @@ impl BackupError {
     }
 }
 
-/// Waits for the database, creates the repository if needed, and streams the dump(s) into one
-/// new snapshot. Either the whole dump is in the repository, or no snapshot was added.
-pub fn run_backup(
+/// Waits for the database, creates the repository if needed, settles the repository's locks
+/// by the core rule ([`repository_lock::settle`]: stale ones go, a live conflicting one is
+/// waited for, then fails the backup), and streams the dump(s) into one new snapshot. Either the
+/// whole dump is in the repository, or no snapshot was added. Each lock decision goes to
+/// `on_locks`; a live conflicting lock is waited for at most `lock_wait`.
+pub fn run_backup_with_locks(
     engine: &dyn RepositoryEngine,
     target: &DbTarget,
     options: &BackupOptions,
+    lock_wait: Duration,
+    on_locks: &mut dyn FnMut(&LockAdmission),
 ) -> Result<BackupReport, BackupError> {
     wait_for_database(
         &options.mysql_program,
@@ -156,24 +166,39 @@ pub fn run_backup(
         ))
     };
     let started = Instant::now();
-    // No separate existence probe: restic opens the repository before it reads any input, so
-    // a missing one costs only the dump's first read, which is thrown away with its process.
     let mut initialized = false;
-    let mut tried_init = false;
-    let mut stale_locks_removed = false;
-    // At most one retry per cause: a missing repository is created, a lock is retried once
-    // after removing locks restic can prove stale (older than its limit, or from a dead process
-    // of this host); a live lock makes the backup fail.
+    let mut stale_locks_removed = 0;
+    let mut waited = Duration::ZERO;
+    let mut settle = |engine: &dyn RepositoryEngine, waited: &mut Duration| {
+        repository_lock::settle(
+            engine,
+            RepositoryJob::Backup,
+            lock_wait,
+            waited,
+            &mut |a: &LockAdmission| {
+                stale_locks_removed += a.remove.len();
+                on_locks(a);
+            },
+        )
+    };
+    // Locks first: a stale lock does not keep a backup out, but it would keep out the
+    // retention after it. A missing repository has none and is created below.
+    match settle(engine, &mut waited) {
+        Err(EngineError::RepositoryMissing(_)) => {
+            initialized = engine.init_if_missing()?;
+        }
+        other => other?,
+    }
+    // A missing repository is created once; a lock taken between the look and the backup is
+    // settled again by the same rule, within the same wait.
+    let mut tried_init = initialized;
     let summary = loop {
         match engine.backup_stream(&mut source(), &options.hostname, DUMP_FILENAME) {
             Err(EngineError::RepositoryMissing(_)) if !tried_init => {
                 tried_init = true;
                 initialized = engine.init_if_missing()?;
             }
-            Err(EngineError::Locked(_)) if !stale_locks_removed => {
-                engine.unlock_stale()?;
-                stale_locks_removed = true;
-            }
+            Err(EngineError::Locked(_)) => settle(engine, &mut waited)?,
             other => break other?,
         }
     };
@@ -183,6 +208,16 @@ pub fn run_backup(
         stale_locks_removed,
         stream_time: started.elapsed(),
     })
+}
+
+/// [`run_backup_with_locks`] with the default lock wait, recording no lock decisions.
+pub fn run_backup(
+    engine: &dyn RepositoryEngine,
+    target: &DbTarget,
+    options: &BackupOptions,
+) -> Result<BackupReport, BackupError> {
+    let wait = Duration::from_secs(DEFAULT_LOCK_WAIT_SECS);
+    run_backup_with_locks(engine, target, options, wait, &mut |_| {})
 }
 
 /// Entry point of `stash backup-mysql`.
@@ -220,7 +255,38 @@ fn run_from_api(args: &BackupMysqlArgs) -> Result<Vec<SnapshotStats>, JobError> 
         wait_timeout: Duration::from_secs(db.wait_timeout),
         wait_interval: WAIT_INTERVAL,
     };
-    let report = run_backup(&*engine, &target, &options)?;
+    // The Repository shows what was done about its locks; a failed write only loses the note.
+    let mut on_locks = |admission: &LockAdmission| {
+        if args.backupsession.is_empty() {
+            return;
+        }
+        let written = block_on(async {
+            let client = kube_read::client().await?;
+            repository_lock::record_condition(
+                &client,
+                &db.namespace,
+                &args.backupsession,
+                admission,
+            )
+            .await
+            .map_err(|e| JobError::Kube(e.to_string()))
+        });
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("repository lock condition not recorded: {e}"),
+            Err(e) => eprintln!("repository lock condition not recorded: {e}"),
+        }
+    };
+    // `--lock-wait` bounds both the wait for a live lock seen before the backup and the
+    // engine's own wait when one races in.
+    let lock_wait = args.repository.lock_wait;
+    let report = run_backup_with_locks(&*engine, &target, &options, lock_wait, &mut on_locks)?;
+    if report.stale_locks_removed > 0 {
+        eprintln!(
+            "removed {} stale repository lock(s) left by crashed jobs",
+            report.stale_locks_removed
+        );
+    }
     Ok(vec![snapshot_stats(
         &report.summary,
         DUMP_FILENAME,

@@ -10,6 +10,7 @@ pub mod backup_mysql;
 pub mod flags;
 pub mod kube_read;
 pub mod output;
+pub mod repository_lock;
 pub mod restore_mysql;
 pub mod service_address;
 pub mod wipe_out;

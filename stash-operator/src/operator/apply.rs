@@ -10,6 +10,8 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
 use stash_core::plan::{EventSpec, FinalizerAction, ObjectKey, Plan, FIELD_MANAGER};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 
 /// An ApiResource for a kind whose plural we know.
 pub fn api_resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
@@ -72,10 +74,71 @@ impl ApplyError {
     }
 }
 
+/// What this process last applied to each child: a hash of the applied body and the
+/// resourceVersion the server answered. A child whose live resourceVersion is still that one,
+/// and whose desired body hashes the same, is not applied again (an apply that changes
+/// nothing still costs the server a request; at 10,000 BackupConfigurations, 7 per reconcile).
+#[derive(Default)]
+pub struct Applied {
+    by_key: std::sync::Mutex<HashMap<u64, (u64, String)>>,
+}
+
+fn hash_of(v: &impl Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
+fn key_hash(k: &ObjectKey) -> u64 {
+    hash_of(&(&k.api_version, &k.kind, &k.namespace, &k.name))
+}
+
+impl Applied {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (u64, String)>> {
+        // Entries are replaced whole: a poisoned map is still consistent.
+        self.by_key.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `body` was applied to `key` and the child is unchanged since (`live`: its
+    /// resourceVersion now).
+    fn current(&self, key: &ObjectKey, body: u64, live: Option<&String>) -> bool {
+        let Some(live) = live else { return false };
+        self.lock()
+            .get(&key_hash(key))
+            .is_some_and(|(b, rv)| *b == body && rv == live)
+    }
+
+    fn record(&self, key: &ObjectKey, body: u64, rv: Option<String>) {
+        let mut map = self.lock();
+        match rv {
+            Some(rv) => map.insert(key_hash(key), (body, rv)),
+            None => map.remove(&key_hash(key)),
+        };
+    }
+}
+
 /// Carries out `plan` for `obj`: finalizer first (so children never outlive cleanup), then
 /// applies, deletions, the status (with the object's resourceVersion, so a status the job
 /// wrote meanwhile is never overwritten), then events.
 pub async fn execute<K>(ctx: &Context, obj: &K, plan: &Plan) -> Result<(), ApplyError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    execute_with(ctx, obj, plan, None).await
+}
+
+/// [`execute`], knowing the live children's resourceVersions (`live`): a child this process
+/// applied with the same body, unchanged since, is not applied again.
+pub async fn execute_with<K>(
+    ctx: &Context,
+    obj: &K,
+    plan: &Plan,
+    live: Option<&BTreeMap<ObjectKey, String>>,
+) -> Result<(), ApplyError>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -120,12 +183,25 @@ where
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for object in &plan.apply {
         let (api_version, kind, obj_name, obj_ns) = identity(object)?;
+        let key = ObjectKey {
+            api_version: api_version.clone(),
+            kind: kind.clone(),
+            namespace: obj_ns.clone(),
+            name: obj_name.clone(),
+        };
+        let body = hash_of(&object.to_string());
+        if let Some(live) = live {
+            if ctx.applied.current(&key, body, live.get(&key)) {
+                continue;
+            }
+        }
         let child = dynamic_api(ctx, &api_version, &kind, obj_ns.as_deref());
         let label = format!("{kind} {}/{obj_name}", obj_ns.clone().unwrap_or_default());
-        child
+        let applied = child
             .patch(&obj_name, &params, &Patch::Apply(object))
             .await
             .map_err(api_err("Apply", &label))?;
+        ctx.applied.record(&key, body, applied.resource_version());
     }
 
     for key in &plan.delete {

@@ -40,8 +40,8 @@ pub async fn repository(
     let Some((repo_ns, repo_name)) = rules::repository_key(ns, r) else {
         return Ok((None, None, false));
     };
-    let repo = match ctx.caches() {
-        Some(c) => cache::get(&c.repositories, &repo_ns, &repo_name).await,
+    let repo = match ctx.caches().await {
+        Some(c) => cache::get(&c.repositories, &repo_ns, &repo_name),
         None => {
             get_opt(
                 &Api::<Repository>::namespaced(ctx.client.clone(), &repo_ns),
@@ -88,8 +88,8 @@ pub async fn appbinding(
     let Some((target_ns, name)) = rules::appbinding_key(ns, r) else {
         return Ok(None);
     };
-    if let Some(c) = ctx.caches() {
-        return Ok(cache::get(&c.appbindings, &target_ns, &name).await);
+    if let Some(c) = ctx.caches().await {
+        return Ok(cache::get(&c.appbindings, &target_ns, &name));
     }
     get_opt(
         &Api::<AppBinding>::namespaced(ctx.client.clone(), &target_ns),
@@ -102,9 +102,9 @@ pub async fn appbinding(
 pub async fn catalog(
     ctx: &Context,
 ) -> ReadResult<(BTreeMap<String, Task>, BTreeMap<String, Function>)> {
-    if let Some(c) = ctx.caches() {
-        let tasks = cache::all(&c.tasks).await;
-        let functions = cache::all(&c.functions).await;
+    if let Some(c) = ctx.caches().await {
+        let tasks = cache::all(&c.tasks);
+        let functions = cache::all(&c.functions);
         return Ok((
             tasks.into_iter().map(|t| (t.name_any(), t)).collect(),
             functions.into_iter().map(|f| (f.name_any(), f)).collect(),
@@ -128,8 +128,8 @@ pub async fn catalog(
 
 /// Labels of a namespace.
 pub async fn namespace_labels(ctx: &Context, ns: &str) -> ReadResult<BTreeMap<String, String>> {
-    let stored = match ctx.caches() {
-        Some(c) => cache::namespace_labels(&c.namespaces, ns).await,
+    let stored = match ctx.caches().await {
+        Some(c) => cache::namespace_labels(&c.namespaces, ns),
         None => get_opt(&Api::<Namespace>::all(ctx.client.clone()), ns)
             .await?
             .and_then(|n| n.metadata.labels)
@@ -138,15 +138,15 @@ pub async fn namespace_labels(ctx: &Context, ns: &str) -> ReadResult<BTreeMap<St
     Ok(rules::namespace_labels(ns, Some(&stored)))
 }
 
-/// Children of an invoker, found by its labels.
+/// Children of an invoker, found by its labels, with their resourceVersions.
 pub async fn children(
     ctx: &Context,
     ns: &str,
     kind: &str,
     name: &str,
-) -> ReadResult<Vec<ObjectKey>> {
+) -> ReadResult<BTreeMap<ObjectKey, String>> {
     let selector = rules::selector(&rules::child_labels(kind, name));
-    let mut out = Vec::new();
+    let mut out = BTreeMap::new();
     for (api_version, child_kind, plural) in rules::CHILD_KINDS {
         let ar = super::apply::api_resource(api_version, child_kind, plural);
         let api: Api<kube::api::DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
@@ -155,15 +155,15 @@ pub async fn children(
             .await?
             .items
         {
-            out.push(ObjectKey {
+            let key = ObjectKey {
                 api_version: api_version.into(),
                 kind: child_kind.into(),
                 namespace: Some(ns.into()),
                 name: o.name_any(),
-            });
+            };
+            out.insert(key, o.resource_version().unwrap_or_default());
         }
     }
-    out.sort();
     Ok(out)
 }
 
@@ -221,24 +221,13 @@ pub async fn repository_references(
         references_repository(object_ns, repo, &ns, &name)
             .then(|| invoker_reference(kind, object_ns, object))
     };
-    let mut refs: Vec<TypedObjectReference> = match ctx.caches() {
-        Some(c) => {
-            let mut refs = cache::find(&c.backup_configurations, |bc: &BackupConfiguration| {
-                refers(
-                    "BackupConfiguration",
-                    &bc.metadata,
-                    bc.spec.repository.as_ref(),
-                )
-            })
-            .await;
-            refs.extend(
-                cache::find(&c.restore_sessions, |rs: &RestoreSession| {
-                    refers("RestoreSession", &rs.metadata, rs.spec.repository.as_ref())
-                })
-                .await,
-            );
-            refs
-        }
+    let mut refs: Vec<TypedObjectReference> = match ctx.caches().await {
+        Some(c) => c
+            .references
+            .of(&ns, &name)
+            .into_iter()
+            .map(|(kind, object_ns, object)| invoker_reference(kind, &object_ns, &object))
+            .collect(),
         None => {
             let backups = Api::<BackupConfiguration>::all(ctx.client.clone())
                 .list(&ListParams::default())
@@ -271,6 +260,15 @@ pub async fn backup_configuration_inputs(
     ctx: &Context,
     bc: &BackupConfiguration,
 ) -> ReadResult<BackupConfigurationInputs> {
+    Ok(backup_configuration_inputs_and_children(ctx, bc).await?.0)
+}
+
+/// Inputs of the BackupConfiguration planner for `bc`, with its live children and their
+/// resourceVersions (so the apply step can skip children it applied unchanged).
+pub async fn backup_configuration_inputs_and_children(
+    ctx: &Context,
+    bc: &BackupConfiguration,
+) -> ReadResult<(BackupConfigurationInputs, BTreeMap<ObjectKey, String>)> {
     let ns = bc.namespace().unwrap_or_else(|| "default".into());
     let (repository, storage_secret_keys, storage_secret_forbidden) =
         repository(ctx, &ns, bc.spec.repository.as_ref()).await?;
@@ -281,9 +279,10 @@ pub async fn backup_configuration_inputs(
     )
     .await?;
     let (tasks, functions) = catalog(ctx).await?;
-    Ok(BackupConfigurationInputs {
+    let live = children(ctx, &ns, "BackupConfiguration", &bc.name_any()).await?;
+    let inputs = BackupConfigurationInputs {
         namespace_labels: namespace_labels(ctx, &ns).await?,
-        children: children(ctx, &ns, "BackupConfiguration", &bc.name_any()).await?,
+        children: live.keys().cloned().collect(),
         bc: bc.clone(),
         repository,
         storage_secret_keys,
@@ -293,7 +292,8 @@ pub async fn backup_configuration_inputs(
         functions,
         settings: ctx.settings.clone(),
         now: Some(ctx.now()),
-    })
+    };
+    Ok((inputs, live))
 }
 
 /// Inputs of the BackupSession planner for `session`.

@@ -47,6 +47,8 @@ pub struct Context {
     pub pushgateway_url: Option<String>,
     /// Reflector caches, once the controllers run (before that, reads go to the API).
     pub caches: std::sync::OnceLock<cache::Caches>,
+    /// What this process last applied to each child (see [`apply::Applied`]).
+    pub applied: apply::Applied,
     /// Waits before retrying objects whose reconcile failed.
     pub error_backoff: backoff::ErrorBackoff,
 }
@@ -72,6 +74,7 @@ impl Context {
             max_requeue,
             pushgateway_url: None,
             caches: std::sync::OnceLock::new(),
+            applied: apply::Applied::default(),
             // Up to the longest requeue in production; a test under a virtual clock (short
             // requeues) still backs off, but to no more than 8 s of real time.
             error_backoff: backoff::ErrorBackoff::new(
@@ -81,9 +84,12 @@ impl Context {
         }
     }
 
-    /// The reflector caches, when the controllers run.
-    pub fn caches(&self) -> Option<&cache::Caches> {
-        self.caches.get()
+    /// The reflector caches once they have listed, when the controllers run (before that,
+    /// reads go to the API).
+    pub async fn caches(&self) -> Option<&cache::Caches> {
+        let caches = self.caches.get()?;
+        caches.wait_ready().await;
+        Some(caches)
     }
 
     /// The operator's `now`.
@@ -141,9 +147,9 @@ async fn reconcile_backup_configuration(
         return Ok(Action::await_change());
     };
     let ns = bc.namespace().unwrap_or_else(|| "default".into());
-    let inputs = gather::backup_configuration_inputs(&ctx, &bc).await?;
+    let (inputs, live) = gather::backup_configuration_inputs_and_children(&ctx, &bc).await?;
     let plan = plan::backup_configuration::plan(&inputs);
-    apply::execute(&ctx, &bc, &plan).await?;
+    apply::execute_with(&ctx, &bc, &plan, Some(&live)).await?;
     if plan.finalizer == plan::FinalizerAction::Remove {
         // Deleted: its series go with it.
         let name = bc.name_any();
@@ -328,12 +334,41 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         }
     };
 
-    let bc = Controller::new(
-        Api::<DeserializeGuard<BackupConfiguration>>::all(client.clone()),
-        wc(),
-    );
-    let bc_store = bc.store();
-    let bc = bc
+    // BackupConfigurations, RestoreSessions and Repositories are both controllers' main
+    // objects and caches other reconciles read: one reflector each, shared.
+    let (readiness, ready) = cache::Readiness::new(7);
+    let references = cache::References::default();
+    let index = references.clone();
+    let (bc_store, bc_stream) = cache::reflect_with(&client, &readiness, move |event| {
+        index.observe("BackupConfiguration", event, |bc: &BackupConfiguration| {
+            bc.spec.repository.as_ref()
+        })
+    });
+    let index = references.clone();
+    let (rs_store, rs_stream) = cache::reflect_with(&client, &readiness, move |event| {
+        index.observe("RestoreSession", event, |rs: &RestoreSession| {
+            rs.spec.repository.as_ref()
+        })
+    });
+    let (repo_store, repo_stream) = cache::reflect(&client, &readiness);
+    let (tasks, tasks_sync) = cache::reflect(&client, &readiness);
+    let (functions, functions_sync) = cache::reflect(&client, &readiness);
+    let (appbindings, appbindings_sync) = cache::reflect(&client, &readiness);
+    let (namespaces, namespaces_sync) = cache::reflect(&client, &readiness);
+    // A restart of the controllers keeps the caches of the first run (they stay current).
+    let _ = ctx.caches.set(cache::Caches {
+        tasks,
+        functions,
+        repositories: repo_store.clone(),
+        appbindings,
+        namespaces,
+        backup_configurations: bc_store.clone(),
+        restore_sessions: rs_store.clone(),
+        ready,
+        references,
+    });
+
+    let bc = Controller::for_stream(bc_stream, bc_store.clone())
         .owns(Api::<CronJob>::all(client.clone()), wc())
         .with_config(config.clone())
         .graceful_shutdown_on(stop())
@@ -356,12 +391,7 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         ctx.clone(),
     )
     .for_each(|_| async {});
-    let rs = Controller::new(
-        Api::<DeserializeGuard<RestoreSession>>::all(client.clone()),
-        wc(),
-    );
-    let rs_store = rs.store();
-    let rs = rs
+    let rs = Controller::for_stream(rs_stream, rs_store.clone())
         .owns(Api::<Job>::all(client.clone()), wc())
         .with_config(config.clone())
         .graceful_shutdown_on(stop())
@@ -371,32 +401,19 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let (tasks, tasks_sync) = cache::reflect(&client);
-    let (functions, functions_sync) = cache::reflect(&client);
-    let (appbindings, appbindings_sync) = cache::reflect(&client);
-    let (namespaces, namespaces_sync) = cache::reflect(&client);
-    let repo = Controller::new(
-        Api::<DeserializeGuard<Repository>>::all(client.clone()),
-        wc(),
-    );
-    // A restart of the controllers keeps the caches of the first run (they stay current).
-    let _ = ctx.caches.set(cache::Caches {
-        tasks,
-        functions,
-        repositories: repo.store(),
-        appbindings,
-        namespaces,
-        backup_configurations: bc_store.clone(),
-        restore_sessions: rs_store.clone(),
-    });
     let caches = async {
         let stop = stop();
         tokio::select! {
             _ = stop => {}
-            _ = futures_util::future::join4(tasks_sync, functions_sync, appbindings_sync, namespaces_sync) => {}
+            _ = futures_util::future::join4(
+                cache::drive(tasks_sync),
+                cache::drive(functions_sync),
+                cache::drive(appbindings_sync),
+                cache::drive(namespaces_sync),
+            ) => {}
         }
     };
-    let repo = repo
+    let repo = Controller::for_stream(repo_stream, repo_store)
         .owns(Api::<Job>::all(client.clone()), wc())
         .with_config(config)
         .graceful_shutdown_on(stop())
@@ -425,8 +442,8 @@ async fn prune_metrics(
             _ = &mut stop => return,
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
         }
-        // An empty cache may mean "not synced yet", not "nothing exists": keep everything then.
-        if backups.wait_until_ready().await.is_err() || restores.wait_until_ready().await.is_err() {
+        // An empty cache may mean "not synced yet", not "nothing exists": wait for the list.
+        if ctx.caches().await.is_none() {
             continue;
         }
         ctx.metrics.retain(

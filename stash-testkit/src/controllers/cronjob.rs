@@ -2,7 +2,7 @@
 //! clock, honours suspend, concurrencyPolicy and startingDeadlineSeconds, tracks active Jobs
 //! and prunes finished ones beyond the history limits.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{json, Value};
 
@@ -53,8 +53,9 @@ pub(super) fn by_controller_uid(objects: &[std::sync::Arc<Value>]) -> HashMap<&s
     out
 }
 
-/// One pass over every CronJob.
-pub(super) fn sync(api: &Apiserver) {
+/// One pass over every CronJob, or over just the CronJobs `only` names (`(namespace, name)`:
+/// those written since the last pass, when neither Jobs nor the clock moved).
+pub(super) fn sync(api: &Apiserver, only: Option<&BTreeSet<(String, String)>>) {
     let (Ok(cj_info), Ok(jobs_info)) = (
         api.resource("batch", "v1", "cronjobs"),
         api.resource("batch", "v1", "jobs"),
@@ -64,7 +65,16 @@ pub(super) fn sync(api: &Apiserver) {
     let jobs = api.objects_of(&jobs_info);
     let by_controller = by_controller_uid(&jobs);
     let now = api.clock.now();
-    for cj in api.objects_of(&cj_info) {
+    let cronjobs = match only {
+        None => api.objects_of(&cj_info),
+        Some(keys) => {
+            let state = api.store.lock();
+            keys.iter()
+                .filter_map(|(ns, name)| state.get(&Apiserver::key(&cj_info, ns, name)))
+                .collect()
+        }
+    };
+    for cj in cronjobs {
         if cj["metadata"].get("deletionTimestamp").is_some() {
             continue;
         }
@@ -148,26 +158,38 @@ pub(super) fn sync(api: &Apiserver) {
             }
         }
 
-        let _ = api.modify(&cj_info, &ns, &name, "status", MANAGER, |o| {
-            let before = o["status"].clone();
-            if !o["status"].is_object() {
-                o["status"] = json!({});
+        let update = |status: &mut Value| {
+            if !status.is_object() {
+                *status = json!({});
             }
             if active.is_empty() {
-                if let Some(m) = o["status"].as_object_mut() {
+                if let Some(m) = status.as_object_mut() {
                     m.remove("active");
                 }
             } else {
-                o["status"]["active"] = json!(active);
+                status["active"] = json!(active);
             }
             if let Some(t) = &last_schedule {
-                o["status"]["lastScheduleTime"] = json!(t);
+                status["lastScheduleTime"] = json!(t);
             }
             if let Some(t) = &last_success {
-                o["status"]["lastSuccessfulTime"] = json!(t);
+                status["lastSuccessfulTime"] = json!(t);
             }
-            o["status"] != before
-        });
+        };
+        // Decided on the stored object first: a write (which copies the whole object) only
+        // when the status moves.
+        let mut status = cj["status"].clone();
+        update(&mut status);
+        // A new CronJob has no status yet: an empty one is no change (the real API server
+        // stores `status: {}` at creation; writing it here cost a write per new CronJob).
+        let unchanged = status == cj["status"] || (cj["status"].is_null() && status == json!({}));
+        if !unchanged {
+            let _ = api.modify(&cj_info, &ns, &name, "status", MANAGER, |o| {
+                let before = o["status"].clone();
+                update(&mut o["status"]);
+                o["status"] != before
+            });
+        }
 
         prune_history(api, &jobs_info, &mine, spec, &cj);
     }

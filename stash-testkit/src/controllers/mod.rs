@@ -244,8 +244,12 @@ impl ControllerManager {
         {
             gc::sync(&inner.api);
         }
-        if inner.set.cronjob && dirty.any(&["batch/cronjobs", "batch/jobs"]) {
-            cronjob::sync(&inner.api);
+        if inner.set.cronjob {
+            if dirty.any(&["batch/jobs"]) {
+                cronjob::sync(&inner.api, None);
+            } else if !dirty.cronjobs.is_empty() {
+                cronjob::sync(&inner.api, Some(&dirty.cronjobs));
+            }
         }
         if inner.set.job && dirty.any(&["batch/jobs", "/pods"]) {
             inner.jobs.sync(&inner.api);
@@ -271,6 +275,9 @@ struct Dirty {
     all: bool,
     /// Storage prefixes (`group/plural`) written to.
     resources: BTreeSet<String>,
+    /// CronJobs written to, `(namespace, name)`: the CronJob controller looks at just these
+    /// when no Job changed.
+    cronjobs: BTreeSet<(String, String)>,
     /// Something was deleted or is being deleted: the garbage collector scans everything.
     deletions: bool,
     /// Written objects that have owners: the garbage collector checks just these.
@@ -290,6 +297,10 @@ impl Dirty {
             return;
         }
         self.resources.insert(change.key.resource.clone());
+        if change.key.resource == "batch/cronjobs" {
+            self.cronjobs
+                .insert((change.key.namespace.clone(), change.key.name.clone()));
+        }
         let meta = &change.object["metadata"];
         if change.kind == ChangeKind::Deleted || meta.get("deletionTimestamp").is_some() {
             self.deletions = true;

@@ -191,6 +191,14 @@ impl MysqlServer {
         Ok(sums)
     }
 
+    /// Kills the server with SIGKILL, as a crash or the OOM killer would; its clients lose
+    /// their connections at once. The data directory stays until the value is dropped.
+    pub fn kill(&mut self) -> Result<(), MysqlServerError> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
     fn create_user(&self) -> Result<(), MysqlServerError> {
         self.execute(&format!(
             "CREATE USER '{u}'@'%' IDENTIFIED BY '{p}'; \

@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::auth::SimpleAuth;
 use s3s::dto::*;
-use s3s::service::S3ServiceBuilder;
+use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3Request, S3Response, S3Result, S3};
 
 /// Errors from starting an [`S3Server`].
@@ -31,13 +31,22 @@ pub enum S3ServerError {
 }
 
 /// A running in-process S3 server, stopped and deleted on drop.
-#[derive(Debug)]
 pub struct S3Server {
     addr: SocketAddr,
     access_key: String,
     secret_key: String,
+    service: S3Service,
     runtime: Option<tokio::runtime::Runtime>,
     root: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for S3Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Server")
+            .field("addr", &self.addr)
+            .field("running", &self.runtime.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl S3Server {
@@ -58,41 +67,35 @@ impl S3Server {
         };
         // Bound here, before the runtime starts, so the port is ours with no race.
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("s3-server")
-            .enable_io()
-            .enable_time()
-            .build()?;
-        let listener = {
-            let _guard = runtime.enter();
-            tokio::net::TcpListener::from_std(listener)?
-        };
-        runtime.spawn(async move {
-            let http = ConnBuilder::new(TokioExecutor::new());
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    continue;
-                };
-                let conn = http
-                    .serve_connection(TokioIo::new(socket), service.clone())
-                    .into_owned();
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-        });
+        let runtime = serve(listener, service.clone())?;
         let server = S3Server {
             addr,
             access_key,
             secret_key,
+            service,
             runtime: Some(runtime),
             root,
         };
         server.create_bucket("stash")?;
         Ok(server)
+    }
+
+    /// Stops serving, as a crashed or unreachable server: the port is closed and open
+    /// connections are dropped. The stored objects stay; [`S3Server::resume`] serves them again.
+    pub fn stop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+
+    /// Serves again on the same port after [`S3Server::stop`].
+    pub fn resume(&mut self) -> Result<(), S3ServerError> {
+        if self.runtime.is_none() {
+            let listener = std::net::TcpListener::bind(self.addr)?;
+            self.runtime = Some(serve(listener, self.service.clone())?);
+        }
+        Ok(())
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -138,6 +141,40 @@ impl S3Server {
         };
         format!("s3:{}/{path}", self.endpoint())
     }
+}
+
+/// Serves `service` on `listener` from a runtime of its own; dropping the runtime closes the
+/// port and every connection.
+fn serve(
+    listener: std::net::TcpListener,
+    service: S3Service,
+) -> Result<tokio::runtime::Runtime, S3ServerError> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("s3-server")
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let listener = {
+        let _guard = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    runtime.spawn(async move {
+        let http = ConnBuilder::new(TokioExecutor::new());
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let conn = http
+                .serve_connection(TokioIo::new(socket), service.clone())
+                .into_owned();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+    });
+    Ok(runtime)
 }
 
 /// s3s-fs with one fix: an empty `delimiter=` (which minio-go, and so restic, sends for a
