@@ -3,7 +3,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release -p stash-operator --bin stash
+# Without the `embedded` feature: no fake API server, providers or s3s in the image.
+RUN cargo build --release -p stash-operator --bin stash --no-default-features
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -90,9 +90,12 @@ def deleting_repo(backend, secret_name, **extra):
     r = repo(backend, secret_name=secret_name, extra=dict(wipeOut=True, **extra))
     r["metadata"].update(deleting_meta)
     return r
+# The smallest pod spec an API server accepts in a Job, CronJob or Pod (fixtures must be storable).
+pod_spec = {"restartPolicy": "Never", "containers": [{"name": "stash", "image": "ghcr.io/stash-rs/stash:v0.1.0"}]}
 wipe_job = lambda status: {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-wipeout-s3-repo", "namespace": NS, "labels": {"job-name": "stash-wipeout-s3-repo"}},
-    "spec": {"template": {"spec": {"containers": []}}}, "status": status}
+    "spec": {"template": {"spec": pod_spec}}, "status": status}
 wipe_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stash-wipeout-s3-repo-q8z4x", "namespace": NS, "labels": {"job-name": "stash-wipeout-s3-repo"}},
+    "spec": pod_spec,
     "status": {"phase": "Failed", "containerStatuses": [{"name": "wipe-out", "image": "x", "imageID": "", "ready": False, "restartCount": 0, "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}}
 case("repo-wipe-out-start", [s3_secret, deleting_repo(S3, "s3-secret")], "A Repository with wipeOut: true is deleted: a Job (with read access to the storage Secret only) deletes its data; the finalizer stays.")
 case("repo-wipe-out-done", [s3_secret, deleting_repo(S3, "s3-secret"), wipe_job({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]})], "The wipe-out Job completed: the finalizer goes.")
@@ -117,12 +120,23 @@ case("bc-invalid-cron", base() + [bc(schedule="*/5 * * *")], "Four-field schedul
 case("bc-invalid-fields", base() + [bc(retentionPolicy={"name": "", "keepLast": -1}, timeOut="soon", backupHistoryLimit=-2, driver="VolumeSnapshotter")], "Several bad fields: each is named in ValidationPassed.")
 case("bc-no-backend", [s3_secret, repo({}), appbinding, db_secret, bc()], "A Repository without a backend: Invalid, naming spec.backend.")
 longname = "a-very-long-backup-configuration-name-for-the-production-mysql-cluster-in-eu-west"
-case("bc-long-names", base() + [bc(metadata={"name": longname}), session(name=longname[:52] + "-1795791000", bc_name=longname)], "Names past 52/63 characters are bounded with a hash suffix.")
+def bounded(name, limit):
+    # stash_core::names::bounded: a prefix, '-' and the FNV-1a 32-bit hash of the whole name.
+    if len(name) <= limit: return name
+    h = 0x811c9dc5
+    for b in name.encode(): h = ((h ^ b) * 0x01000193) & 0xffffffff
+    return name[:limit - 9].rstrip("-.") + f"-{h:08x}"
+long_session = session(name=longname[:52] + "-1795791000", bc_name=longname)
+# Label values are at most 63 characters: the trigger writes the bounded name, as the planners do.
+long_session["metadata"]["labels"]["stash.appscode.com/invoker-name"] = bounded(longname, 63)
+case("bc-long-names", base() + [bc(metadata={"name": longname}), long_session], "Names past 52/63 characters are bounded with a hash suffix.")
+long_cronjob = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": bounded("stash-trigger-" + longname, 52), "namespace": NS, "labels": {"stash.appscode.com/invoker-type": "BackupConfiguration", "stash.appscode.com/invoker-name": bounded(longname, 63)}}, "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": pod_spec}}}}}
+case("bc-long-names-deleting", base() + [bc(metadata={"name": longname, "deletionTimestamp": "2026-11-27T14:59:00Z", "finalizers": ["stash.appscode.com"]}), long_cronjob], "Deletion of a BackupConfiguration with a long name: its CronJob, labelled with the bounded name, is found and deleted.")
 case("bc-usage-policy-denied", [secret("s3-secret", ["RESTIC_PASSWORD"], ns="backup"), repo(S3, ns="backup"), appbinding, db_secret, bc(repository={"name": "s3-repo", "namespace": "backup"})], "A Repository in another namespace without usagePolicy: Invalid.")
 case("bc-usage-policy-selector", [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "labels": {"stash/backup": "allowed"}}},
     secret("s3-secret", ["RESTIC_PASSWORD"], ns="backup"), repo(S3, ns="backup", extra={"usagePolicy": {"allowedNamespaces": {"from": "Selector", "selector": {"matchLabels": {"stash/backup": "allowed"}}}}}), appbinding, db_secret, bc(repository={"name": "s3-repo", "namespace": "backup"})], "Cross-namespace Repository allowed by a namespace selector: Ready.")
 deleting = bc(metadata={"deletionTimestamp": "2026-11-27T14:59:00Z", "finalizers": ["stash.appscode.com"]})
-cj_child = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "stash-trigger-sample-mysql-backup", "namespace": NS, "labels": {"stash.appscode.com/invoker-type": "BackupConfiguration", "stash.appscode.com/invoker-name": "sample-mysql-backup"}}, "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}}}
+cj_child = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "stash-trigger-sample-mysql-backup", "namespace": NS, "labels": {"stash.appscode.com/invoker-type": "BackupConfiguration", "stash.appscode.com/invoker-name": "sample-mysql-backup"}}, "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": pod_spec}}}}}
 case("bc-deleting", base() + [deleting, cj_child], "Deletion: children found by label are deleted and the finalizer removed.")
 custom_fn = {"apiVersion": "stash.appscode.com/v1beta1", "kind": "Function", "metadata": {"name": "custom-backup"},
     "spec": {"image": "example.com/custom:1", "args": ["backup", "--target=${TARGET_NAME}", "--token=${API_TOKEN}"]}}
@@ -131,7 +145,7 @@ custom_task = {"apiVersion": "stash.appscode.com/v1beta1", "kind": "Task", "meta
 case("session-unresolved-variable", base() + [custom_fn, custom_task, bc(task={"name": "custom-backup"}), session()], "A Function variable with no value and no default: BackupExecutorEnsured False naming it, the session Failed; nothing panics.")
 case("session-start", base() + [bc(), session()], "A new session of a Ready BackupConfiguration: the backup Job, phase Running.")
 older_running = session(name="sample-mysql-backup-1795790700", created="2026-11-27T14:45:00Z", status=running_status())
-older_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-backup-sample-mysql-backup-1795790700-0", "namespace": NS}, "spec": {"template": {"spec": {"containers": []}}}, "status": {"active": 1}}
+older_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-backup-sample-mysql-backup-1795790700-0", "namespace": NS}, "spec": {"template": {"spec": pod_spec}}, "status": {"active": 1}}
 case("session-skipped-another-running", base() + [bc(), older_running, older_job, session()], "Another session of the same configuration is Running: Skipped.")
 case("session-skipped-not-ready", [s3_secret, appbinding, db_secret, bc(), session()], "The configuration is not Ready (no Repository): Skipped.")
 # Hand-written sessions (no invoker labels) count by spec.invoker; a BackupBatch's session of
@@ -149,9 +163,10 @@ evaluated_earlier["status"] = {"observedGeneration": 1, "phase": "NotReady", "co
 case("session-waits-for-configuration", base() + [evaluated_earlier, session(labels=False)],
      "The configuration's status is from an older generation (not evaluated yet): the session waits Pending, requeued, instead of being Skipped.")
 failed_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-backup-sample-mysql-backup-1795791000-0", "namespace": NS},
-    "spec": {"template": {"spec": {"containers": []}}},
+    "spec": {"template": {"spec": pod_spec}},
     "status": {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}}
 failed_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stash-backup-sample-mysql-backup-1795791000-0-x7k2p", "namespace": NS, "labels": {"job-name": "stash-backup-sample-mysql-backup-1795791000-0"}},
+    "spec": pod_spec,
     "status": {"phase": "Failed", "initContainerStatuses": [{"name": "mysql-backup-8-0-21-0", "image": "x", "imageID": "", "ready": False, "restartCount": 0, "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}}
 case("session-job-failed", base() + [bc(), session(status=running_status()), failed_job, failed_pod], "The backup pod was OOM-killed: the session ends Failed with the container and exit code.")
 case("session-job-deleted", base() + [bc(), session(status=running_status())], "The backup Job vanished: Failed with a reason instead of Running forever.")
@@ -191,6 +206,7 @@ pre_failed = running_status()
 pre_failed["targets"][0]["conditions"].append(hook_cond("preBackup", False, "Failed to execute preBackup hook. Reason: command terminated with non-zero exit code: 3"))
 pre_failed["targets"][0]["stats"] = [{"hostname": "host-0", "phase": "Failed", "error": "command terminated with non-zero exit code: 3"}]
 hook_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stash-backup-sample-mysql-backup-1795791000-0-h00k5", "namespace": NS, "labels": {"job-name": "stash-backup-sample-mysql-backup-1795791000-0"}},
+    "spec": pod_spec,
     "status": {"phase": "Failed", "initContainerStatuses": [{"name": "pre-task-hook", "image": "x", "imageID": "", "ready": False, "restartCount": 0, "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}}
 case("session-prehook-failed", base() + [bc(hooks={"preBackup": pre_hook}), session(status=pre_failed), failed_job, hook_pod], "The preBackup hook failed: the target and session are Failed with the hook's reason; no backup ran.")
 active_job = dict(failed_job, status={"active": 1})
@@ -213,7 +229,7 @@ def restore_running(conds=(), stats=None):
         {"type": "RestoreExecutorEnsured", "status": "True", "reason": "SuccessfullyEnsuredRestoreExecutor", "message": "Restorer job/init-container has been ensured successfully for AppBinding demo/sample-mysql.", "lastTransitionTime": T0, "observedGeneration": 1}] + list(conds)}
     if stats: st["stats"] = stats
     return st
-restore_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-restore-sample-mysql-restore-0", "namespace": NS}, "spec": {"template": {"spec": {"containers": []}}}, "status": {"active": 1}}
+restore_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "stash-restore-sample-mysql-restore-0", "namespace": NS}, "spec": {"template": {"spec": pod_spec}}, "status": {"active": 1}}
 def restore_with(status, **spec):
     r = restore(**spec)
     r["metadata"]["finalizers"] = ["stash.appscode.com"]

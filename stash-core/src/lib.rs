@@ -11,6 +11,7 @@ pub mod conditions;
 pub mod crd;
 pub mod cron;
 pub mod duration;
+pub mod gather;
 pub mod hooks;
 pub mod names;
 pub mod output;

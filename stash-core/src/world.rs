@@ -4,7 +4,7 @@
 use crate::api::{
     AppBinding, BackupConfiguration, BackupSession, Function, Repository, RestoreSession, Task,
 };
-use crate::plan::labels::{INVOKER_NAME, INVOKER_TYPE};
+use crate::gather;
 use crate::plan::{self, ObjectKey, Plan, Settings};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -193,12 +193,14 @@ impl World {
                 self.appbindings.insert(key, typed(&what, value)?);
             }
             ("v1", "Secret") => {
-                let mut keys = BTreeSet::new();
-                for field in ["data", "stringData"] {
-                    if let Some(m) = value.get(field).and_then(Value::as_object) {
-                        keys.extend(m.keys().cloned());
-                    }
-                }
+                let keys_of = |field: &str| {
+                    value
+                        .get(field)
+                        .and_then(Value::as_object)
+                        .map(|m| m.keys().cloned().collect::<Vec<_>>())
+                        .unwrap_or_default()
+                };
+                let keys = gather::secret_key_names(&keys_of("data"), &keys_of("stringData"));
                 self.secret_keys.insert(key, keys);
             }
             ("v1", "Namespace") => {
@@ -222,43 +224,49 @@ impl World {
     }
 
     /// The plans for every reconciled object, BackupConfigurations first, in name order.
-    /// A session sees its BackupConfiguration with the status planned here when the set gives
-    /// none, as it would after the operator's first pass.
     pub fn plan_all(&self, settings: &Settings, now: &Time) -> Vec<Plan> {
-        let mut plans = Vec::new();
+        self.inputs_all(settings, now)
+            .iter()
+            .map(Inputs::plan)
+            .collect()
+    }
+
+    /// The planner inputs of every reconciled object, BackupConfigurations first, in name
+    /// order. A session sees its BackupConfiguration with the status planned here when the set
+    /// gives none, as it would after the operator's first pass.
+    pub fn inputs_all(&self, settings: &Settings, now: &Time) -> Vec<Inputs> {
+        let mut all = Vec::new();
         let mut planned_bcs = BTreeMap::new();
         for (key, bc) in &self.backup_configurations {
             let inputs = self.backup_configuration_inputs(bc, settings, now);
-            let p = plan::backup_configuration::plan(&inputs);
             let mut seen = bc.clone();
             if seen.status.is_none() {
-                seen.status = p
+                seen.status = plan::backup_configuration::plan(&inputs)
                     .status
-                    .clone()
                     .and_then(|s| serde_json::from_value(s).ok());
             }
             planned_bcs.insert(key.clone(), seen);
-            plans.push(p);
+            all.push(Inputs::BackupConfiguration(Box::new(inputs)));
         }
         for (key, s) in &self.backup_sessions {
             let invoker = plan::backup_session::configuration_of(s)
                 .and_then(|bc| planned_bcs.get(&(key.0.clone(), bc.to_string())))
                 .cloned();
-            plans.push(plan::backup_session::plan(
-                &self.backup_session_inputs(s, invoker, settings, now),
-            ));
+            all.push(Inputs::BackupSession(Box::new(
+                self.backup_session_inputs(s, invoker, settings, now),
+            )));
         }
         for rs in self.restore_sessions.values() {
-            plans.push(plan::restore_session::plan(
-                &self.restore_session_inputs(rs, settings, now),
-            ));
+            all.push(Inputs::RestoreSession(Box::new(
+                self.restore_session_inputs(rs, settings, now),
+            )));
         }
         for repo in self.repositories.values() {
-            plans.push(plan::repository::plan(
-                &self.repository_inputs(repo, settings, now),
-            ));
+            all.push(Inputs::Repository(Box::new(
+                self.repository_inputs(repo, settings, now),
+            )));
         }
-        plans
+        all
     }
 
     fn repository_of(
@@ -266,47 +274,40 @@ impl World {
         ns: &str,
         r: Option<&crate::api::ObjectRef>,
     ) -> (Option<Repository>, Option<BTreeSet<String>>) {
-        let Some(r) = r else { return (None, None) };
-        let repo_ns = r
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| ns.to_string());
-        let repo = self
-            .repositories
-            .get(&(repo_ns.clone(), r.name.clone()))
-            .cloned();
+        let Some(key) = gather::repository_key(ns, r) else {
+            return (None, None);
+        };
+        let repo = self.repositories.get(&key).cloned();
         let keys = repo
             .as_ref()
-            .and_then(|x| x.spec.backend.storage_secret_name.clone())
-            .and_then(|s| self.secret_keys.get(&(repo_ns.clone(), s)).cloned());
+            .and_then(|x| gather::storage_secret_key(&key, x))
+            .and_then(|s| self.secret_keys.get(&s).cloned());
         (repo, keys)
     }
 
     fn appbinding_of(&self, ns: &str, r: Option<&crate::api::TargetRef>) -> Option<AppBinding> {
-        let r = r?;
-        if r.kind.as_deref() != Some("AppBinding") {
-            return None;
-        }
-        let target_ns = r
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| ns.to_string());
-        self.appbindings.get(&(target_ns, r.name.clone()?)).cloned()
+        self.appbindings
+            .get(&gather::appbinding_key(ns, r)?)
+            .cloned()
     }
 
     fn children_of(&self, ns: &str, kind: &str, name: &str) -> Vec<ObjectKey> {
         let mut out = Vec::new();
         for v in &self.others {
-            let labels = v.pointer("/metadata/labels");
-            let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-            if label(INVOKER_TYPE) == Some(kind) && label(INVOKER_NAME) == Some(name) {
-                if let Some(k) = plan::ObjectKey::of(v) {
-                    if k.namespace.as_deref().unwrap_or("default") == ns {
-                        out.push(k);
-                    }
-                }
+            let labels: BTreeMap<String, String> = v
+                .pointer("/metadata/labels")
+                .and_then(|l| serde_json::from_value(l.clone()).ok())
+                .unwrap_or_default();
+            let Some(k) = plan::ObjectKey::of(v) else {
+                continue;
+            };
+            if k.namespace.as_deref().unwrap_or("default") == ns
+                && gather::is_child(&k.api_version, &k.kind, &labels, kind, name)
+            {
+                out.push(ObjectKey {
+                    namespace: Some(ns.to_string()),
+                    ..k
+                });
             }
         }
         out.sort();
@@ -333,7 +334,7 @@ impl World {
             storage_secret_keys,
             storage_secret_forbidden: false,
             target: self.appbinding_of(&ns, bc.spec.target.as_ref().and_then(|t| t.r#ref.as_ref())),
-            namespace_labels: self.namespace_labels.get(&ns).cloned().unwrap_or_default(),
+            namespace_labels: gather::namespace_labels(&ns, self.namespace_labels.get(&ns)),
             tasks: self.tasks.clone(),
             functions: self.functions.clone(),
             children: self.children_of(
@@ -371,7 +372,7 @@ impl World {
                 .and_then(|bc| bc.spec.target.as_ref())
                 .and_then(|t| t.r#ref.as_ref()),
         );
-        let job_name = crate::names::backup_job_name(&name, 0);
+        let (job, pods) = self.job_and_pods(&ns, &crate::names::backup_job_name(&name, 0));
         // By spec.invoker, as the operator gathers them (labels are optional on a session).
         let siblings = match plan::backup_session::configuration_of(s) {
             Some(bc) => plan::backup_session::siblings_of(self.backup_sessions.values(), &ns, bc),
@@ -384,8 +385,8 @@ impl World {
             target,
             tasks: self.tasks.clone(),
             functions: self.functions.clone(),
-            job: self.jobs.get(&(ns.clone(), job_name.clone())).cloned(),
-            pods: self.pods_of(&ns, &job_name),
+            job,
+            pods,
             siblings,
             settings: settings.clone(),
             now: Some(now.clone()),
@@ -406,8 +407,10 @@ impl World {
             .unwrap_or_else(|| "default".into());
         let (repository, storage_secret_keys) =
             self.repository_of(&ns, rs.spec.repository.as_ref());
-        let job_name =
-            crate::names::restore_job_name(rs.metadata.name.as_deref().unwrap_or_default());
+        let (job, pods) = self.job_and_pods(
+            &ns,
+            &crate::names::restore_job_name(rs.metadata.name.as_deref().unwrap_or_default()),
+        );
         plan::restore_session::RestoreSessionInputs {
             session: rs.clone(),
             repository,
@@ -416,8 +419,8 @@ impl World {
             target: self.appbinding_of(&ns, rs.spec.target.as_ref().and_then(|t| t.r#ref.as_ref())),
             tasks: self.tasks.clone(),
             functions: self.functions.clone(),
-            job: self.jobs.get(&(ns.clone(), job_name.clone())).cloned(),
-            pods: self.pods_of(&ns, &job_name),
+            job,
+            pods,
             settings: settings.clone(),
             now: Some(now.clone()),
         }
@@ -458,31 +461,64 @@ impl World {
                 ));
             }
         }
-        let job_name = plan::wipe_out::wipe_out_job_name(&name);
+        let (wipe_out_job, wipe_out_pods) = if gather::wants_wipe_out_job(repo) {
+            self.job_and_pods(&ns, &plan::wipe_out::wipe_out_job_name(&name))
+        } else {
+            (None, Vec::new())
+        };
         plan::repository::RepositoryInputs {
             repository: repo.clone(),
             references,
-            wipe_out_job: self.jobs.get(&(ns.clone(), job_name.clone())).cloned(),
-            wipe_out_pods: self.pods_of(&ns, &job_name),
+            wipe_out_job,
+            wipe_out_pods,
             settings: settings.clone(),
             now: Some(now.clone()),
         }
     }
 
-    fn pods_of(&self, ns: &str, job_name: &str) -> Vec<Pod> {
-        self.pods
+    /// A Job and its pods (none without the Job, as the operator reads them).
+    fn job_and_pods(&self, ns: &str, job_name: &str) -> (Option<Job>, Vec<Pod>) {
+        let Some(job) = self.jobs.get(&(ns.to_string(), job_name.to_string())) else {
+            return (None, Vec::new());
+        };
+        let pods = self
+            .pods
             .iter()
             .filter(|p| p.metadata.namespace.as_deref().unwrap_or("default") == ns)
             .filter(|p| {
                 p.metadata
                     .labels
                     .as_ref()
-                    .and_then(|l| l.get("job-name"))
-                    .map(String::as_str)
-                    == Some(job_name)
+                    .is_some_and(|l| gather::has_labels(l, &gather::job_pod_labels(job_name)))
             })
             .cloned()
-            .collect()
+            .collect();
+        (Some(job.clone()), pods)
+    }
+}
+
+/// The inputs of one planner run.
+#[derive(Debug, Clone)]
+pub enum Inputs {
+    /// Of the BackupConfiguration planner.
+    BackupConfiguration(Box<plan::backup_configuration::BackupConfigurationInputs>),
+    /// Of the BackupSession planner.
+    BackupSession(Box<plan::backup_session::BackupSessionInputs>),
+    /// Of the RestoreSession planner.
+    RestoreSession(Box<plan::restore_session::RestoreSessionInputs>),
+    /// Of the Repository planner.
+    Repository(Box<plan::repository::RepositoryInputs>),
+}
+
+impl Inputs {
+    /// Runs the planner these inputs are for.
+    pub fn plan(&self) -> Plan {
+        match self {
+            Inputs::BackupConfiguration(i) => plan::backup_configuration::plan(i),
+            Inputs::BackupSession(i) => plan::backup_session::plan(i),
+            Inputs::RestoreSession(i) => plan::restore_session::plan(i),
+            Inputs::Repository(i) => plan::repository::plan(i),
+        }
     }
 }
 

@@ -2,22 +2,19 @@
 //! `--embedded` starts the testkit's fake API server, controller-manager and kubelet in process
 //! (pods run this binary), applies the given objects and reports sessions as they progress;
 //! `--demo` also starts a private MariaDB with sample data and the embedded S3 server and runs a
-//! scheduled backup and a restore to completion.
+//! scheduled backup and a restore to completion. Those two and `--testkit-clock` need the
+//! `embedded` cargo feature (on by default, off in the production image).
 
+#[cfg(feature = "embedded")]
 pub mod database_pod;
+#[cfg(feature = "embedded")]
 pub mod demo;
 
 use crate::operator::clock::{SharedClock, SystemClock};
 use crate::operator::http::Readiness;
 use crate::operator::{self, Context};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::discovery::{ApiCapabilities, Scope};
-use kube::{Client, ResourceExt};
-use serde_json::Value;
-use stash_core::api::{BackupSession, RestoreSession};
-use stash_core::plan::{Settings, DEFAULT_IMAGE, FIELD_MANAGER};
-use std::collections::BTreeMap;
+use kube::Client;
+use stash_core::plan::{Settings, DEFAULT_IMAGE};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,19 +25,19 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Run against an in-process fake API server (with controllers and a kubelet).
-    #[arg(long)]
+    #[arg(long, hide = cfg!(not(feature = "embedded")))]
     pub embedded: bool,
     /// With --embedded: also start MariaDB and S3 and run a backup and a restore to the end.
-    #[arg(long)]
+    #[arg(long, hide = cfg!(not(feature = "embedded")))]
     pub demo: bool,
     /// With --embedded: objects to apply (files or folders of YAML).
-    #[arg(short = 'f', long = "filename")]
+    #[arg(short = 'f', long = "filename", hide = cfg!(not(feature = "embedded")))]
     pub files: Vec<PathBuf>,
     /// With --embedded: virtual seconds the clock advances per real second.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, hide = cfg!(not(feature = "embedded")))]
     pub speed: u64,
     /// With --embedded (not --demo): stop after this many real seconds (0: run until interrupted).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, hide = cfg!(not(feature = "embedded")))]
     pub for_seconds: u64,
     /// Image of the operator; Jobs run it.
     #[arg(long, env = "STASH_IMAGE", default_value = DEFAULT_IMAGE)]
@@ -50,7 +47,7 @@ pub struct RunArgs {
     pub metrics_addr: SocketAddr,
     /// Take `now` from a `stash-testkit serve` API server's virtual clock (for tests driven
     /// through its clock endpoint); default: the system clock.
-    #[arg(long)]
+    #[arg(long, hide = cfg!(not(feature = "embedded")))]
     pub testkit_clock: bool,
     /// Also push session metrics to this Prometheus Pushgateway (http://host:port), as Stash.
     #[arg(long, env = "STASH_PUSHGATEWAY_URL")]
@@ -103,18 +100,24 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The operator against the current cluster: catalog, leader election, controllers, HTTP.
 async fn cluster(args: &RunArgs) -> Result<(), BoxError> {
+    // Said before connecting anywhere, so the reason is not hidden behind a kubeconfig error.
+    #[cfg(not(feature = "embedded"))]
+    if args.testkit_clock {
+        return Err(without_embedded("--testkit-clock").into());
+    }
     let client = Client::try_default().await?;
     let settings = Settings {
         image: args.image.clone(),
         ..Settings::default()
     };
-    let (clock, max_requeue): (SharedClock, Duration) = if args.testkit_clock {
-        let clock =
+    let (clock, max_requeue): (SharedClock, Duration) = match args.testkit_clock {
+        #[cfg(feature = "embedded")]
+        true => (
             operator::clock::ApiServerClock::start(client.clone(), Duration::from_millis(200))
-                .await?;
-        (clock, Duration::from_secs(1))
-    } else {
-        (Arc::new(SystemClock), Duration::from_secs(300))
+                .await?,
+            Duration::from_secs(1),
+        ),
+        _ => (Arc::new(SystemClock), Duration::from_secs(300)),
     };
     let mut context = Context::new(client.clone(), settings, clock, max_requeue);
     context.pushgateway_url = args.pushgateway_url.clone().filter(|u| !u.is_empty());
@@ -154,6 +157,16 @@ async fn cluster(args: &RunArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Why a test-harness flag does not work in this build.
+#[cfg(not(feature = "embedded"))]
+fn without_embedded(flag: &str) -> String {
+    format!(
+        "{flag} needs the test harness, which this build of stash leaves out \
+         (built without the cargo feature `embedded`, as the production image is); \
+         build with `cargo build -p stash-operator --features embedded`"
+    )
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -175,6 +188,19 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+#[cfg(feature = "embedded")]
+use {
+    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams},
+    kube::discovery::{ApiCapabilities, Scope},
+    kube::ResourceExt,
+    serde_json::Value,
+    stash_core::api::{BackupSession, RestoreSession},
+    stash_core::plan::FIELD_MANAGER,
+    std::collections::BTreeMap,
+};
+
+#[cfg(feature = "embedded")]
 /// A running embedded environment: the fake API server and the operator on its clock.
 pub struct Embedded {
     /// The fake API server (TCP, with controllers and kubelet).
@@ -186,6 +212,7 @@ pub struct Embedded {
     controllers: tokio::task::JoinHandle<()>,
 }
 
+#[cfg(feature = "embedded")]
 impl Embedded {
     /// Starts the server with the kubelet mapping `image` to `stash_binary`, installs the CRDs
     /// and the catalog, and starts the operator on the server's virtual clock.
@@ -288,6 +315,7 @@ impl Embedded {
     }
 }
 
+#[cfg(feature = "embedded")]
 /// Starts the controllers on the server's virtual clock; returns their stop switch and task.
 fn spawn_operator(
     server: &stash_testkit::FakeApiServer,
@@ -313,6 +341,7 @@ fn spawn_operator(
     (stop, tokio::spawn(operator::run_controllers(ctx, stop_rx)))
 }
 
+#[cfg(feature = "embedded")]
 async fn install_crds(client: &Client) -> Result<(), BoxError> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in stash_core::crd::crds() {
@@ -326,6 +355,7 @@ async fn install_crds(client: &Client) -> Result<(), BoxError> {
     Ok(())
 }
 
+#[cfg(feature = "embedded")]
 /// Server-side applies `value`, resolving its kind through discovery.
 pub async fn apply_any(client: &Client, value: &Value) -> Result<(), BoxError> {
     let api_version = value
@@ -365,6 +395,7 @@ pub async fn apply_any(client: &Client, value: &Value) -> Result<(), BoxError> {
     Ok(())
 }
 
+#[cfg(feature = "embedded")]
 /// Prints a line whenever a session changes phase; returns the phases seen now.
 pub async fn report_progress(
     client: &Client,
@@ -453,6 +484,7 @@ pub async fn report_progress(
     Ok(changes)
 }
 
+#[cfg(feature = "embedded")]
 /// One host of a restore, as the backup line gives a snapshot: ` host host-0 (0:02)`, the
 /// duration in the backup line's `m:ss`.
 fn restored_host_detail(h: &stash_core::api::HostRestoreStats) -> String {
@@ -470,6 +502,7 @@ fn restored_host_detail(h: &stash_core::api::HostRestoreStats) -> String {
     format!(" {host} ({duration})")
 }
 
+#[cfg(feature = "embedded")]
 async fn embedded(args: &RunArgs) -> Result<(), BoxError> {
     let exe = std::env::current_exe()?;
     let env = Embedded::start(&args.image, exe).await?;
@@ -503,4 +536,9 @@ async fn embedded(args: &RunArgs) -> Result<(), BoxError> {
     }
     env.stop().await;
     Ok(())
+}
+
+#[cfg(not(feature = "embedded"))]
+async fn embedded(args: &RunArgs) -> Result<(), BoxError> {
+    Err(without_embedded(if args.demo { "--demo" } else { "--embedded" }).into())
 }

@@ -20,6 +20,7 @@ impl Clock for SystemClock {
 }
 
 /// The testkit's virtual clock, shared with the fake API server in process.
+#[cfg(feature = "embedded")]
 impl Clock for stash_testkit::VirtualClock {
     fn now(&self) -> Timestamp {
         stash_testkit::VirtualClock::now(self)
@@ -31,10 +32,12 @@ pub type SharedClock = Arc<dyn Clock>;
 
 /// The virtual clock of an out-of-process `stash-testkit serve`, read from its
 /// `GET /testkit/v1/clock` endpoint and refreshed in the background.
+#[cfg(feature = "embedded")]
 pub struct ApiServerClock {
     latest: std::sync::Mutex<Timestamp>,
 }
 
+#[cfg(feature = "embedded")]
 impl ApiServerClock {
     /// Reads the server's clock once, then keeps it fresh every `every`.
     pub async fn start(
@@ -79,6 +82,7 @@ impl ApiServerClock {
     }
 }
 
+#[cfg(feature = "embedded")]
 impl Clock for ApiServerClock {
     fn now(&self) -> Timestamp {
         self.latest

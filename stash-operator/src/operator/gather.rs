@@ -1,4 +1,6 @@
-//! Reads: everything a planner needs about one object, in one place.
+//! Reads: everything a planner needs about one object, in one place. Which objects count
+//! (references, children, a Job's pods) is decided by [`stash_core::gather`], the rules
+//! `stash render` follows too.
 
 use super::{cache, Context};
 use k8s_openapi::api::batch::v1::Job;
@@ -10,9 +12,12 @@ use stash_core::api::{
     AppBinding, BackupConfiguration, BackupSession, Function, ObjectRef, Repository,
     RestoreSession, TargetRef, Task, TypedObjectReference,
 };
-use stash_core::plan::backup_session::SiblingSession;
-use stash_core::plan::labels::{INVOKER_NAME, INVOKER_TYPE};
-use stash_core::plan::ObjectKey;
+use stash_core::gather as rules;
+use stash_core::plan::backup_configuration::BackupConfigurationInputs;
+use stash_core::plan::backup_session::{BackupSessionInputs, SiblingSession};
+use stash_core::plan::repository::RepositoryInputs;
+use stash_core::plan::restore_session::RestoreSessionInputs;
+use stash_core::plan::{self, ObjectKey};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A read that failed for a reason other than "not found".
@@ -32,41 +37,36 @@ pub async fn repository(
     ns: &str,
     r: Option<&ObjectRef>,
 ) -> ReadResult<(Option<Repository>, Option<BTreeSet<String>>, bool)> {
-    let Some(r) = r.filter(|r| !r.name.is_empty()) else {
+    let Some((repo_ns, repo_name)) = rules::repository_key(ns, r) else {
         return Ok((None, None, false));
     };
-    let repo_ns = r
-        .namespace
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| ns.to_string());
     let repo = match ctx.caches().await {
-        Some(c) => cache::get(&c.repositories, &repo_ns, &r.name),
+        Some(c) => cache::get(&c.repositories, &repo_ns, &repo_name),
         None => {
             get_opt(
                 &Api::<Repository>::namespaced(ctx.client.clone(), &repo_ns),
-                &r.name,
+                &repo_name,
             )
             .await?
         }
     };
-    let secret_name = repo
+    let secret = repo
         .as_ref()
-        .and_then(|x| x.spec.backend.storage_secret_name.clone())
-        .filter(|s| !s.is_empty());
+        .and_then(|x| rules::storage_secret_key(&(repo_ns, repo_name), x));
     // A 403 is an answer, not an error: the planner tells the user which binding is missing.
     let mut forbidden = false;
-    let keys = match secret_name {
-        Some(name) => match get_opt(
-            &Api::<Secret>::namespaced(ctx.client.clone(), &repo_ns),
+    let keys = match secret {
+        Some((secret_ns, name)) => match get_opt(
+            &Api::<Secret>::namespaced(ctx.client.clone(), &secret_ns),
             &name,
         )
         .await
         {
             Ok(secret) => secret.map(|s| {
-                let mut keys: BTreeSet<String> = s.data.unwrap_or_default().into_keys().collect();
-                keys.extend(s.string_data.unwrap_or_default().into_keys());
-                keys
+                rules::secret_key_names(
+                    s.data.unwrap_or_default().keys(),
+                    s.string_data.unwrap_or_default().keys(),
+                )
             }),
             Err(kube::Error::Api(status)) if status.code == 403 => {
                 forbidden = true;
@@ -85,18 +85,9 @@ pub async fn appbinding(
     ns: &str,
     r: Option<&TargetRef>,
 ) -> ReadResult<Option<AppBinding>> {
-    let Some(r) = r else { return Ok(None) };
-    let Some(name) = r.name.clone().filter(|n| !n.is_empty()) else {
+    let Some((target_ns, name)) = rules::appbinding_key(ns, r) else {
         return Ok(None);
     };
-    if r.kind.as_deref() != Some("AppBinding") {
-        return Ok(None);
-    }
-    let target_ns = r
-        .namespace
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| ns.to_string());
     if let Some(c) = ctx.caches().await {
         return Ok(cache::get(&c.appbindings, &target_ns, &name));
     }
@@ -137,26 +128,15 @@ pub async fn catalog(
 
 /// Labels of a namespace.
 pub async fn namespace_labels(ctx: &Context, ns: &str) -> ReadResult<BTreeMap<String, String>> {
-    if let Some(c) = ctx.caches().await {
-        return Ok(cache::namespace_labels(&c.namespaces, ns));
-    }
-    Ok(get_opt(&Api::<Namespace>::all(ctx.client.clone()), ns)
-        .await?
-        .and_then(|n| n.metadata.labels)
-        .unwrap_or_default())
+    let stored = match ctx.caches().await {
+        Some(c) => cache::namespace_labels(&c.namespaces, ns),
+        None => get_opt(&Api::<Namespace>::all(ctx.client.clone()), ns)
+            .await?
+            .and_then(|n| n.metadata.labels)
+            .unwrap_or_default(),
+    };
+    Ok(rules::namespace_labels(ns, Some(&stored)))
 }
-
-/// The kinds the BackupConfiguration planner creates, to find orphans among.
-const CHILD_KINDS: [(&str, &str, &str); 4] = [
-    ("v1", "ServiceAccount", "serviceaccounts"),
-    ("rbac.authorization.k8s.io/v1", "Role", "roles"),
-    (
-        "rbac.authorization.k8s.io/v1",
-        "RoleBinding",
-        "rolebindings",
-    ),
-    ("batch/v1", "CronJob", "cronjobs"),
-];
 
 /// Children of an invoker, found by its labels, with their resourceVersions.
 pub async fn children(
@@ -165,12 +145,9 @@ pub async fn children(
     kind: &str,
     name: &str,
 ) -> ReadResult<BTreeMap<ObjectKey, String>> {
-    let selector = format!(
-        "{INVOKER_TYPE}={kind},{INVOKER_NAME}={}",
-        stash_core::names::label_value(name)
-    );
+    let selector = rules::selector(&rules::child_labels(kind, name));
     let mut out = BTreeMap::new();
-    for (api_version, child_kind, plural) in CHILD_KINDS {
+    for (api_version, child_kind, plural) in rules::CHILD_KINDS {
         let ar = super::apply::api_resource(api_version, child_kind, plural);
         let api: Api<kube::api::DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
         for o in api
@@ -217,7 +194,10 @@ pub async fn job_and_pods(
     let pods = match &job {
         Some(_) => {
             Api::<Pod>::namespaced(ctx.client.clone(), ns)
-                .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+                .list(
+                    &ListParams::default()
+                        .labels(&rules::selector(&rules::job_pod_labels(job_name))),
+                )
                 .await?
                 .items
         }
@@ -273,4 +253,160 @@ pub async fn repository_references(
     // The caches hold objects in no particular order; a list answers in this one.
     refs.sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
     Ok(refs)
+}
+
+/// Inputs of the BackupConfiguration planner for `bc`.
+pub async fn backup_configuration_inputs(
+    ctx: &Context,
+    bc: &BackupConfiguration,
+) -> ReadResult<BackupConfigurationInputs> {
+    Ok(backup_configuration_inputs_and_children(ctx, bc).await?.0)
+}
+
+/// Inputs of the BackupConfiguration planner for `bc`, with its live children and their
+/// resourceVersions (so the apply step can skip children it applied unchanged).
+pub async fn backup_configuration_inputs_and_children(
+    ctx: &Context,
+    bc: &BackupConfiguration,
+) -> ReadResult<(BackupConfigurationInputs, BTreeMap<ObjectKey, String>)> {
+    let ns = bc.namespace().unwrap_or_else(|| "default".into());
+    let (repository, storage_secret_keys, storage_secret_forbidden) =
+        repository(ctx, &ns, bc.spec.repository.as_ref()).await?;
+    let target = appbinding(
+        ctx,
+        &ns,
+        bc.spec.target.as_ref().and_then(|t| t.r#ref.as_ref()),
+    )
+    .await?;
+    let (tasks, functions) = catalog(ctx).await?;
+    let live = children(ctx, &ns, "BackupConfiguration", &bc.name_any()).await?;
+    let inputs = BackupConfigurationInputs {
+        namespace_labels: namespace_labels(ctx, &ns).await?,
+        children: live.keys().cloned().collect(),
+        bc: bc.clone(),
+        repository,
+        storage_secret_keys,
+        storage_secret_forbidden,
+        target,
+        tasks,
+        functions,
+        settings: ctx.settings.clone(),
+        now: Some(ctx.now()),
+    };
+    Ok((inputs, live))
+}
+
+/// Inputs of the BackupSession planner for `session`.
+pub async fn backup_session_inputs(
+    ctx: &Context,
+    session: &BackupSession,
+) -> ReadResult<BackupSessionInputs> {
+    let ns = session.namespace().unwrap_or_else(|| "default".into());
+    let invoker_name = plan::backup_session::configuration_of(session).map(str::to_string);
+    let invoker = match &invoker_name {
+        Some(name) => {
+            get_opt(
+                &Api::<BackupConfiguration>::namespaced(ctx.client.clone(), &ns),
+                name,
+            )
+            .await?
+        }
+        None => None,
+    };
+    let (repository, _, _) = repository(
+        ctx,
+        &ns,
+        invoker.as_ref().and_then(|bc| bc.spec.repository.as_ref()),
+    )
+    .await?;
+    let target = appbinding(
+        ctx,
+        &ns,
+        invoker
+            .as_ref()
+            .and_then(|bc| bc.spec.target.as_ref())
+            .and_then(|t| t.r#ref.as_ref()),
+    )
+    .await?;
+    let (tasks, functions) = catalog(ctx).await?;
+    let (job, pods) = job_and_pods(
+        ctx,
+        &ns,
+        &stash_core::names::backup_job_name(&session.name_any(), 0),
+    )
+    .await?;
+    Ok(BackupSessionInputs {
+        siblings: match &invoker_name {
+            Some(name) => sibling_sessions(ctx, &ns, name).await?,
+            None => Vec::new(),
+        },
+        session: session.clone(),
+        invoker,
+        repository,
+        target,
+        tasks,
+        functions,
+        job,
+        pods,
+        settings: ctx.settings.clone(),
+        now: Some(ctx.now()),
+    })
+}
+
+/// Inputs of the RestoreSession planner for `rs`.
+pub async fn restore_session_inputs(
+    ctx: &Context,
+    rs: &RestoreSession,
+) -> ReadResult<RestoreSessionInputs> {
+    let ns = rs.namespace().unwrap_or_else(|| "default".into());
+    let (repository, storage_secret_keys, storage_secret_forbidden) =
+        repository(ctx, &ns, rs.spec.repository.as_ref()).await?;
+    let target = appbinding(
+        ctx,
+        &ns,
+        rs.spec.target.as_ref().and_then(|t| t.r#ref.as_ref()),
+    )
+    .await?;
+    let (tasks, functions) = catalog(ctx).await?;
+    let (job, pods) = job_and_pods(
+        ctx,
+        &ns,
+        &stash_core::names::restore_job_name(&rs.name_any()),
+    )
+    .await?;
+    Ok(RestoreSessionInputs {
+        session: rs.clone(),
+        repository,
+        storage_secret_keys,
+        storage_secret_forbidden,
+        target,
+        tasks,
+        functions,
+        job,
+        pods,
+        settings: ctx.settings.clone(),
+        now: Some(ctx.now()),
+    })
+}
+
+/// Inputs of the Repository planner for `repo`.
+pub async fn repository_inputs(ctx: &Context, repo: &Repository) -> ReadResult<RepositoryInputs> {
+    let (wipe_out_job, wipe_out_pods) = if rules::wants_wipe_out_job(repo) {
+        job_and_pods(
+            ctx,
+            &repo.namespace().unwrap_or_default(),
+            &plan::wipe_out::wipe_out_job_name(&repo.name_any()),
+        )
+        .await?
+    } else {
+        (None, Vec::new())
+    };
+    Ok(RepositoryInputs {
+        references: repository_references(ctx, repo).await?,
+        repository: repo.clone(),
+        wipe_out_job,
+        wipe_out_pods,
+        settings: ctx.settings.clone(),
+        now: Some(ctx.now()),
+    })
 }

@@ -92,7 +92,8 @@ impl Context {
         Some(caches)
     }
 
-    fn now(&self) -> Time {
+    /// The operator's `now`.
+    pub fn now(&self) -> Time {
         Time(self.clock.now())
     }
 
@@ -146,29 +147,7 @@ async fn reconcile_backup_configuration(
         return Ok(Action::await_change());
     };
     let ns = bc.namespace().unwrap_or_else(|| "default".into());
-    let (repository, storage_secret_keys, storage_secret_forbidden) =
-        gather::repository(&ctx, &ns, bc.spec.repository.as_ref()).await?;
-    let target = gather::appbinding(
-        &ctx,
-        &ns,
-        bc.spec.target.as_ref().and_then(|t| t.r#ref.as_ref()),
-    )
-    .await?;
-    let (tasks, functions) = gather::catalog(&ctx).await?;
-    let live = gather::children(&ctx, &ns, "BackupConfiguration", &bc.name_any()).await?;
-    let inputs = plan::backup_configuration::BackupConfigurationInputs {
-        namespace_labels: gather::namespace_labels(&ctx, &ns).await?,
-        children: live.keys().cloned().collect(),
-        bc: bc.clone(),
-        repository,
-        storage_secret_keys,
-        storage_secret_forbidden,
-        target,
-        tasks,
-        functions,
-        settings: ctx.settings.clone(),
-        now: Some(ctx.now()),
-    };
+    let (inputs, live) = gather::backup_configuration_inputs_and_children(&ctx, &bc).await?;
     let plan = plan::backup_configuration::plan(&inputs);
     apply::execute_with(&ctx, &bc, &plan, Some(&live)).await?;
     if plan.finalizer == plan::FinalizerAction::Remove {
@@ -189,56 +168,7 @@ async fn reconcile_backup_session(
     let Some(session) = unwrap_guard(&guard, "BackupSession") else {
         return Ok(Action::await_change());
     };
-    let ns = session.namespace().unwrap_or_else(|| "default".into());
-    let invoker_name = plan::backup_session::configuration_of(&session).map(str::to_string);
-    let invoker = match &invoker_name {
-        Some(name) => {
-            gather::get_opt(
-                &Api::<BackupConfiguration>::namespaced(ctx.client.clone(), &ns),
-                name,
-            )
-            .await?
-        }
-        None => None,
-    };
-    let (repository, _, _) = gather::repository(
-        &ctx,
-        &ns,
-        invoker.as_ref().and_then(|bc| bc.spec.repository.as_ref()),
-    )
-    .await?;
-    let target = gather::appbinding(
-        &ctx,
-        &ns,
-        invoker
-            .as_ref()
-            .and_then(|bc| bc.spec.target.as_ref())
-            .and_then(|t| t.r#ref.as_ref()),
-    )
-    .await?;
-    let (tasks, functions) = gather::catalog(&ctx).await?;
-    let (job, pods) = gather::job_and_pods(
-        &ctx,
-        &ns,
-        &stash_core::names::backup_job_name(&session.name_any(), 0),
-    )
-    .await?;
-    let inputs = plan::backup_session::BackupSessionInputs {
-        siblings: match &invoker_name {
-            Some(name) => gather::sibling_sessions(&ctx, &ns, name).await?,
-            None => Vec::new(),
-        },
-        session: session.clone(),
-        invoker,
-        repository,
-        target,
-        tasks,
-        functions,
-        job,
-        pods,
-        settings: ctx.settings.clone(),
-        now: Some(ctx.now()),
-    };
+    let inputs = gather::backup_session_inputs(&ctx, &session).await?;
     let plan = plan::backup_session::plan(&inputs);
     apply::execute(&ctx, &session, &plan).await?;
     ctx.metrics
@@ -259,35 +189,7 @@ async fn reconcile_restore_session(
     let Some(rs) = unwrap_guard(&guard, "RestoreSession") else {
         return Ok(Action::await_change());
     };
-    let ns = rs.namespace().unwrap_or_else(|| "default".into());
-    let (repository, storage_secret_keys, storage_secret_forbidden) =
-        gather::repository(&ctx, &ns, rs.spec.repository.as_ref()).await?;
-    let target = gather::appbinding(
-        &ctx,
-        &ns,
-        rs.spec.target.as_ref().and_then(|t| t.r#ref.as_ref()),
-    )
-    .await?;
-    let (tasks, functions) = gather::catalog(&ctx).await?;
-    let (job, pods) = gather::job_and_pods(
-        &ctx,
-        &ns,
-        &stash_core::names::restore_job_name(&rs.name_any()),
-    )
-    .await?;
-    let inputs = plan::restore_session::RestoreSessionInputs {
-        session: rs.clone(),
-        repository,
-        storage_secret_keys,
-        storage_secret_forbidden,
-        target,
-        tasks,
-        functions,
-        job,
-        pods,
-        settings: ctx.settings.clone(),
-        now: Some(ctx.now()),
-    };
+    let inputs = gather::restore_session_inputs(&ctx, &rs).await?;
     let plan = plan::restore_session::plan(&inputs);
     apply::execute(&ctx, &rs, &plan).await?;
     ctx.metrics
@@ -302,26 +204,7 @@ async fn reconcile_repository(
     let Some(repo) = unwrap_guard(&guard, "Repository") else {
         return Ok(Action::await_change());
     };
-    // The wipe-out Job only matters while the Repository is being deleted.
-    let (wipe_out_job, wipe_out_pods) = match &repo.metadata.deletion_timestamp {
-        Some(_) => {
-            gather::job_and_pods(
-                &ctx,
-                &repo.namespace().unwrap_or_default(),
-                &plan::wipe_out::wipe_out_job_name(&repo.name_any()),
-            )
-            .await?
-        }
-        None => (None, Vec::new()),
-    };
-    let inputs = plan::repository::RepositoryInputs {
-        references: gather::repository_references(&ctx, &repo).await?,
-        repository: repo.clone(),
-        wipe_out_job,
-        wipe_out_pods,
-        settings: ctx.settings.clone(),
-        now: Some(ctx.now()),
-    };
+    let inputs = gather::repository_inputs(&ctx, &repo).await?;
     let plan = plan::repository::plan(&inputs);
     apply::execute(&ctx, &repo, &plan).await?;
     Ok(match plan.requeue_after_seconds {
