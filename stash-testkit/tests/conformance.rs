@@ -230,5 +230,8 @@ fn kubectl_explain_reads_crd_descriptions_from_openapi_v3() {
     }
     let out = words(&s.ok(&["explain", "backupconfigurations.spec"]));
     assert!(out.contains("schedule <string>"), "{out}");
-    assert!(out.contains("BackupConfiguration spec."), "{out}");
+    assert!(
+        out.contains("What a BackupConfiguration asks for: the target, the Repository"),
+        "{out}"
+    );
 }
