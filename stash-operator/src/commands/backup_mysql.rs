@@ -12,9 +12,7 @@ use crate::datapath::mysql_client::{
 use crate::datapath::{EngineError, RepositoryEngine, SnapshotSummary};
 use crate::job_support::flags::{DatabaseFlags, RepositoryFlags};
 use crate::job_support::output::{snapshot_stats, SnapshotStats};
-use crate::job_support::{
-    engine_from_api, finish, kube_read, repository_lock, JobError, WAIT_INTERVAL,
-};
+use crate::job_support::{finish, kube_read, open_job, repository_lock, JobError, WAIT_INTERVAL};
 use stash_core::plan::repository::{LockAdmission, RepositoryJob};
 
 /// The file each snapshot holds, as Stash names it.
@@ -229,24 +227,8 @@ pub fn run(args: &BackupMysqlArgs) -> ExitCode {
 }
 
 fn run_from_api(args: &BackupMysqlArgs) -> Result<Vec<SnapshotStats>, JobError> {
-    std::fs::create_dir_all(&args.repository.scratch_dir)?;
-    // Credential files live here and are removed when the run ends.
-    let private = tempfile::Builder::new()
-        .prefix("backup-")
-        .tempdir_in(&args.repository.scratch_dir)?;
+    let (_private, engine, target) = open_job(&args.repository, &args.database, "backup-")?;
     let db = &args.database;
-    let (engine, target) = block_on(async {
-        let client = kube_read::client().await?;
-        let engine = engine_from_api(&client, &args.repository, private.path()).await?;
-        let target = kube_read::read_db_target(
-            &client,
-            db.appbinding_namespace(),
-            &db.appbinding,
-            private.path(),
-        )
-        .await?;
-        Ok::<_, JobError>((engine, target))
-    })??;
     let options = BackupOptions {
         mysql_program: db.mysql.clone(),
         mysqldump_program: args.mysqldump.clone(),

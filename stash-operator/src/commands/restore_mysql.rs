@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::backup_mysql::DUMP_FILENAME;
-use super::block_on;
 use crate::datapath::loader::{
     load_with_client, load_with_protocol, LoadError, LoadStats, LoaderKind,
 };
@@ -12,7 +11,7 @@ use crate::datapath::mysql_client::{split_args, wait_for_database, DbTarget, Not
 use crate::datapath::parallel_loader::load_by_table;
 use crate::datapath::{EngineError, RepositoryEngine};
 use crate::job_support::flags::{DatabaseFlags, RepositoryFlags};
-use crate::job_support::{engine_from_api, finish, kube_read, JobError, WAIT_INTERVAL};
+use crate::job_support::{finish, open_job, JobError, WAIT_INTERVAL};
 
 /// Row connections of the parallel loader: one per core of the usual 2-core Job.
 const PARALLEL_CONNECTIONS: usize = 2;
@@ -127,23 +126,8 @@ pub fn run(args: &RestoreMysqlArgs) -> ExitCode {
 }
 
 fn run_from_api(args: &RestoreMysqlArgs) -> Result<LoadStats, JobError> {
-    std::fs::create_dir_all(&args.repository.scratch_dir)?;
-    let private = tempfile::Builder::new()
-        .prefix("restore-")
-        .tempdir_in(&args.repository.scratch_dir)?;
+    let (_private, engine, target) = open_job(&args.repository, &args.database, "restore-")?;
     let db = &args.database;
-    let (engine, target) = block_on(async {
-        let client = kube_read::client().await?;
-        let engine = engine_from_api(&client, &args.repository, private.path()).await?;
-        let target = kube_read::read_db_target(
-            &client,
-            db.appbinding_namespace(),
-            &db.appbinding,
-            private.path(),
-        )
-        .await?;
-        Ok::<_, JobError>((engine, target))
-    })??;
     let host = if !args.source_hostname.is_empty() {
         Some(args.source_hostname.clone())
     } else if !db.hostname.is_empty() {

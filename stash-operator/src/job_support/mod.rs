@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::datapath::backend::{engine_env, BackendError};
 use crate::datapath::in_process::InProcess;
+use crate::datapath::mysql_client::DbTarget;
 use crate::datapath::restic_cli::{CacheMode, ResticCli};
 use crate::datapath::RepositoryEngine;
 use output::{HostPhase, HostStats, Output, SnapshotStats, TargetRef, TargetStatus};
@@ -107,6 +108,33 @@ pub async fn engine_from_api(
         cli,
         stash_repo::LockWait::up_to(repo.lock_wait),
     )
+}
+
+/// What a database Job opens before it starts: a private per-run directory under the scratch
+/// directory (credential files live there and go with it), the repository engine and the
+/// database target, both read from the API.
+pub fn open_job(
+    repo: &flags::RepositoryFlags,
+    db: &flags::DatabaseFlags,
+    prefix: &str,
+) -> Result<(tempfile::TempDir, Box<dyn RepositoryEngine>, DbTarget), JobError> {
+    std::fs::create_dir_all(&repo.scratch_dir)?;
+    let private = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&repo.scratch_dir)?;
+    let (engine, target) = crate::commands::block_on(async {
+        let client = kube_read::client().await?;
+        let engine = engine_from_api(&client, repo, private.path()).await?;
+        let target = kube_read::read_db_target(
+            &client,
+            db.appbinding_namespace(),
+            &db.appbinding,
+            private.path(),
+        )
+        .await?;
+        Ok::<_, JobError>((engine, target))
+    })??;
+    Ok((private, engine, target))
 }
 
 /// The engine `kind` asks for; `auto` runs in process where the library reaches the storage.
