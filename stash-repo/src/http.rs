@@ -560,11 +560,13 @@ impl Backend for S3Backend {
 }
 
 /// JSON request bodies (ureq's `json` feature is not enabled).
+#[allow(clippy::result_large_err)] // ureq's own error, passed on unchanged.
 pub(crate) trait JsonBody {
     /// Sends `value` as `application/json`.
     fn send_json_value(self, value: serde_json::Value) -> Result<ureq::Response, ureq::Error>;
 }
 
+#[allow(clippy::result_large_err)]
 impl JsonBody for ureq::Request {
     fn send_json_value(self, value: serde_json::Value) -> Result<ureq::Response, ureq::Error> {
         self.set("Content-Type", "application/json")

@@ -1,126 +1,23 @@
 //! The Azure and GCS backends against real implementations of those APIs: Azurite (Microsoft's
 //! Azure Storage emulator) and gcp-storage-emulator, both installed by `scripts/setup.sh` under
-//! `$STASH_EMULATORS` (default `~/.cache/stash-rs/emulators`). Each test backs up, reads back,
+//! `$STASH_EMULATORS` (default `~/.cache/stash-rs/emulators`; see stash-testkit's
+//! `providers::emulators`). Each test backs up, reads back,
 //! checks, forgets; then it copies the bucket's objects, by their whole names, into a local
 //! directory and has the stock `restic` run `check --read-data` and `dump` there, which proves
 //! the objects sit where restic's own backend would put them. (restic 0.14 can reach neither
 //! emulator itself: its azure backend has no endpoint setting and its gs backend none either.)
 
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use stash_repo::azure::{AzureBackend, AzureCredentials};
 use stash_repo::gcs::{GcsAuth, GcsBackend};
 use stash_repo::{backup_stream, open_file, Backend, BackupOptions, Repository};
+use stash_testkit::providers::emulators::{Emulator, AZURITE_ACCOUNT, AZURITE_KEY};
 
 const PASSWORD: &str = "cloud-pw";
-/// Azurite's well-known development account.
-const AZURITE_ACCOUNT: &str = "devstoreaccount1";
-const AZURITE_KEY: &str =
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
-fn emulators() -> PathBuf {
-    match std::env::var_os("STASH_EMULATORS") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/stash-rs/emulators"),
-    }
-}
-
-/// A server process, killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `program` with `args` (where `{port}` is replaced); `None`, with a SKIPPED line,
-/// when the program is not installed or does not listen within 20 s.
-fn start(name: &str, program: &Path, args: &[&str]) -> Option<Server> {
-    if !program.exists() {
-        eprintln!(
-            "SKIPPED: {name} not installed at {} (run scripts/setup.sh)",
-            program.display()
-        );
-        return None;
-    }
-    let port = free_port();
-    let args: Vec<String> = args
-        .iter()
-        .map(|a| a.replace("{port}", &port.to_string()))
-        .collect();
-    let child = Command::new(program)
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("SKIPPED: {name} did not start: {e}");
-            return None;
-        }
-    };
-    let server = Server { child, port };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(server);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!("SKIPPED: {name} did not listen on port {port} within 20 s");
-    None
-}
-
-fn azurite() -> Option<Server> {
-    start(
-        "azurite",
-        &emulators().join("node/node_modules/.bin/azurite-blob"),
-        &[
-            "--silent",
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            "{port}",
-        ],
-    )
-}
-
-fn gcs_emulator() -> Option<Server> {
-    start(
-        "gcp-storage-emulator",
-        &emulators().join("venv/bin/gcp-storage-emulator"),
-        &[
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-            "--in-memory",
-        ],
-    )
-}
 
 /// Dump-like text: repetitive enough to compress, varied enough to chunk.
 fn dump_bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -224,8 +121,10 @@ fn restic_reads_the_copy(objects: Vec<(String, Vec<u8>)>, prefix: &str, data: &[
 
 #[test]
 fn azure_backend_against_azurite_is_read_by_restic() {
-    let Some(server) = azurite() else { return };
-    let endpoint = format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", server.port);
+    let Some(server) = Emulator::azurite() else {
+        return;
+    };
+    let endpoint = server.azure_blob_endpoint();
     let creds = AzureCredentials {
         account: AZURITE_ACCOUNT.to_owned(),
         key: AZURITE_KEY.to_owned(),
@@ -261,8 +160,10 @@ fn azure_backend_against_azurite_is_read_by_restic() {
 
 #[test]
 fn gcs_backend_against_the_emulator_is_read_by_restic() {
-    let Some(server) = gcs_emulator() else { return };
-    let endpoint = format!("http://127.0.0.1:{}", server.port);
+    let Some(server) = Emulator::gcs() else {
+        return;
+    };
+    let endpoint = server.endpoint();
     // Without GOOGLE_PROJECT_ID a missing bucket cannot be created: the error says so.
     let no_project =
         GcsBackend::new(Some(&endpoint), "backups", "//p", None, GcsAuth::Anonymous).unwrap();
