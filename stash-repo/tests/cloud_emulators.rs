@@ -606,3 +606,130 @@ fn b2_backend_against_a_fake_of_the_b2_api() {
         .collect();
     restic_reads_the_copy(objects, "demo/mysql/", &data);
 }
+
+/// GCS with a service account key: the client signs a JWT with the key (RS256), trades it at
+/// the key's `token_uri` for a token, and sends that token. The emulator checks no tokens, so a
+/// fake token endpoint checks the signature with `openssl` and the fake storage the token.
+#[derive(Default)]
+struct TokenFake {
+    public_pem: std::path::PathBuf,
+    exchanges: u32,
+    authorized_requests: u32,
+}
+
+fn token_fake(s: &mut TokenFake, base: &str, r: fake::Request) -> fake::Response {
+    use base64::Engine as _;
+    use fake::respond;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    if r.path == "/token" {
+        let form: BTreeMap<String, String> = String::from_utf8(r.body)
+            .unwrap()
+            .split('&')
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap();
+                (fake::decode(k), fake::decode(v))
+            })
+            .collect();
+        assert_eq!(
+            form["grant_type"],
+            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        );
+        let jwt = &form["assertion"];
+        let (signed, signature) = jwt.rsplit_once('.').unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&b64.decode(signed.split('.').nth(1).unwrap()).unwrap())
+                .unwrap();
+        assert_eq!(claims["iss"], "backup@demo.iam.gserviceaccount.com");
+        assert_eq!(claims["aud"], format!("{base}/token"));
+        assert_eq!(
+            claims["scope"],
+            "https://www.googleapis.com/auth/devstorage.read_write"
+        );
+        let dir = s.public_pem.parent().unwrap().to_owned();
+        std::fs::write(dir.join("signed"), signed).unwrap();
+        std::fs::write(dir.join("sig"), b64.decode(signature).unwrap()).unwrap();
+        let verified = Command::new("openssl")
+            .args(["dgst", "-sha256", "-verify"])
+            .arg(&s.public_pem)
+            .arg("-signature")
+            .arg(dir.join("sig"))
+            .arg(dir.join("signed"))
+            .output()
+            .unwrap();
+        if !verified.status.success() {
+            return respond(400, r#"{"error":"invalid_grant"}"#);
+        }
+        s.exchanges += 1;
+        return respond(
+            200,
+            r#"{"access_token":"ya29.fake","expires_in":3599,"token_type":"Bearer"}"#,
+        );
+    }
+    if r.headers.get("authorization").map(String::as_str) != Some("Bearer ya29.fake") {
+        return respond(401, "");
+    }
+    s.authorized_requests += 1;
+    respond(404, r#"{"error":{"code":404}}"#)
+}
+
+#[test]
+fn gcs_service_account_key_is_traded_for_a_token() {
+    use stash_repo::gcs::ServiceAccountKey;
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("key.pem");
+    let public = tmp.path().join("public.pem");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    let (key_path, public_path) = (key.to_str().unwrap(), public.to_str().unwrap());
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        key_path,
+    ]);
+    openssl(&["pkey", "-pubout", "-in", key_path, "-out", public_path]);
+    let state = Arc::new(std::sync::Mutex::new(TokenFake {
+        public_pem: public,
+        ..TokenFake::default()
+    }));
+    let base = fake::serve(Arc::clone(&state), token_fake);
+    let json = serde_json::json!({
+        "type": "service_account",
+        "project_id": "demo",
+        "private_key_id": "k1",
+        "private_key": std::fs::read_to_string(&key).unwrap(),
+        "client_email": "backup@demo.iam.gserviceaccount.com",
+        "token_uri": format!("{base}/token"),
+    });
+    let account = ServiceAccountKey::from_json(json.to_string().as_bytes()).unwrap();
+    let backend = GcsBackend::new(
+        Some(&base),
+        "backups",
+        "/",
+        None,
+        GcsAuth::ServiceAccount(Box::new(account)),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        assert!(!backend
+            .exists(stash_repo::FileKind::Config, "config")
+            .unwrap());
+    }
+    let state = state.lock().unwrap();
+    // One exchange, its token reused until it nears expiry.
+    assert_eq!((state.exchanges, state.authorized_requests), (1, 3));
+
+    let err = ServiceAccountKey::from_json(br#"{"client_email": "x"}"#)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("GOOGLE_SERVICE_ACCOUNT_JSON_KEY: no private_key"),
+        "{err}"
+    );
+}
