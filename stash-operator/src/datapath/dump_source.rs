@@ -17,8 +17,8 @@ const TAIL_BYTES: usize = 512;
 const STDERR_TAIL_BYTES: usize = 2048;
 /// Size of one block of the read-ahead queue.
 const BLOCK: usize = 256 * 1024;
-/// Blocks in the queue: 4 MiB, about 25 ms of a dump's output, bounds what is held ahead.
-const BLOCKS: usize = 16;
+/// Blocks in the queue: 2 MiB, about 13 ms of a dump's output, bounds what is held ahead.
+const BLOCKS: usize = 8;
 
 /// Why the dump stream stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -401,13 +401,13 @@ mod tests {
 
     #[test]
     fn the_dump_runs_ahead_of_a_busy_reader() {
-        // The dump writes 2 MiB, 32 times a pipe's buffer, then leaves a mark. The reader takes
+        // The dump writes 1 MiB, 16 times a pipe's buffer, then leaves a mark. The reader takes
         // one byte and waits for the mark: a dump writing straight into the pipe would block
         // long before it.
         let dir = tempfile::tempdir().unwrap();
         let mark = dir.path().join("done");
         let script = format!(
-            "head -c 2097152 /dev/zero; touch {}; printf '\\n-- Dump completed\\n'",
+            "head -c 1048576 /dev/zero; touch {}; printf '\\n-- Dump completed\\n'",
             mark.display()
         );
         let mut source = DumpSource::new(vec![sh(&script)]);
@@ -419,7 +419,7 @@ mod tests {
         }
         assert!(mark.exists(), "the dump stalled on a full pipe");
         let rest = read_all(&mut source).unwrap();
-        assert_eq!(rest.len() + 1, 2097152 + "\n-- Dump completed\n".len());
+        assert_eq!(rest.len() + 1, 1048576 + "\n-- Dump completed\n".len());
     }
 
     #[test]
