@@ -123,7 +123,6 @@ fn file_name(path: &str) -> Result<&str, RepoError> {
 }
 
 /// Backs up everything `source` yields as the file `options.path` of a new snapshot.
-/// Backs up everything `source` yields as the file `options.path` of a new snapshot.
 ///
 /// Memory is bounded by construction, whatever the stream's length: the chunker fills one of
 /// `workers + 1` chunk buffers, each worker compresses into its own scratch buffer and encrypts
@@ -139,6 +138,10 @@ pub fn backup_stream(
 }
 
 /// [`backup_stream`], waiting up to `wait` for a conflicting (exclusive) lock to go away.
+///
+/// The stream starts as soon as our lock is written. A conflicting lock written within
+/// restic's 200 ms check window after ours fails the run with [`RepoError::Locked`] (nothing
+/// stays), as the stream has been read by then: the caller retries with a fresh stream.
 pub fn backup_stream_locked(
     repo: &Repository,
     source: &mut dyn Read,
