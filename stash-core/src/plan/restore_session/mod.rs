@@ -9,7 +9,10 @@ mod validate;
 
 pub use validate::{select_rule, Selection};
 
-use super::{add_seconds, to_value, unix, EventSpec, FinalizerAction, Plan, Settings, FINALIZER};
+use super::{
+    add_seconds, ended_recently, to_value, unix, EventSpec, FinalizerAction, Plan, Settings,
+    FINALIZER,
+};
 use crate::api::{AppBinding, Function, Repository, RestoreSession, Task};
 use crate::conditions::{self, NewCondition};
 use crate::duration::{format_go_duration_secs, parse_go_duration_millis};
@@ -80,6 +83,13 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
     let old = rs.status.clone().unwrap_or_default();
     let phase = old.phase.clone().unwrap_or_default();
     if ["Succeeded", "Failed", "Unknown", "Invalid"].contains(&phase.as_str()) {
+        // Only its ending event is left to make sure of (the answer to the write that ended
+        // it may have been lost).
+        let created = rs.metadata.creation_timestamp.as_ref().map(unix);
+        if created.is_some_and(|c| ended_recently(c, old.session_duration.as_deref(), &now)) {
+            let conds = old.conditions.clone().unwrap_or_default();
+            plan.events.extend(status::ending(rs, &old, &conds));
+        }
         return plan;
     }
     let mut st = old.clone();
@@ -110,14 +120,9 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
             generation,
             &now,
         );
-        events.push(EventSpec {
-            type_: "Warning".into(),
-            reason: "ResourceValidationFailed".into(),
-            message: msg,
-            source: EVENT_SOURCE.into(),
-        });
         st.phase = Some("Invalid".into());
         st.session_duration = Some(format_go_duration_secs((unix(&now) - created).max(0) as u64));
+        events.extend(status::ending(rs, &st, &conds));
         st.conditions = Some(conds);
         plan.events = events;
         plan.status = Some(to_value(&st));
@@ -192,6 +197,7 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
                     reason: "Restore Executor Failed".into(),
                     message: msg,
                     source: EVENT_SOURCE.into(),
+                    name: None,
                 });
                 st.phase = Some("Failed".into());
             }
