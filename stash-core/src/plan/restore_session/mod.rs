@@ -224,3 +224,52 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::RestoreSessionStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).expect("time"))
+    }
+
+    /// A restore created at 1000 that ended in `phase` after 10 seconds, looked at `now`.
+    fn ended(phase: &str, now: i64) -> RestoreSessionInputs {
+        RestoreSessionInputs {
+            session: RestoreSession {
+                metadata: ObjectMeta {
+                    name: Some("rs".into()),
+                    namespace: Some("demo".into()),
+                    uid: Some("7e570e00-1111".into()),
+                    creation_timestamp: Some(at(1000)),
+                    finalizers: Some(vec![FINALIZER.into()]),
+                    ..Default::default()
+                },
+                spec: Default::default(),
+                status: Some(RestoreSessionStatus {
+                    phase: Some(phase.into()),
+                    session_duration: Some("10s".into()),
+                    ..Default::default()
+                }),
+            },
+            now: Some(at(now)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_ended_restore_plans_its_named_ending_event_for_30_minutes() {
+        let p = plan(&ended("Failed", 1010 + 60));
+        assert_eq!(p.status, None);
+        let names: Vec<_> = p.events.iter().map(|e| e.name.clone()).collect();
+        assert_eq!(
+            names,
+            [Some("rs.7e570e00.restoresession-failed".to_string())]
+        );
+        assert_eq!(p.events[0].message, "Restore session demo/rs failed.");
+        assert!(plan(&ended("Failed", 1010 + 30 * 60)).events.is_empty());
+    }
+}
