@@ -5,6 +5,7 @@ pub mod apply;
 pub mod backoff;
 pub mod cache;
 pub mod catalog;
+pub mod children;
 pub mod clock;
 pub mod gather;
 pub mod http;
@@ -16,13 +17,13 @@ pub mod pushgateway;
 use apply::ApplyError;
 use clock::SharedClock;
 use futures_util::StreamExt;
-use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use stash_core::api::{BackupConfiguration, BackupSession, Repository, RestoreSession};
 use stash_core::plan::{self, Plan, Settings};
@@ -336,7 +337,7 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
 
     // BackupConfigurations, RestoreSessions and Repositories are both controllers' main
     // objects and caches other reconciles read: one reflector each, shared.
-    let (readiness, ready) = cache::Readiness::new(7);
+    let (readiness, ready) = cache::Readiness::new(7 + stash_core::gather::CHILD_KINDS.len());
     let references = cache::References::default();
     let index = references.clone();
     let (bc_store, bc_stream) = cache::reflect_with(&client, &readiness, move |event| {
@@ -355,6 +356,20 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
     let (functions, functions_sync) = cache::reflect(&client, &readiness);
     let (appbindings, appbindings_sync) = cache::reflect(&client, &readiness);
     let (namespaces, namespaces_sync) = cache::reflect(&client, &readiness);
+    // Children of invokers from metadata-only watches; the CronJobs' also trigger their
+    // BackupConfiguration's reconcile (as an `owns` watch did), the others are only read.
+    let children = children::Children::default();
+    let mut cronjobs = None;
+    let mut child_syncs = Vec::new();
+    for (i, (_, kind, _)) in stash_core::gather::CHILD_KINDS.iter().enumerate() {
+        let Ok(i) = u8::try_from(i) else { continue };
+        let stream = children::watch(&client, &readiness, children.clone(), i);
+        if *kind == "CronJob" {
+            cronjobs = Some(stream.boxed());
+        } else {
+            child_syncs.push(cache::drive(stream));
+        }
+    }
     // A restart of the controllers keeps the caches of the first run (they stay current).
     let _ = ctx.caches.set(cache::Caches {
         tasks,
@@ -366,18 +381,26 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         restore_sessions: rs_store.clone(),
         ready,
         references,
+        children,
     });
 
-    let bc = Controller::for_stream(bc_stream, bc_store.clone())
-        .owns(Api::<CronJob>::all(client.clone()), wc())
-        .with_config(config.clone())
-        .graceful_shutdown_on(stop())
-        .run(
-            |obj, ctx| reconcile_and_reset_backoff(obj, ctx, reconcile_backup_configuration),
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+    let cronjob_resource = apply::api_resource("batch/v1", "CronJob", "cronjobs");
+    let bc = Controller::for_stream(
+        bc_stream.predicate_filter(cache::spec_or_metadata, Default::default()),
+        bc_store.clone(),
+    )
+    .owns_stream_with(
+        cronjobs.unwrap_or_else(|| futures_util::stream::empty().boxed()),
+        cronjob_resource,
+    )
+    .with_config(config.clone())
+    .graceful_shutdown_on(stop())
+    .run(
+        |obj, ctx| reconcile_and_reset_backoff(obj, ctx, reconcile_backup_configuration),
+        error_policy,
+        ctx.clone(),
+    )
+    .for_each(|_| async {});
     let bs = Controller::new(
         Api::<DeserializeGuard<BackupSession>>::all(client.clone()),
         wc(),
@@ -405,11 +428,12 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         let stop = stop();
         tokio::select! {
             _ = stop => {}
-            _ = futures_util::future::join4(
+            _ = futures_util::future::join5(
                 cache::drive(tasks_sync),
                 cache::drive(functions_sync),
                 cache::drive(appbindings_sync),
                 cache::drive(namespaces_sync),
+                futures_util::future::join_all(child_syncs),
             ) => {}
         }
     };
