@@ -98,14 +98,28 @@ impl Context {
         Time(self.clock.now())
     }
 
-    fn action(&self, plan: &Plan) -> Action {
+    /// When to see `obj` again: when its plan asks, else after a periodic resync.
+    fn action<K: kube::Resource<DynamicType = ()>>(&self, obj: &K, plan: &Plan) -> Action {
         match plan.requeue_after_seconds {
             Some(s) => Action::requeue(Duration::from_secs(s).min(self.max_requeue)),
-            None => Action::requeue(
+            None => Action::requeue(at_rest(
                 Duration::from_secs(600).min(self.max_requeue.max(Duration::from_secs(60))),
-            ),
+                obj,
+            )),
         }
     }
+}
+
+/// The periodic resync of an object at rest: `base`, lengthened by up to a quarter by a hash
+/// of the object's key. Objects reconciled together (all of them after a start) then come
+/// back spread out, not as one burst of reads every `base`.
+fn at_rest<K: kube::Resource<DynamicType = ()>>(base: Duration, obj: &K) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let meta = obj.meta();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (K::kind(&()), &meta.namespace, &meta.name).hash(&mut h);
+    let spread = u32::try_from(h.finish() % 1000).unwrap_or(0);
+    base + base * spread / 4000
 }
 
 /// Why a reconcile failed; the controller retries with backoff.
@@ -159,7 +173,7 @@ async fn reconcile_backup_configuration(
     } else if let Some(schedule) = bc.spec.schedule.as_deref() {
         ctx.metrics.set_schedule(&ns, &bc.name_any(), schedule);
     }
-    Ok(ctx.action(&plan))
+    Ok(ctx.action(&bc, &plan))
 }
 
 async fn reconcile_backup_session(
@@ -180,7 +194,7 @@ async fn reconcile_backup_session(
         inputs.invoker.as_ref(),
         plan.status.as_ref(),
     );
-    Ok(ctx.action(&plan))
+    Ok(ctx.action(&session, &plan))
 }
 
 async fn reconcile_restore_session(
@@ -195,7 +209,7 @@ async fn reconcile_restore_session(
     apply::execute(&ctx, &rs, &plan).await?;
     ctx.metrics
         .observe_restore_session(&rs, plan.status.as_ref());
-    Ok(ctx.action(&plan))
+    Ok(ctx.action(&rs, &plan))
 }
 
 async fn reconcile_repository(
@@ -209,10 +223,11 @@ async fn reconcile_repository(
     let plan = plan::repository::plan(&inputs);
     apply::execute(&ctx, &repo, &plan).await?;
     Ok(match plan.requeue_after_seconds {
-        Some(_) => ctx.action(&plan),
-        None => Action::requeue(
+        Some(_) => ctx.action(&repo, &plan),
+        None => Action::requeue(at_rest(
             Duration::from_secs(300).min(ctx.max_requeue.max(Duration::from_secs(30))),
-        ),
+            &repo,
+        )),
     })
 }
 
