@@ -17,42 +17,89 @@ use stash_core::gather as rules;
 use stash_core::plan::labels::{INVOKER_NAME, INVOKER_TYPE};
 use stash_core::plan::ObjectKey;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 /// A child as the watches deliver it.
 pub type ChildMeta = PartialObjectMeta<DynamicObject>;
 
-/// `(namespace, invoker-type label, invoker-name label)`.
-type Invoker = (Box<str>, Box<str>, Box<str>);
+/// `(namespace, invoker-type label, invoker-name label)`, shared by the invoker's children.
+type Invoker = Arc<(Arc<str>, Arc<str>, Box<str>)>;
 
 /// `(index in CHILD_KINDS, namespace, name)`.
-type Child = (u8, Box<str>, Box<str>);
+type Child = (u8, Arc<str>, Arc<str>);
+
+/// A resourceVersion: a number without the string's allocation when it is one (as on every
+/// API server we know), else the string (it is opaque to clients).
+#[derive(PartialEq)]
+enum Version {
+    Number(u64),
+    Text(Box<str>),
+}
+
+impl Version {
+    fn new(rv: &str) -> Version {
+        match rv.parse::<u64>() {
+            Ok(n) if n.to_string() == rv => Version::Number(n),
+            _ => Version::Text(rv.into()),
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Version::Number(n) => n.to_string(),
+            Version::Text(t) => t.to_string(),
+        }
+    }
+}
 
 struct Entry {
     invoker: Invoker,
-    resource_version: Box<str>,
+    resource_version: Version,
     /// Hash of what a change of which is worth a reconcile of the invoker (see [`trigger_hash`]).
     trigger: u64,
 }
 
+/// At 10,000 BackupConfigurations the index holds 70,000 children: it is kept compact (each
+/// string once, shared; numbers as numbers; a few children per invoker in a `Vec`).
 #[derive(Default)]
 struct State {
     objects: HashMap<Child, Entry>,
-    by_invoker: HashMap<Invoker, BTreeSet<(u8, Box<str>)>>,
+    by_invoker: HashMap<Invoker, Vec<(u8, Arc<str>)>>,
+    /// Namespaces and invoker kinds, each held once.
+    strings: HashSet<Arc<str>>,
     /// Per kind: the children seen since a re-list started (the others are gone once it ends).
-    relisting: HashMap<u8, HashSet<(Box<str>, Box<str>)>>,
+    relisting: HashMap<u8, HashSet<(Arc<str>, Arc<str>)>>,
 }
 
 impl State {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(held) = self.strings.get(s) {
+            return held.clone();
+        }
+        let held: Arc<str> = s.into();
+        self.strings.insert(held.clone());
+        held
+    }
+
+    /// The shared key of an invoker.
+    fn invoker(&mut self, ns: Arc<str>, kind: &str, name: &str) -> Invoker {
+        let kind = self.intern(kind);
+        let key = (ns, kind, Box::<str>::from(name));
+        match self.by_invoker.get_key_value(&key) {
+            Some((held, _)) => held.clone(),
+            None => Arc::new(key),
+        }
+    }
+
     fn remove(&mut self, child: &Child) {
         let Some(entry) = self.objects.remove(child) else {
             return;
         };
-        if let Some(set) = self.by_invoker.get_mut(&entry.invoker) {
-            set.remove(&(child.0, child.2.clone()));
-            if set.is_empty() {
+        if let Some(list) = self.by_invoker.get_mut(&entry.invoker) {
+            list.retain(|(k, name)| (*k, name) != (child.0, &child.2));
+            if list.is_empty() {
                 self.by_invoker.remove(&entry.invoker);
             }
         }
@@ -75,7 +122,7 @@ impl State {
         self.by_invoker
             .entry(entry.invoker.clone())
             .or_default()
-            .insert((child.0, child.2.clone()));
+            .push((child.0, child.2.clone()));
         self.objects.insert(child, entry);
         changed
     }
@@ -118,17 +165,16 @@ impl Children {
     /// a list by [`rules::child_labels`] over [`rules::CHILD_KINDS`] answers.
     pub fn of(&self, namespace: &str, kind: &str, name: &str) -> BTreeMap<ObjectKey, String> {
         let [(_, kind), (_, name)] = rules::child_labels(kind, name);
-        let invoker: Invoker = (namespace.into(), kind.into(), name.into());
+        let ns: Arc<str> = namespace.into();
+        let invoker = (ns.clone(), Arc::<str>::from(kind), Box::<str>::from(name));
         let state = self.lock();
-        let Some(set) = state.by_invoker.get(&invoker) else {
+        let Some(list) = state.by_invoker.get(&invoker) else {
             return BTreeMap::new();
         };
-        set.iter()
+        list.iter()
             .filter_map(|(k, child_name)| {
                 let (api_version, child_kind, _) = rules::CHILD_KINDS.get(usize::from(*k))?;
-                let entry = state
-                    .objects
-                    .get(&(*k, invoker.0.clone(), child_name.clone()))?;
+                let entry = state.objects.get(&(*k, ns.clone(), child_name.clone()))?;
                 Some((
                     ObjectKey {
                         api_version: (*api_version).into(),
@@ -136,7 +182,7 @@ impl Children {
                         namespace: Some(namespace.into()),
                         name: child_name.to_string(),
                     },
-                    entry.resource_version.to_string(),
+                    entry.resource_version.text(),
                 ))
             })
             .collect()
@@ -145,20 +191,21 @@ impl Children {
     /// Keeps the index current with one watch event of `CHILD_KINDS[kind]`; whether the event
     /// may matter to the invoker (a child created, deleted, or changed other than its status).
     pub fn observe(&self, kind: u8, event: &watcher::Event<ChildMeta>) -> bool {
-        let id = |o: &ChildMeta| -> Option<(Box<str>, Box<str>)> {
+        let mut state = self.lock();
+        let id = |state: &mut State, o: &ChildMeta| -> Option<(Arc<str>, Arc<str>)> {
+            let name = o.metadata.name.as_deref()?.into();
             Some((
-                o.metadata.namespace.as_deref().unwrap_or_default().into(),
-                o.metadata.name.as_deref()?.into(),
+                state.intern(o.metadata.namespace.as_deref().unwrap_or_default()),
+                name,
             ))
         };
-        let mut state = self.lock();
         match event {
             watcher::Event::Init => {
                 state.relisting.insert(kind, HashSet::new());
                 false
             }
             watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                let Some((ns, name)) = id(o) else {
+                let Some((ns, name)) = id(&mut state, o) else {
                     return false;
                 };
                 if matches!(event, watcher::Event::InitApply(_)) {
@@ -167,18 +214,15 @@ impl Children {
                     }
                 }
                 let labels = o.metadata.labels.as_ref();
-                let label = |k: &str| labels.and_then(|l| l.get(k)).map(|v| v.as_str().into());
+                let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
                 let child = (kind, ns.clone(), name);
                 match (label(INVOKER_TYPE), label(INVOKER_NAME)) {
                     (Some(t), Some(n)) => {
                         let entry = Entry {
-                            invoker: (ns, t, n),
-                            resource_version: o
-                                .metadata
-                                .resource_version
-                                .as_deref()
-                                .unwrap_or_default()
-                                .into(),
+                            invoker: state.invoker(ns, t, n),
+                            resource_version: Version::new(
+                                o.metadata.resource_version.as_deref().unwrap_or_default(),
+                            ),
                             trigger: trigger_hash(&o.metadata),
                         };
                         state.upsert(child, entry)
@@ -192,7 +236,7 @@ impl Children {
                 }
             }
             watcher::Event::Delete(o) => {
-                if let Some((ns, name)) = id(o) {
+                if let Some((ns, name)) = id(&mut state, o) {
                     state.remove(&(kind, ns, name));
                 }
                 true
