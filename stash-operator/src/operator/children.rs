@@ -30,6 +30,9 @@ type Invoker = Arc<(Arc<str>, Arc<str>, Box<str>)>;
 /// `(index in CHILD_KINDS, namespace, name)`.
 type Child = (u8, Arc<str>, Arc<str>);
 
+/// `(namespace, name)` of a child of a known kind.
+type Named = (Arc<str>, Arc<str>);
+
 /// A resourceVersion: a number without the string's allocation when it is one (as on every
 /// API server we know), else the string (it is opaque to clients).
 #[derive(PartialEq)]
@@ -70,7 +73,7 @@ struct State {
     /// Namespaces and invoker kinds, each held once.
     strings: HashSet<Arc<str>>,
     /// Per kind: the children seen since a re-list started (the others are gone once it ends).
-    relisting: HashMap<u8, HashSet<(Arc<str>, Arc<str>)>>,
+    relisting: HashMap<u8, HashSet<Named>>,
 }
 
 impl State {
@@ -192,7 +195,7 @@ impl Children {
     /// may matter to the invoker (a child created, deleted, or changed other than its status).
     pub fn observe(&self, kind: u8, event: &watcher::Event<ChildMeta>) -> bool {
         let mut state = self.lock();
-        let id = |state: &mut State, o: &ChildMeta| -> Option<(Arc<str>, Arc<str>)> {
+        let id = |state: &mut State, o: &ChildMeta| -> Option<Named> {
             let name = o.metadata.name.as_deref()?.into();
             Some((
                 state.intern(o.metadata.namespace.as_deref().unwrap_or_default()),
