@@ -90,6 +90,18 @@ print("API requests until converged (by client):", delta(b, m))
 print("API requests during rest (by client):    ", delta(m, a))
 ops = {k: v for k, v in mid["byAgent"].items() if k != "bench-controlplane"}
 print("requests by verb until converged:", {a: {k: v - before["byAgent"].get(a, {}).get(k, 0) for k, v in vs.items()} for a, vs in ops.items()})
+def by_resource(x, y):
+    out = {}
+    for a, vs in y.get("byResource", {}).items():
+        if a in ("bench-controlplane", "kubectl", "kubectl-dispatcher"):
+            continue
+        for k, v in vs.items():
+            n = v - x.get("byResource", {}).get(a, {}).get(k, 0)
+            if n:
+                out[k] = out.get(k, 0) + n
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+print("operator requests by verb and resource until converged:", by_resource(before, mid))
+print("operator requests by verb and resource during rest:    ", by_resource(mid, after))
 PY
 echo "---"
 printf 'N=%d namespaces=%d\n' "$N" "$NAMESPACES"

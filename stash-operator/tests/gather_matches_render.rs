@@ -19,7 +19,7 @@ use stash_core::api::{BackupConfiguration, BackupSession, Repository, RestoreSes
 use stash_core::plan::{Settings, FIELD_MANAGER};
 use stash_core::world::{Inputs, World};
 use stash_operator::operator::clock::Clock;
-use stash_operator::operator::{cache, gather, Context};
+use stash_operator::operator::{cache, children, gather, Context};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -341,7 +341,8 @@ async fn gathered(ctx: &Context, render: &Inputs) -> Result<Inputs, String> {
 /// Reflector caches as the running operator has them, synced.
 async fn synced_caches(client: &Client) -> (cache::Caches, Vec<tokio::task::JoinHandle<()>>) {
     // Built as the operator builds them (`operator::run_controllers`), minus the controllers.
-    let (readiness, ready) = cache::Readiness::new(7);
+    let kinds = stash_core::gather::CHILD_KINDS.len();
+    let (readiness, ready) = cache::Readiness::new(7 + kinds);
     let references = cache::References::default();
     let index = references.clone();
     let (backup_configurations, f) = cache::reflect_with(client, &readiness, move |event| {
@@ -360,7 +361,14 @@ async fn synced_caches(client: &Client) -> (cache::Caches, Vec<tokio::task::Join
     let (functions, b) = cache::reflect(client, &readiness);
     let (appbindings, d) = cache::reflect(client, &readiness);
     let (namespaces, e) = cache::reflect(client, &readiness);
-    let handles = vec![
+    let children = children::Children::default();
+    let mut handles = Vec::new();
+    for kind in 0..kinds {
+        let kind = u8::try_from(kind).unwrap();
+        let watch = children::watch(client, &readiness, children.clone(), kind);
+        handles.push(tokio::spawn(cache::drive(watch)));
+    }
+    handles.extend([
         tokio::spawn(cache::drive(a)),
         tokio::spawn(cache::drive(b)),
         tokio::spawn(cache::drive(c)),
@@ -368,7 +376,7 @@ async fn synced_caches(client: &Client) -> (cache::Caches, Vec<tokio::task::Join
         tokio::spawn(cache::drive(e)),
         tokio::spawn(cache::drive(f)),
         tokio::spawn(cache::drive(g)),
-    ];
+    ]);
     let caches = cache::Caches {
         tasks,
         functions,
@@ -379,6 +387,7 @@ async fn synced_caches(client: &Client) -> (cache::Caches, Vec<tokio::task::Join
         restore_sessions,
         ready,
         references,
+        children,
     };
     caches.wait_ready().await;
     (caches, handles)

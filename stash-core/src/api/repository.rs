@@ -104,7 +104,7 @@ pub struct Backend {
     pub storage_secret_name: Option<String>,
     /// A volume mounted into the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local: Option<LocalSpec>,
+    pub local: Option<Box<LocalSpec>>,
     /// S3-compatible object storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Spec>,

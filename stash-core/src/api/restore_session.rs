@@ -49,13 +49,13 @@ pub struct RestoreSessionSpec {
     pub rules: Option<Vec<RestoreRule>>,
     /// Pod and container settings for the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime_settings: Option<RuntimeSettings>,
+    pub runtime_settings: Option<Box<RuntimeSettings>>,
     /// The scratch emptyDir at `/stash-tmp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temp_dir: Option<EmptyDirSettings>,
     /// A PVC template mounted at `/stash-interim-volume`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interim_volume_template: Option<PersistentVolumeClaimTemplate>,
+    pub interim_volume_template: Option<Box<PersistentVolumeClaimTemplate>>,
     /// Hooks around the restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<RestoreHooks>,

@@ -47,6 +47,8 @@ pub struct Caches {
     /// kept by the same reflectors: a Repository reconcile looks up its own, instead of a scan
     /// of every invoker (which made the operator's CPU grow with N² at 10,000).
     pub references: References,
+    /// Invokers' children (from metadata-only watches).
+    pub children: super::children::Children,
 }
 
 impl Caches {
@@ -78,7 +80,7 @@ impl Readiness {
         )
     }
 
-    fn listed(&self) {
+    pub(crate) fn listed(&self) {
         if self.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.tx.send_replace(true);
         }
@@ -104,6 +106,25 @@ impl Slim for Namespace {
     fn slim(&mut self) {
         self.metadata.managed_fields = None;
     }
+}
+
+/// The trigger predicate of the invokers' controllers: what of an object may change its plan.
+/// Its spec (generation), labels, annotations and deletion do; an update of its status only
+/// (most often the one its own reconcile just wrote) or of its finalizers only (the one its
+/// reconcile added, before applying its children in the same pass) does not. A periodic
+/// requeue still brings every object back, whatever was filtered.
+pub fn spec_or_metadata<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = obj.meta();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        meta.generation,
+        &meta.labels,
+        &meta.annotations,
+        meta.deletion_timestamp.is_some(),
+    )
+        .hash(&mut h);
+    Some(h.finish())
 }
 
 /// `(kind, namespace, name)` of an invoker.

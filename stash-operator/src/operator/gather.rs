@@ -145,6 +145,9 @@ pub async fn children(
     kind: &str,
     name: &str,
 ) -> ReadResult<BTreeMap<ObjectKey, String>> {
+    if let Some(c) = ctx.caches().await {
+        return Ok(c.children.of(ns, kind, name));
+    }
     let selector = rules::selector(&rules::child_labels(kind, name));
     let mut out = BTreeMap::new();
     for (api_version, child_kind, plural) in rules::CHILD_KINDS {

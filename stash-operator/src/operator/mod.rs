@@ -5,6 +5,7 @@ pub mod apply;
 pub mod backoff;
 pub mod cache;
 pub mod catalog;
+pub mod children;
 pub mod clock;
 pub mod events;
 pub mod gather;
@@ -17,13 +18,13 @@ pub mod pushgateway;
 use apply::ApplyError;
 use clock::SharedClock;
 use futures_util::StreamExt;
-use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use stash_core::api::{BackupConfiguration, BackupSession, Repository, RestoreSession};
 use stash_core::plan::{self, Plan, Settings};
@@ -101,14 +102,28 @@ impl Context {
         Time(self.clock.now())
     }
 
-    fn action(&self, plan: &Plan) -> Action {
+    /// When to see `obj` again: when its plan asks, else after a periodic resync.
+    fn action<K: kube::Resource<DynamicType = ()>>(&self, obj: &K, plan: &Plan) -> Action {
         match plan.requeue_after_seconds {
             Some(s) => Action::requeue(Duration::from_secs(s).min(self.max_requeue)),
-            None => Action::requeue(
+            None => Action::requeue(at_rest(
                 Duration::from_secs(600).min(self.max_requeue.max(Duration::from_secs(60))),
-            ),
+                obj,
+            )),
         }
     }
+}
+
+/// The periodic resync of an object at rest: `base`, lengthened by up to a quarter by a hash
+/// of the object's key. Objects reconciled together (all of them after a start) then come
+/// back spread out, not as one burst of reads every `base`.
+fn at_rest<K: kube::Resource<DynamicType = ()>>(base: Duration, obj: &K) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let meta = obj.meta();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (K::kind(&()), &meta.namespace, &meta.name).hash(&mut h);
+    let spread = u32::try_from(h.finish() % 1000).unwrap_or(0);
+    base + base * spread / 4000
 }
 
 /// Why a reconcile failed; the controller retries with backoff.
@@ -162,7 +177,7 @@ async fn reconcile_backup_configuration(
     } else if let Some(schedule) = bc.spec.schedule.as_deref() {
         ctx.metrics.set_schedule(&ns, &bc.name_any(), schedule);
     }
-    Ok(ctx.action(&plan))
+    Ok(ctx.action(&bc, &plan))
 }
 
 async fn reconcile_backup_session(
@@ -183,7 +198,7 @@ async fn reconcile_backup_session(
         inputs.invoker.as_ref(),
         plan.status.as_ref(),
     );
-    Ok(ctx.action(&plan))
+    Ok(ctx.action(&session, &plan))
 }
 
 async fn reconcile_restore_session(
@@ -198,7 +213,7 @@ async fn reconcile_restore_session(
     apply::execute(&ctx, &rs, &plan).await?;
     ctx.metrics
         .observe_restore_session(&rs, plan.status.as_ref());
-    Ok(ctx.action(&plan))
+    Ok(ctx.action(&rs, &plan))
 }
 
 async fn reconcile_repository(
@@ -212,10 +227,11 @@ async fn reconcile_repository(
     let plan = plan::repository::plan(&inputs);
     apply::execute(&ctx, &repo, &plan).await?;
     Ok(match plan.requeue_after_seconds {
-        Some(_) => ctx.action(&plan),
-        None => Action::requeue(
+        Some(_) => ctx.action(&repo, &plan),
+        None => Action::requeue(at_rest(
             Duration::from_secs(300).min(ctx.max_requeue.max(Duration::from_secs(30))),
-        ),
+            &repo,
+        )),
     })
 }
 
@@ -340,7 +356,7 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
 
     // BackupConfigurations, RestoreSessions and Repositories are both controllers' main
     // objects and caches other reconciles read: one reflector each, shared.
-    let (readiness, ready) = cache::Readiness::new(7);
+    let (readiness, ready) = cache::Readiness::new(7 + stash_core::gather::CHILD_KINDS.len());
     let references = cache::References::default();
     let index = references.clone();
     let (bc_store, bc_stream) = cache::reflect_with(&client, &readiness, move |event| {
@@ -359,6 +375,20 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
     let (functions, functions_sync) = cache::reflect(&client, &readiness);
     let (appbindings, appbindings_sync) = cache::reflect(&client, &readiness);
     let (namespaces, namespaces_sync) = cache::reflect(&client, &readiness);
+    // Children of invokers from metadata-only watches; the CronJobs' also trigger their
+    // BackupConfiguration's reconcile (as an `owns` watch did), the others are only read.
+    let children = children::Children::default();
+    let mut cronjobs = None;
+    let mut child_syncs = Vec::new();
+    for (i, (_, kind, _)) in stash_core::gather::CHILD_KINDS.iter().enumerate() {
+        let Ok(i) = u8::try_from(i) else { continue };
+        let stream = children::watch(&client, &readiness, children.clone(), i);
+        if *kind == "CronJob" {
+            cronjobs = Some(stream.boxed());
+        } else {
+            child_syncs.push(cache::drive(stream));
+        }
+    }
     // A restart of the controllers keeps the caches of the first run (they stay current).
     let _ = ctx.caches.set(cache::Caches {
         tasks,
@@ -370,18 +400,26 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         restore_sessions: rs_store.clone(),
         ready,
         references,
+        children,
     });
 
-    let bc = Controller::for_stream(bc_stream, bc_store.clone())
-        .owns(Api::<CronJob>::all(client.clone()), wc())
-        .with_config(config.clone())
-        .graceful_shutdown_on(stop())
-        .run(
-            |obj, ctx| reconcile_and_reset_backoff(obj, ctx, reconcile_backup_configuration),
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+    let cronjob_resource = apply::api_resource("batch/v1", "CronJob", "cronjobs");
+    let bc = Controller::for_stream(
+        bc_stream.predicate_filter(cache::spec_or_metadata, Default::default()),
+        bc_store.clone(),
+    )
+    .owns_stream_with(
+        cronjobs.unwrap_or_else(|| futures_util::stream::empty().boxed()),
+        cronjob_resource,
+    )
+    .with_config(config.clone())
+    .graceful_shutdown_on(stop())
+    .run(
+        |obj, ctx| reconcile_and_reset_backoff(obj, ctx, reconcile_backup_configuration),
+        error_policy,
+        ctx.clone(),
+    )
+    .for_each(|_| async {});
     let bs = Controller::new(
         Api::<DeserializeGuard<BackupSession>>::all(client.clone()),
         wc(),
@@ -409,11 +447,12 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         let stop = stop();
         tokio::select! {
             _ = stop => {}
-            _ = futures_util::future::join4(
+            _ = futures_util::future::join5(
                 cache::drive(tasks_sync),
                 cache::drive(functions_sync),
                 cache::drive(appbindings_sync),
                 cache::drive(namespaces_sync),
+                futures_util::future::join_all(child_syncs),
             ) => {}
         }
     };

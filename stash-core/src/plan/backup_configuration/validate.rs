@@ -329,7 +329,7 @@ fn validate_spec(inputs: &BackupConfigurationInputs) -> Vec<String> {
     }
     if let Some(e) = spec
         .interim_volume_template
-        .as_ref()
+        .as_deref()
         .and_then(crate::plan::job::interim_template_error)
     {
         errors.push(e);

@@ -172,7 +172,7 @@ pub(super) fn build_job(
         functions: &inputs.functions,
         variables: &vars,
         params: &params,
-        runtime_settings: bc.spec.runtime_settings.as_ref(),
+        runtime_settings: bc.spec.runtime_settings.as_deref(),
         temp_dir: bc.spec.temp_dir.as_ref(),
         service_account: backup_job_rbac_name(&bc_name),
         image_pull_policy: &inputs.settings.image_pull_policy,

@@ -145,7 +145,7 @@ pub(super) fn build_job(
         functions: &inputs.functions,
         variables: &vars,
         params: &params,
-        runtime_settings: rs.spec.runtime_settings.as_ref(),
+        runtime_settings: rs.spec.runtime_settings.as_deref(),
         temp_dir: rs.spec.temp_dir.as_ref(),
         service_account: rbac_name.clone(),
         image_pull_policy: &inputs.settings.image_pull_policy,

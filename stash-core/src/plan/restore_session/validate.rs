@@ -229,7 +229,7 @@ impl Check<'_> {
         if let Some(e) = rs
             .spec
             .interim_volume_template
-            .as_ref()
+            .as_deref()
             .and_then(crate::plan::job::interim_template_error)
         {
             self.errors.push(e);
