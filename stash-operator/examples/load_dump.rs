@@ -1,7 +1,8 @@
-//! Loads a dump from stdin into a database with one of the restore's loaders and prints the
-//! time and this process's peak RSS: `MYSQL_PWD=… load_dump HOST PORT USER LOADER < dump.sql`
-//! (`LOADER`: protocol, parallel or client). A tool for profiling the loader on its own,
-//! without a repository in front of it.
+//! Loads a dump into a database with one of the restore's loaders and prints the time and this
+//! process's peak RSS: `MYSQL_PWD=… load_dump HOST PORT USER LOADER < dump.sql` (`LOADER`:
+//! protocol, parallel or client), or, with `RESTIC_PASSWORD=…` and a fifth argument, from
+//! `/dumpfile.sql` of the latest snapshot in that local repository, as `restore-mysql` does. A
+//! tool for profiling the loader with and without the repository in front of it.
 
 use stash_operator::datapath::loader::{load_with_client, load_with_protocol, LoaderKind};
 use stash_operator::datapath::mysql_client::DbTarget;
@@ -18,7 +19,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ssl_ca: None,
     };
     let loader: LoaderKind = arg(3, "protocol").parse()?;
-    let stdin = std::io::stdin();
+    let stdin: Box<dyn std::io::Read + Send> = match args.get(4) {
+        Some(dir) => {
+            let password = std::env::var("RESTIC_PASSWORD").unwrap_or_default();
+            let backend = std::sync::Arc::new(stash_repo::LocalBackend::new(dir));
+            let repo = stash_repo::Repository::open(backend, password.as_bytes())?;
+            Box::new(stash_repo::open_file(
+                &repo,
+                "latest",
+                None,
+                "/dumpfile.sql",
+            )?)
+        }
+        None => Box::new(std::io::stdin()),
+    };
     let started = std::time::Instant::now();
     let stats = match loader {
         LoaderKind::Protocol => load_with_protocol(stdin, &target)?,

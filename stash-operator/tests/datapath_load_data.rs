@@ -147,8 +147,11 @@ fn a_server_refusing_local_infile_gets_the_statements() {
     let source = MysqlServer::start().expect("source");
     source.execute(SEED).expect("seed");
     let fresh = MysqlServer::start_with_args(&["--local-infile=0"]).expect("target");
-    load_with_protocol(&dump(&source, "--databases tricky --triggers")[..], &target(&fresh))
-        .unwrap();
+    load_with_protocol(
+        &dump(&source, "--databases tricky --triggers")[..],
+        &target(&fresh),
+    )
+    .unwrap();
     assert_eq!(fresh.checksums().unwrap(), source.checksums().unwrap());
     assert_eq!(loads_and_inserts(&fresh).0, 0);
 }
@@ -156,7 +159,8 @@ fn a_server_refusing_local_infile_gets_the_statements() {
 #[test]
 fn a_duplicate_key_fails_the_restore_as_the_insert_would() {
     // LOAD DATA LOCAL skips a duplicate with a warning; the restore must not.
-    let dump = "CREATE DATABASE d; USE d;\nCREATE TABLE `t` (`id` int PRIMARY KEY) ENGINE=InnoDB;\n\
+    let dump =
+        "CREATE DATABASE d; USE d;\nCREATE TABLE `t` (`id` int PRIMARY KEY) ENGINE=InnoDB;\n\
                 INSERT INTO `t` VALUES (1),(2);\nINSERT INTO `t` VALUES (2),(3);\n";
     let fresh = MysqlServer::start().expect("target");
     let err = load_with_protocol(dump.as_bytes(), &target(&fresh)).unwrap_err();

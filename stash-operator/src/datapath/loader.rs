@@ -423,7 +423,10 @@ impl Batcher<'_> {
     }
 
     fn push_statement(&mut self, text: &str, index: u64) -> bool {
-        if !self.flush_rows() {
+        // Full batches go before they would outgrow their buffer (growing doubles it).
+        if !self.flush_rows()
+            || (self.sql.len() + text.len() > BATCH_BYTES && !self.flush_statements())
+        {
             return false;
         }
         if self.sql.is_empty() {
@@ -447,7 +450,8 @@ impl Batcher<'_> {
         let Some((target, start)) = parse_insert_head(sql) else {
             return Ok(false);
         };
-        if self.rows.as_ref().is_some_and(|b| b.target != target) && !self.flush_rows() {
+        let full = |b: &RowsBatch| b.target != target || b.original.len() + sql.len() > BATCH_BYTES;
+        if self.rows.as_ref().is_some_and(full) && !self.flush_rows() {
             return Err(());
         }
         if !self.flush_statements() {
@@ -473,9 +477,6 @@ impl Batcher<'_> {
             batch.original.extend_from_slice(b";\n");
         }
         batch.original.extend_from_slice(sql);
-        if batch.rows.len() >= BATCH_BYTES && !self.flush_rows() {
-            return Err(());
-        }
         Ok(true)
     }
 
