@@ -255,7 +255,7 @@ mod tests {
 
     /// `LOAD DATA`'s reading of one row in the default format (the server's `READ_INFO` for
     /// single-byte data): fields split at unescaped tabs, `\N` alone is NULL.
-    fn read_row(line: &[u8]) -> Vec<Option<Vec<u8>>> {
+    fn read_row(line: &[u8]) -> Row {
         let mut fields = Vec::new();
         let mut field = Vec::new();
         let mut null = false;
@@ -296,7 +296,10 @@ mod tests {
         fields
     }
 
-    fn rows_of(sql: &[u8]) -> Option<(RowsTarget, Vec<Vec<Option<Vec<u8>>>>)> {
+    /// A row as `LOAD DATA` reads it: each field's bytes, `None` for NULL.
+    type Row = Vec<Option<Vec<u8>>>;
+
+    fn rows_of(sql: &[u8]) -> Option<(RowsTarget, Vec<Row>)> {
         let (target, start) = parse_insert_head(sql)?;
         let mut out = Vec::new();
         let n = append_rows(sql, start, &mut out)?;
