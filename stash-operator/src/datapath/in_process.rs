@@ -3,10 +3,9 @@
 //! directly. Pruning (repacking) stays with the restic CLI, which is run only when asked to.
 
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use stash_repo::http::{RestBackend, S3Backend, S3Credentials};
-use stash_repo::{backend::FileKind, Backend, Id, LocalBackend, LockWait, RepoError, Repository};
+use stash_repo::{backend::FileKind, Backend, Id, LockWait, RepoError, Repository};
 
 use super::backend::EngineEnv;
 use super::restic_cli::ResticCli;
@@ -20,6 +19,10 @@ pub struct InProcess {
     pruner: ResticCli,
     /// How long a backup waits for a conflicting (exclusive) lock before it fails.
     lock_wait: LockWait,
+    /// The repository as last opened, with the config file as it was read then: a job opens
+    /// it several times (locks, backup), and the key derivation (scrypt, about 60 ms of CPU
+    /// before the dump may start) need not run again while the config is the same.
+    opened: Mutex<Option<(Vec<u8>, Repository)>>,
 }
 
 impl std::fmt::Debug for InProcess {
@@ -32,41 +35,34 @@ impl std::fmt::Debug for InProcess {
 
 /// Why the in-process engine cannot serve a repository.
 #[derive(Debug, thiserror::Error)]
-#[error("the in-process engine does not support repository {0:?} (use --engine=restic)")]
+#[error("{0}")]
 pub struct Unsupported(pub String);
 
 impl InProcess {
-    /// An engine for the repository `env` names: a local directory, S3 or a REST server,
-    /// without a custom CA or disabled TLS verification (those stay with restic).
+    /// An engine for the repository `env` names: a local directory, S3, a REST server, GCS,
+    /// Azure, B2 or Swift, without a custom CA or disabled TLS verification (those stay with
+    /// restic).
     pub fn new(env: &EngineEnv, pruner: ResticCli) -> Result<InProcess, Unsupported> {
         let location = env
             .env
             .get("RESTIC_REPOSITORY")
             .cloned()
             .unwrap_or_default();
-        let scheme = || location.split(':').next().unwrap_or_default().to_owned();
         if !Self::supports(env) {
-            return Err(Unsupported(scheme()));
+            let scheme = location.split(':').next().unwrap_or_default();
+            return Err(Unsupported(format!(
+                "the in-process engine does not support repository {scheme:?} with these \
+                 settings (use --engine=restic)"
+            )));
         }
-        let var = |k: &str| env.env.get(k).cloned().unwrap_or_default();
-        let backend: Arc<dyn Backend> = if let Some(rest) = location.strip_prefix("rest:") {
-            Arc::new(RestBackend::new(rest).map_err(|_| Unsupported(scheme()))?)
-        } else if let Some(s3) = location.strip_prefix("s3:") {
-            let creds = S3Credentials {
-                access_key: var("AWS_ACCESS_KEY_ID"),
-                secret_key: var("AWS_SECRET_ACCESS_KEY"),
-                session_token: env.env.get("AWS_SESSION_TOKEN").cloned(),
-                region: var("AWS_DEFAULT_REGION"),
-            };
-            Arc::new(S3Backend::new(s3, creds).map_err(|_| Unsupported(scheme()))?)
-        } else {
-            Arc::new(LocalBackend::new(&location))
-        };
+        let backend = stash_repo::location::open(&location, &|k| env.env.get(k).cloned())
+            .map_err(|e| Unsupported(format!("cannot reach the repository: {e}")))?;
         Ok(InProcess {
             backend,
             password: env.env.get("RESTIC_PASSWORD").cloned().unwrap_or_default(),
             pruner,
             lock_wait: LockWait::default(),
+            opened: Mutex::new(None),
         })
     }
 
@@ -79,16 +75,30 @@ impl InProcess {
     /// True when [`InProcess::new`] would accept `env`.
     pub fn supports(env: &EngineEnv) -> bool {
         let location = env.env.get("RESTIC_REPOSITORY").map_or("", String::as_str);
-        let reachable = location.starts_with('/')
-            || location.starts_with("s3:")
-            || location.starts_with("rest:");
-        // A custom CA or skipped verification needs TLS settings this engine does not take.
-        reachable && env.flags.is_empty()
+        // A custom CA or skipped verification needs TLS settings this engine does not take;
+        // `--option <scheme>.connections=N` only bounds restic's own concurrency.
+        let tls_settings = env
+            .flags
+            .iter()
+            .any(|f| f == "--cacert" || f == "--insecure-tls");
+        stash_repo::location::supported(location) && !tls_settings
     }
 
     fn open(&self) -> Result<Repository, EngineError> {
-        Repository::open(Arc::clone(&self.backend), self.password.as_bytes())
-            .map_err(|e| engine_error("open", e))
+        // A repository created again under the same name has a new config (new id, new
+        // random polynomial, encrypted under a new key): then it is opened afresh.
+        let config = self.backend.read(FileKind::Config, "config").ok();
+        if let (Some(config), Ok(opened)) = (&config, self.opened.lock()) {
+            if let Some((_, repo)) = opened.as_ref().filter(|(seen, _)| seen == config) {
+                return Ok(repo.clone());
+            }
+        }
+        let repo = Repository::open(Arc::clone(&self.backend), self.password.as_bytes())
+            .map_err(|e| engine_error("open", e))?;
+        if let (Some(config), Ok(mut opened)) = (config, self.opened.lock()) {
+            *opened = Some((config, repo.clone()));
+        }
+        Ok(repo)
     }
 }
 
@@ -243,5 +253,47 @@ impl RepositoryEngine for InProcess {
                 .map_err(|e| engine_error("unlock", e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::datapath::restic_cli::CacheMode;
+
+    fn engine(dir: &std::path::Path) -> InProcess {
+        let env = EngineEnv {
+            env: BTreeMap::from([
+                ("RESTIC_REPOSITORY".to_owned(), dir.display().to_string()),
+                ("RESTIC_PASSWORD".to_owned(), "pw".to_owned()),
+            ]),
+            flags: Vec::new(),
+        };
+        let pruner = ResticCli::new("restic", env.clone(), CacheMode::Disabled);
+        InProcess::new(&env, pruner).unwrap()
+    }
+
+    #[test]
+    fn the_key_is_derived_once_per_repository_not_per_call() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        let engine = engine(&dir);
+        assert!(engine.init_if_missing().unwrap());
+        assert!(engine.snapshots(None).unwrap().is_empty());
+        // Without its key files the repository cannot be opened again from the password; the
+        // engine still holds the key it derived, so the next calls (the backup's) need none.
+        std::fs::remove_dir_all(dir.join("keys")).unwrap();
+        std::fs::create_dir(dir.join("keys")).unwrap();
+        let mut dump = &b"INSERT 1;\n-- Dump completed\n"[..];
+        engine
+            .backup_stream(&mut dump, "host-0", "dumpfile.sql")
+            .unwrap();
+        assert_eq!(engine.snapshots(None).unwrap().len(), 1);
+        // A repository created again under the same name is opened afresh.
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(engine.init_if_missing().unwrap());
+        assert!(engine.snapshots(None).unwrap().is_empty());
     }
 }
