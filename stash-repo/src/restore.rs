@@ -14,9 +14,9 @@ use crate::pack::open_blob;
 use crate::repo::{BlobLocation, Repository};
 
 /// Blobs decoded ahead of the reader.
-const READ_AHEAD: usize = 8;
+const READ_AHEAD: usize = 4;
 /// Largest single range request.
-const MAX_REQUEST: u64 = 16 * 1024 * 1024;
+const MAX_REQUEST: u64 = 8 * 1024 * 1024;
 const DECODERS: usize = 2;
 
 type Decoded = Result<Vec<u8>, RepoError>;

@@ -7,10 +7,15 @@
 
 use std::io::{BufReader, Read, Write};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
 
 use mysql::prelude::Queryable;
 
+use super::deferred_stats;
 use super::dump_source::read_tail;
+use super::load_data::{append_rows, parse_insert_head, RowsTarget, ROWS_FILE};
 use super::mysql_client::{ClientOptionFile, DbTarget};
 use super::statements::{as_text, StatementReader};
 
@@ -147,53 +152,227 @@ impl<R: Read> Read for Counting<R> {
 enum Work {
     /// Statements joined with `;` (or one compound statement), numbered from `first`.
     Batch { sql: String, first: u64, last: u64 },
+    /// The rows of consecutive `INSERT`s into one table, for `LOAD DATA`.
+    Rows(RowsBatch),
     /// The stream ended cleanly after this many bytes.
     End { bytes: u64 },
+}
+
+/// Rows of statements `first..=last`, all into `target`.
+struct RowsBatch {
+    target: RowsTarget,
+    /// The rows in `LOAD DATA`'s format.
+    rows: Vec<u8>,
+    count: u64,
+    /// The statements as the dump wrote them, joined with `;`: sent instead when the session
+    /// cannot take the rows as `LOAD DATA` (the server refuses `LOCAL INFILE`, or a character
+    /// set or SQL mode under which the conversion would not be exact).
+    original: Vec<u8>,
+    first: u64,
+    last: u64,
 }
 
 /// Batches in flight between the threads: enough to keep the server busy while the next ones
 /// are split, bounded so memory stays flat.
 const QUEUED_BATCHES: usize = 4;
 
+/// Error codes of a server that refuses `LOAD DATA LOCAL`: MariaDB before 10.5 (1148), MySQL 8
+/// (3948), MariaDB 10.5 and later (4166).
+const LOCAL_INFILE_REFUSED: [u16; 3] = [1148, 3948, 4166];
+
+/// Client character sets in which a backslash or quote byte is never part of a multibyte
+/// character, so the dump's string escapes decode the same way byte by byte.
+const BYTE_SAFE_CHARSETS: [&str; 6] = ["utf8mb4", "utf8mb3", "utf8", "latin1", "ascii", "binary"];
+
+/// What the session allows for `LOAD DATA`, asked again after any statement that may have
+/// changed it.
+struct Session {
+    /// The client character set, when rows can be loaded with it.
+    charset: Option<String>,
+    strict: bool,
+}
+
+fn statement_error(index: u64, e: mysql::Error) -> LoadError {
+    LoadError::Statement {
+        index,
+        message: e.to_string(),
+    }
+}
+
+/// Sends rows as `LOAD DATA LOCAL INFILE`, or as the original statements when it cannot.
+struct RowsLoader {
+    /// The rows the local-infile handler hands to the server next.
+    slot: Arc<Mutex<Vec<u8>>>,
+    session: Option<Session>,
+    /// The server refused `LOCAL INFILE`: the splitter stops converting.
+    refused: Arc<AtomicBool>,
+}
+
+impl RowsLoader {
+    fn new(conn: &mut mysql::Conn, refused: Arc<AtomicBool>) -> Self {
+        let slot = Arc::new(Mutex::new(Vec::new()));
+        let rows = Arc::clone(&slot);
+        conn.set_local_infile_handler(Some(mysql::LocalInfileHandler::new(move |name, out| {
+            // Only our own rows: a `LOAD DATA LOCAL` of any other name in the dump gets
+            // an empty file, never one of this machine's.
+            if name != ROWS_FILE.as_bytes() {
+                return Ok(());
+            }
+            let rows = std::mem::take(
+                &mut *rows
+                    .lock()
+                    .map_err(|_| std::io::Error::other("rows buffer poisoned"))?,
+            );
+            out.write_all(&rows)
+        })));
+        RowsLoader {
+            slot,
+            session: None,
+            refused,
+        }
+    }
+
+    /// Statements other than rows may change the character set or SQL mode.
+    fn session_changed(&mut self) {
+        self.session = None;
+    }
+
+    fn session(&mut self, conn: &mut mysql::Conn, index: u64) -> Result<&Session, LoadError> {
+        if self.session.is_none() {
+            let (client, connection, mode, local): (String, String, String, i64) = conn
+                .query_first(
+                    "SELECT @@character_set_client, @@character_set_connection, @@sql_mode, \
+                     @@local_infile + 0",
+                )
+                .map_err(|e| statement_error(index, e))?
+                .unwrap_or_default();
+            let exact = client == connection
+                && BYTE_SAFE_CHARSETS.contains(&client.as_str())
+                && !mode.contains("NO_BACKSLASH_ESCAPES");
+            if local == 0 {
+                self.refused.store(true, Ordering::Relaxed);
+            }
+            self.session = Some(Session {
+                charset: (exact && local != 0).then_some(client),
+                strict: mode.contains("STRICT_"),
+            });
+        }
+        Ok(self.session.get_or_insert(Session {
+            charset: None,
+            strict: false,
+        }))
+    }
+
+    fn load(&mut self, conn: &mut mysql::Conn, mut batch: RowsBatch) -> Result<(), LoadError> {
+        let session = self.session(conn, batch.first)?;
+        let strict = session.strict;
+        let Some(charset) = session.charset.clone() else {
+            return send_original(conn, &batch);
+        };
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = batch.take_rows();
+        }
+        let loaded = conn.query_drop(batch.target.load_statement(&charset));
+        if let Ok(mut slot) = self.slot.lock() {
+            slot.clear();
+        }
+        match loaded {
+            Ok(()) => {}
+            Err(mysql::Error::MySqlError(e)) if LOCAL_INFILE_REFUSED.contains(&e.code) => {
+                self.refused.store(true, Ordering::Relaxed);
+                self.session = None;
+                return send_original(conn, &batch);
+            }
+            Err(e) => return Err(statement_error(batch.first, e)),
+        }
+        let stored = conn.affected_rows();
+        let warnings = conn.warnings();
+        // `LOCAL` turns errors into warnings (a duplicate key skips its row): fail as the
+        // `INSERT` would have.
+        if stored != batch.count || (warnings > 0 && strict) {
+            let shown: Vec<(String, u32, String)> = conn
+                .query("SHOW WARNINGS LIMIT 3")
+                .map_err(|e| statement_error(batch.first, e))?;
+            let shown: Vec<String> = shown
+                .into_iter()
+                .map(|(level, code, message)| format!("{level} {code}: {message}"))
+                .collect();
+            return Err(LoadError::Statement {
+                index: batch.first,
+                message: format!(
+                    "rows of {} (statements {} to {}): {stored} of {} stored, {warnings} \
+                     warnings: {}",
+                    batch.target.table,
+                    batch.first,
+                    batch.last,
+                    batch.count,
+                    shown.join("; ")
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn send_original(conn: &mut mysql::Conn, batch: &RowsBatch) -> Result<(), LoadError> {
+    let text = as_text(&batch.original)?;
+    conn.query_drop(text.as_ref())
+        .map_err(|e| statement_error(batch.first, e))
+}
+
+impl RowsBatch {
+    /// Hands the rows over, leaving the batch without them.
+    fn take_rows(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.rows)
+    }
+}
+
 /// Sends every statement of `dump` to `target` in batched transactions. One thread reads and
-/// splits the stream while this one waits on the server, so both cores work. On any error the
-/// open transaction is rolled back and the error returned; DDL already executed stays (MySQL
-/// commits DDL implicitly), as with the `mysql` client.
+/// splits the stream while this one waits on the server, so both cores work. The rows of
+/// extended `INSERT`s go as `LOAD DATA LOCAL INFILE` where that is exact (`load_data`), and
+/// the statistics of each table are computed once after its rows (`deferred_stats`). On any
+/// error the open transaction is rolled back and the error returned; DDL already executed stays
+/// (MySQL commits DDL implicitly), as with the `mysql` client.
 pub fn load_with_protocol(
     dump: impl Read + Send,
     target: &DbTarget,
 ) -> Result<LoadStats, LoadError> {
     let mut conn = connect(target)?;
-    let statement_error = |index: u64, e: mysql::Error| LoadError::Statement {
-        index,
-        message: e.to_string(),
-    };
     conn.query_drop("SET autocommit=0")
         .map_err(|e| statement_error(0, e))?;
+    let refused = Arc::new(AtomicBool::new(false));
+    let mut rows_loader = RowsLoader::new(&mut conn, Arc::clone(&refused));
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Work, LoadError>>(QUEUED_BATCHES);
     let result = std::thread::scope(|scope| {
-        scope.spawn(move || split_into_batches(dump, &tx));
+        scope.spawn(move || split_into_batches(dump, &tx, &refused));
         let mut since_commit = 0usize;
         let mut statements = 0u64;
         // Dropping `rx` on error stops the splitting thread at its next send.
         for work in rx {
-            match work? {
+            let (size, last) = match work? {
                 Work::Batch { sql, first, last } => {
                     conn.query_drop(sql.as_str())
                         .map_err(|e| statement_error(first, e))?;
-                    statements = last;
-                    since_commit += sql.len();
-                    if since_commit >= COMMIT_BYTES {
-                        conn.query_drop("COMMIT")
-                            .map_err(|e| statement_error(last, e))?;
-                        since_commit = 0;
-                    }
+                    rows_loader.session_changed();
+                    (sql.len(), last)
+                }
+                Work::Rows(batch) => {
+                    let (size, last) = (batch.rows.len(), batch.last);
+                    rows_loader.load(&mut conn, batch)?;
+                    (size, last)
                 }
                 Work::End { bytes } => {
                     conn.query_drop("COMMIT")
                         .map_err(|e| statement_error(statements, e))?;
                     return Ok(LoadStats { bytes, statements });
                 }
+            };
+            statements = last;
+            since_commit += size;
+            if since_commit >= COMMIT_BYTES {
+                conn.query_drop("COMMIT")
+                    .map_err(|e| statement_error(last, e))?;
+                since_commit = 0;
             }
         }
         Err(LoadError::Read(std::io::Error::other(
@@ -206,21 +385,128 @@ pub fn load_with_protocol(
     result
 }
 
-/// Splits `dump` into batches and sends them; stops quietly when the receiver is gone.
-fn split_into_batches(dump: impl Read, tx: &std::sync::mpsc::SyncSender<Result<Work, LoadError>>) {
-    let mut counting = Counting {
-        inner: dump,
-        bytes: 0,
-    };
-    let mut statements = 0u64;
-    let mut batch = String::with_capacity(BATCH_BYTES + (1 << 16));
-    let mut first = 1u64;
-    let send_batch = |batch: &mut String, first: u64, last: u64| -> bool {
-        if batch.is_empty() {
+/// Gathers statements into batches and rows into `LOAD DATA` batches, in dump order, and sends
+/// them; every send returns false once the receiver is gone.
+struct Batcher<'a> {
+    tx: &'a SyncSender<Result<Work, LoadError>>,
+    sql: String,
+    first: u64,
+    last: u64,
+    rows: Option<RowsBatch>,
+    /// The table whose statistics are deferred until its rows are in.
+    deferred: Option<String>,
+}
+
+impl Batcher<'_> {
+    fn flush_statements(&mut self) -> bool {
+        if self.sql.is_empty() {
             return true;
         }
-        let sql = std::mem::replace(batch, String::with_capacity(BATCH_BYTES + (1 << 16)));
-        tx.send(Ok(Work::Batch { sql, first, last })).is_ok()
+        let sql = std::mem::replace(
+            &mut self.sql,
+            String::with_capacity(BATCH_BYTES + (1 << 16)),
+        );
+        self.tx
+            .send(Ok(Work::Batch {
+                sql,
+                first: self.first,
+                last: self.last,
+            }))
+            .is_ok()
+    }
+
+    fn flush_rows(&mut self) -> bool {
+        match self.rows.take() {
+            Some(batch) => self.tx.send(Ok(Work::Rows(batch))).is_ok(),
+            None => true,
+        }
+    }
+
+    fn push_statement(&mut self, text: &str, index: u64) -> bool {
+        // Full batches go before they would outgrow their buffer (growing doubles it).
+        if !self.flush_rows()
+            || (self.sql.len() + text.len() > BATCH_BYTES && !self.flush_statements())
+        {
+            return false;
+        }
+        if self.sql.is_empty() {
+            self.first = index;
+        } else {
+            self.sql.push_str(";\n");
+        }
+        self.sql.push_str(text);
+        self.last = index;
+        self.sql.len() < BATCH_BYTES || self.flush_statements()
+    }
+
+    /// A statement that must go alone (a body with its own semicolons).
+    fn push_alone(&mut self, text: &str, index: u64) -> bool {
+        self.flush_statements() && self.push_statement(text, index) && self.flush_statements()
+    }
+
+    /// Adds the rows of an `INSERT` to the rows batch of its table; false in `Ok` when the
+    /// statement cannot be converted and must be sent as a statement.
+    fn push_rows(&mut self, sql: &[u8], index: u64) -> Result<bool, ()> {
+        let Some((target, start)) = parse_insert_head(sql) else {
+            return Ok(false);
+        };
+        let full = |b: &RowsBatch| b.target != target || b.original.len() + sql.len() > BATCH_BYTES;
+        if self.rows.as_ref().is_some_and(full) && !self.flush_rows() {
+            return Err(());
+        }
+        if !self.flush_statements() {
+            return Err(());
+        }
+        let batch = self.rows.get_or_insert_with(|| RowsBatch {
+            target,
+            rows: Vec::with_capacity(BATCH_BYTES + (1 << 16)),
+            count: 0,
+            original: Vec::with_capacity(BATCH_BYTES + (1 << 16)),
+            first: index,
+            last: index,
+        });
+        let Some(count) = append_rows(sql, start, &mut batch.rows) else {
+            if batch.count == 0 {
+                self.rows = None;
+            }
+            return Ok(false);
+        };
+        batch.count += count;
+        batch.last = index;
+        if !batch.original.is_empty() {
+            batch.original.extend_from_slice(b";\n");
+        }
+        batch.original.extend_from_slice(sql);
+        Ok(true)
+    }
+
+    /// Computes the statistics of the table whose rows just ended.
+    fn end_deferred(&mut self, index: u64) -> bool {
+        match self.deferred.take() {
+            Some(table) => deferred_stats::restore(&table)
+                .iter()
+                .all(|sql| self.push_statement(sql, index)),
+            None => true,
+        }
+    }
+}
+
+/// Splits `dump` into batches and sends them; stops quietly when the receiver is gone. Once the
+/// server refused `LOCAL INFILE` (`refused`), rows stay statements.
+fn split_into_batches(
+    dump: impl Read,
+    tx: &SyncSender<Result<Work, LoadError>>,
+    refused: &AtomicBool,
+) {
+    let mut counting = Counting::new(dump);
+    let mut statements = 0u64;
+    let mut out = Batcher {
+        tx,
+        sql: String::with_capacity(BATCH_BYTES + (1 << 16)),
+        first: 1,
+        last: 0,
+        rows: None,
+        deferred: None,
     };
     let reader = StatementReader::new(BufReader::with_capacity(1 << 20, &mut counting));
     for stmt in reader {
@@ -232,6 +518,13 @@ fn split_into_batches(dump: impl Read, tx: &std::sync::mpsc::SyncSender<Result<W
             }
         };
         statements += 1;
+        if !stmt.compound && !refused.load(Ordering::Relaxed) {
+            match out.push_rows(&stmt.sql, statements) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(()) => return,
+            }
+        }
         let text = match as_text(&stmt.sql) {
             Ok(text) => text,
             Err(e) => {
@@ -239,31 +532,29 @@ fn split_into_batches(dump: impl Read, tx: &std::sync::mpsc::SyncSender<Result<W
                 return;
             }
         };
-        if stmt.compound {
-            // Bodies with their own semicolons go alone, after what came before them.
-            if !send_batch(&mut batch, first, statements - 1) {
-                return;
-            }
-            batch.push_str(&text);
-            if !send_batch(&mut batch, statements, statements) {
-                return;
-            }
-            first = statements + 1;
-            continue;
-        }
-        if batch.is_empty() {
-            first = statements;
-        } else {
-            batch.push_str(";\n");
-        }
-        batch.push_str(&text);
-        if batch.len() >= BATCH_BYTES && !send_batch(&mut batch, first, statements) {
+        if (stmt.compound || !deferred_stats::within_table_data(&text))
+            && !out.end_deferred(statements)
+        {
             return;
         }
+        let sent = if stmt.compound {
+            out.push_alone(&text, statements)
+        } else {
+            out.push_statement(&text, statements)
+        };
+        if !sent {
+            return;
+        }
+        if let Some(table) = deferred_stats::deferrable_table(&text).filter(|_| !stmt.compound) {
+            if !out.push_statement(&deferred_stats::defer(table), statements) {
+                return;
+            }
+            out.deferred = Some(table.to_owned());
+        }
     }
-    if send_batch(&mut batch, first, statements) {
+    if out.end_deferred(statements) && out.flush_rows() && out.flush_statements() {
         let _ = tx.send(Ok(Work::End {
-            bytes: counting.bytes,
+            bytes: counting.bytes_read(),
         }));
     }
 }

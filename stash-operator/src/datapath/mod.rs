@@ -8,8 +8,10 @@
 //! to the database.
 
 pub mod backend;
+pub mod deferred_stats;
 pub mod dump_source;
 pub mod in_process;
+pub mod load_data;
 pub mod loader;
 pub mod mysql_client;
 pub mod parallel_loader;

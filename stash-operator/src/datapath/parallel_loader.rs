@@ -38,7 +38,7 @@ enum Route {
 }
 
 /// Strips a leading `/*!NNNNN ` or `/*M!NNNNNN ` version comment opener.
-fn without_version_comment(sql: &str) -> &str {
+pub(crate) fn without_version_comment(sql: &str) -> &str {
     let rest = sql.strip_prefix("/*!").or_else(|| sql.strip_prefix("/*M!"));
     match rest {
         Some(r) => r
@@ -54,7 +54,7 @@ fn first_backticked(sql: &str) -> Option<String> {
     Some(sql[start..start + len].to_owned())
 }
 
-fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+pub(crate) fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
     s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 

@@ -123,7 +123,8 @@ impl<R: BufRead> StatementReader<R> {
             let c = line[i];
             match self.state {
                 State::Normal => {
-                    if line[i..].starts_with(&self.delimiter) {
+                    // The first byte decides before a slice comparison (a call per byte).
+                    if c == self.delimiter[0] && line[i..].starts_with(&self.delimiter) {
                         let end = i;
                         i += self.delimiter.len();
                         self.emit(&line[seg..end]);
@@ -165,6 +166,13 @@ impl<R: BufRead> StatementReader<R> {
                         i += 1;
                     } else if c == quote {
                         self.state = State::Normal;
+                    } else {
+                        // Skip the plain bytes of the literal at once.
+                        let plain = line[i + 1..]
+                            .iter()
+                            .position(|&b| b == quote || b == b'\\')
+                            .unwrap_or(line.len() - i - 1);
+                        i += plain;
                     }
                 }
                 State::Backtick => {
