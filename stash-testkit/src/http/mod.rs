@@ -544,8 +544,7 @@ async fn handle_resource(
                 }
             };
             let patch: Value = if kind == PatchKind::Apply {
-                serde_yaml::from_slice(body)
-                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+                apply_body(body)?
             } else {
                 serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
@@ -580,6 +579,17 @@ async fn handle_resource(
         }
         _ => Err(ApiError::method_not_supported(method.as_str())),
     }
+}
+
+/// An apply body: YAML, of which JSON is a subset. Clients (kube-rs, kubectl) mostly send JSON,
+/// which the JSON parser reads several times faster; anything else goes to the YAML parser.
+fn apply_body(body: &[u8]) -> ApiResult<Value> {
+    let json = body.trim_ascii_start().starts_with(b"{");
+    if let Some(v) = json.then(|| serde_json::from_slice(body).ok()).flatten() {
+        return Ok(v);
+    }
+    serde_yaml::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
 }
 
 fn deleted_body(info: &ResourceInfo, last: &Value) -> Value {
@@ -634,4 +644,32 @@ fn delete_options(query: &HashMap<String, String>, body: &[u8]) -> ApiResult<Del
         opts.merge_body(&body)?;
     }
     Ok(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A JSON apply body reads as the YAML parser reads it; YAML still reads; neither is an
+    /// error (400) that names the YAML decoder.
+    #[test]
+    fn apply_bodies_read_alike_as_json_and_yaml() {
+        let json_bodies = [
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","labels":{"a":"1"}},"data":{"k":"é \"q\" \\"}}"#,
+            r#"  {"spec": {"n": 3, "f": 1.5, "neg": -2, "big": 18446744073709551615, "b": true, "z": null, "l": [1, "2", {"x": []}]}}"#,
+        ];
+        for body in json_bodies {
+            let yaml: Value = serde_yaml::from_str(body).unwrap();
+            assert_eq!(apply_body(body.as_bytes()).unwrap(), yaml, "{body}");
+        }
+        let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  k: v\n";
+        assert_eq!(apply_body(yaml.as_bytes()).unwrap()["data"]["k"], "v");
+        let err = apply_body(b"{\"a\": [").unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(
+            err.message.starts_with("error decoding YAML"),
+            "{}",
+            err.message
+        );
+    }
 }
