@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::Client;
@@ -970,6 +971,10 @@ async fn periodic_passes_at_rest_visit_nothing() {
     // but the kubelet may have registered its node meanwhile), the next ones are skipped.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let before = store.visited();
+    // A leader-lease renewal is a write no controller reads: the passes stay skipped.
+    let leases: Api<Lease> = Api::default_namespaced(client.clone());
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "leader"}})).unwrap();
+    leases.create(&PostParams::default(), &lease).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
         store.visited(),
