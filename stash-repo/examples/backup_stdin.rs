@@ -3,7 +3,7 @@
 //! while streaming: `RESTIC_PASSWORD=… backup_stdin REPO_DIR HOST < dump.sql`. With
 //! `STREAM_PEAK=1` the peak is reset in between (through `/proc/self/clear_refs`), so the second
 //! figure is the stream's alone; without it the figures are the whole process's, as
-//! `/usr/bin/time -v` reports them.
+//! `/usr/bin/time -v` reports them. `ZSTD_LEVEL=n` compresses at level n instead of the default.
 
 use std::sync::Arc;
 
@@ -30,6 +30,10 @@ fn main() -> Result<(), RepoError> {
         &mut std::io::stdin().lock(),
         &BackupOptions {
             hostname: host,
+            compression: match std::env::var("ZSTD_LEVEL") {
+                Ok(level) => level.parse().ok(),
+                Err(_) => BackupOptions::default().compression,
+            },
             ..BackupOptions::default()
         },
     )?;

@@ -123,7 +123,6 @@ fn file_name(path: &str) -> Result<&str, RepoError> {
 }
 
 /// Backs up everything `source` yields as the file `options.path` of a new snapshot.
-/// Backs up everything `source` yields as the file `options.path` of a new snapshot.
 ///
 /// Memory is bounded by construction, whatever the stream's length: the chunker fills one of
 /// `workers + 1` chunk buffers, each worker compresses into its own scratch buffer and encrypts
@@ -139,6 +138,10 @@ pub fn backup_stream(
 }
 
 /// [`backup_stream`], waiting up to `wait` for a conflicting (exclusive) lock to go away.
+///
+/// The stream starts as soon as our lock is written. A conflicting lock written within
+/// restic's 200 ms check window after ours fails the run with [`RepoError::Locked`] (nothing
+/// stays), as the stream has been read by then: the caller retries with a fresh stream.
 pub fn backup_stream_locked(
     repo: &Repository,
     source: &mut dyn Read,
@@ -146,7 +149,9 @@ pub fn backup_stream_locked(
     wait: &LockWait,
 ) -> Result<BackupSummary, RepoError> {
     let name = file_name(&options.path)?.to_owned();
-    let _lock = Lock::acquire_waiting(repo, false, wait)?;
+    // restic's second look for a racing lock comes 200 ms after ours is written; the stream
+    // starts meanwhile (it only reads until then), and the snapshot waits for the look.
+    let lock = Lock::acquire_waiting_unconfirmed(repo, false, wait)?;
     let index = repo.load_index()?;
     let tables = repo.chunker_tables()?;
     let run = Run {
@@ -218,6 +223,11 @@ pub fn backup_stream_locked(
         }
         drop(pack_rx);
         drop(free_pack_tx);
+        scope.spawn(|| {
+            if let Err(e) = lock.confirm() {
+                run.fail(e);
+            }
+        });
 
         let mut seq = 0usize;
         while !run.failed() {
@@ -543,5 +553,60 @@ fn finish_snapshot(
             }
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backend::LocalBackend;
+    use crate::lock::{list_locks, write_lock, LockFile};
+
+    /// A stream that, at its first read, lets an exclusive lock in, as a `prune` starting at
+    /// the same moment as the backup would.
+    struct RacedByPrune<'a> {
+        repo: &'a Repository,
+        data: &'a [u8],
+        raced: bool,
+    }
+
+    impl Read for RacedByPrune<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if !self.raced {
+                self.raced = true;
+                write_lock(self.repo, &LockFile::new(true)).map_err(std::io::Error::other)?;
+            }
+            let n = buf.len().min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_stream_starts_before_the_lock_check_which_still_guards_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(LocalBackend::new(dir.path()));
+        let repo = Repository::init(backend, b"pw").unwrap();
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut source = RacedByPrune {
+            repo: &repo,
+            data: &data,
+            raced: false,
+        };
+        // The stream was read within restic's 200 ms check window, so the check sees the
+        // exclusive lock that came in meanwhile: no snapshot, no pack, and ours is gone.
+        let err = backup_stream(&repo, &mut source, &BackupOptions::default()).unwrap_err();
+        assert!(matches!(err, RepoError::Locked(_)), "{err}");
+        assert!(source.raced);
+        assert!(repo.snapshots().unwrap().is_empty());
+        assert!(repo.backend().list(FileKind::Pack).unwrap().is_empty());
+        let locks = list_locks(&repo).unwrap();
+        assert_eq!(locks.len(), 1);
+        assert!(locks[0].1.exclusive);
     }
 }

@@ -176,14 +176,11 @@ impl<R: Read> Chunker<R> {
     }
 
     /// Like [`Chunker::next_chunk`], into a buffer the caller reuses; false at the end.
+    ///
+    /// The bytes are copied into `data` first and the cut is searched there: a window's
+    /// fingerprint depends only on its 64 bytes, so the search needs no state between reads.
     pub fn next_chunk_into(&mut self, data: &mut Vec<u8>) -> std::io::Result<bool> {
         data.clear();
-        // restic's reset state: an empty window into which the byte 1 was slid.
-        let mut window = [0u8; WINDOW];
-        window[0] = 1;
-        let mut wpos = 1usize;
-        let mut digest: u64 = 1;
-        let mut pre = MIN_SIZE - WINDOW;
         loop {
             if self.pos == self.len {
                 if self.eof {
@@ -194,50 +191,98 @@ impl<R: Read> Chunker<R> {
                     return Ok(!data.is_empty());
                 }
             }
-            let avail = &self.buf[self.pos..self.len];
-            if pre > 0 {
-                let take = pre.min(avail.len());
-                data.extend_from_slice(&avail[..take]);
-                self.pos += take;
-                pre -= take;
-                continue;
+            let before = data.len();
+            let take = (self.len - self.pos).min(MAX_SIZE - before);
+            data.extend_from_slice(&self.buf[self.pos..self.pos + take]);
+            // restic checks no window that ends before MIN_SIZE bytes.
+            let from = before.max(MIN_SIZE - 1);
+            if let Some(end) = find_cut(&self.tables, data, from) {
+                data.truncate(end + 1);
+                self.pos += end + 1 - before;
+                return Ok(true);
             }
-            let t = &self.tables;
-            let mut count = data.len();
-            let mut cut = None;
-            for (i, &b) in avail.iter().enumerate() {
-                let out = window[wpos];
-                window[wpos] = b;
-                digest ^= t.out[usize::from(out)];
-                wpos += 1;
-                if wpos == WINDOW {
-                    wpos = 0;
-                }
-                let index = (digest >> t.shift) as u8;
-                digest = (digest << 8) | u64::from(b);
-                digest ^= t.modt[usize::from(index)];
-                count += 1;
-                if count < MIN_SIZE {
-                    continue;
-                }
-                if digest & SPLIT_MASK == 0 || count >= MAX_SIZE {
-                    cut = Some(i + 1);
-                    break;
-                }
-            }
-            match cut {
-                Some(n) => {
-                    data.extend_from_slice(&avail[..n]);
-                    self.pos += n;
-                    return Ok(true);
-                }
-                None => {
-                    data.extend_from_slice(avail);
-                    self.pos = self.len;
-                }
+            self.pos += take;
+            if data.len() == MAX_SIZE {
+                return Ok(true);
             }
         }
     }
+}
+
+impl Tables {
+    /// One step of the rolling hash: `out` leaves the 64-byte window and `b` enters it.
+    #[inline(always)]
+    fn roll(&self, digest: u64, out: u8, b: u8) -> u64 {
+        let digest = digest ^ self.out[usize::from(out)];
+        let index = (digest >> self.shift) as u8;
+        ((digest << 8) | u64::from(b)) ^ self.modt[usize::from(index)]
+    }
+
+    /// The fingerprint of `window` (at most 64 bytes, as if zeros preceded it).
+    fn fingerprint(&self, window: &[u8]) -> u64 {
+        window.iter().fold(0, |d, &b| self.roll(d, 0, b))
+    }
+}
+
+/// Independent stretches of the stream hashed side by side: one byte at a time, the rolling
+/// hash waits on its own table lookups; interleaved, the CPU overlaps four of them.
+const LANES: usize = 4;
+/// Bytes per lane per round; a cut found early wastes at most the rest of one round.
+const STRETCH: usize = 16 * 1024;
+
+/// The first `end >= from` at which restic's chunker cuts `data`: the window of the 64 bytes
+/// ending at `end` fingerprints to zero in its low 20 bits (the chunk is `data[..=end]`).
+/// Every window's fingerprint depends on its own bytes only (restic's reset state has left
+/// the window after 64 bytes, and no window that ends earlier is checked), so stretches of the
+/// stream can be searched independently. Windows ending before byte 64 are not searched.
+fn find_cut(t: &Tables, data: &[u8], from: usize) -> Option<usize> {
+    let mut start = from.max(WINDOW);
+    while start < data.len() {
+        let n = ((data.len() - start) / LANES).min(STRETCH);
+        if n < WINDOW {
+            return (start..data.len()).find(|&end| is_cut(t, data, end));
+        }
+        if let Some(end) = find_cut_in_lanes(t, data, start, n) {
+            return Some(end);
+        }
+        start += n * LANES;
+    }
+    None
+}
+
+fn is_cut(t: &Tables, data: &[u8], end: usize) -> bool {
+    t.fingerprint(&data[end + 1 - WINDOW..=end]) & SPLIT_MASK == 0
+}
+
+/// [`find_cut`] over `LANES` consecutive stretches of `n` window ends from `start`.
+fn find_cut_in_lanes(t: &Tables, data: &[u8], start: usize, n: usize) -> Option<usize> {
+    // Lane j's digest starts as the window ending just before its first end.
+    let mut digest: [u64; LANES] = std::array::from_fn(|j| {
+        let first = start + j * n;
+        t.fingerprint(&data[first - WINDOW..first])
+    });
+    let leaving: [&[u8]; LANES] = std::array::from_fn(|j| &data[start + j * n - WINDOW..][..n]);
+    let entering: [&[u8]; LANES] = std::array::from_fn(|j| &data[start + j * n..][..n]);
+    let mut found = [usize::MAX; LANES];
+    for k in 0..n {
+        let mut hit = false;
+        for j in 0..LANES {
+            digest[j] = t.roll(digest[j], leaving[j][k], entering[j][k]);
+            hit |= digest[j] & SPLIT_MASK == 0;
+        }
+        if hit {
+            for j in 0..LANES {
+                if digest[j] & SPLIT_MASK == 0 && found[j] == usize::MAX {
+                    found[j] = start + j * n + k;
+                }
+            }
+            // The first lane's cut comes before any other's.
+            if found[0] != usize::MAX {
+                break;
+            }
+        }
+    }
+    found.into_iter().find(|&end| end != usize::MAX)
 }
 
 #[cfg(test)]
@@ -253,6 +298,100 @@ mod tests {
         let p = random_polynomial().unwrap();
         assert_eq!(deg(u128::from(p)), 53);
         assert!(irreducible(p));
+    }
+
+    /// restic's chunker as restic writes it: one byte at a time through a ring window, from
+    /// the reset state (the byte 1 slid in) after skipping `MIN_SIZE - 64` bytes. The lengths
+    /// of the chunks it cuts `data` into.
+    fn restic_reference_cuts(t: &Tables, mut data: &[u8]) -> Vec<usize> {
+        let mut cuts = Vec::new();
+        while !data.is_empty() {
+            let mut window = [0u8; WINDOW];
+            window[0] = 1;
+            let mut wpos = 1;
+            let mut digest: u64 = 1;
+            let mut len = data.len().min(MAX_SIZE);
+            for (count, &b) in data.iter().enumerate().skip(MIN_SIZE - WINDOW) {
+                let out = window[wpos];
+                window[wpos] = b;
+                digest ^= t.out[usize::from(out)];
+                wpos = (wpos + 1) % WINDOW;
+                let index = (digest >> t.shift) as u8;
+                digest = (digest << 8) | u64::from(b);
+                digest ^= t.modt[usize::from(index)];
+                let count = count + 1;
+                if count >= MIN_SIZE && (digest & SPLIT_MASK == 0 || count >= MAX_SIZE) {
+                    len = count;
+                    break;
+                }
+            }
+            cuts.push(len);
+            data = &data[len..];
+        }
+        cuts
+    }
+
+    fn xorshift(len: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn cuts(t: &Tables, source: impl Read) -> Vec<usize> {
+        let mut chunker = Chunker::new(source, t.clone());
+        let mut out = Vec::new();
+        while let Some(c) = chunker.next_chunk().unwrap() {
+            out.push(c.len());
+        }
+        out
+    }
+
+    #[test]
+    fn cuts_are_restics_byte_for_byte() {
+        // Random bytes (many cuts, some in every lane), dump-like text (cuts further apart),
+        // one byte repeated (no cut: 8 MiB chunks), and lengths around the bounds.
+        let mut text = Vec::new();
+        let mut row = 0u64;
+        while text.len() < 24 * 1024 * 1024 {
+            text.extend_from_slice(
+                format!(
+                    "({row},{},'SKU-{:08X}',{},'{:x}'),",
+                    row * 7919 % 100_000,
+                    row.wrapping_mul(2_654_435_761) % (1 << 32),
+                    row % 500,
+                    row.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                )
+                .as_bytes(),
+            );
+            row += 1;
+        }
+        let mut same_then_random = vec![b'a'; 17 * 1024 * 1024];
+        same_then_random.extend(xorshift(3 * 1024 * 1024, 7));
+        let inputs = [
+            xorshift(40 * 1024 * 1024, 1),
+            text,
+            same_then_random,
+            xorshift(MIN_SIZE - 1, 2),
+            xorshift(MIN_SIZE + 100, 3),
+            Vec::new(),
+        ];
+        for pol in [0x3DA3358B4DC173, 0x28fd4f0f8024c5] {
+            let t = Tables::new(pol).unwrap();
+            for data in &inputs {
+                let want = restic_reference_cuts(&t, data);
+                assert_eq!(cuts(&t, &data[..]), want, "polynomial {pol:x}");
+                assert_eq!(want.iter().sum::<usize>(), data.len());
+            }
+            let many = cuts(&t, &inputs[0][..]);
+            assert!(many.len() > 20, "{many:?}");
+            assert!(cuts(&t, &inputs[2][..]).contains(&MAX_SIZE));
+        }
     }
 
     #[test]

@@ -50,7 +50,7 @@ fn is_zero(v: &u32) -> bool {
 }
 
 impl LockFile {
-    fn new(exclusive: bool) -> LockFile {
+    pub(crate) fn new(exclusive: bool) -> LockFile {
         let (username, uid, gid) = user();
         LockFile {
             time: now_rfc3339(),
@@ -185,12 +185,14 @@ type Stop = Arc<(Mutex<bool>, Condvar)>;
 /// A held lock; released (its file removed) when dropped.
 pub struct Lock {
     repo: Repository,
+    exclusive: bool,
+    written: std::time::Instant,
     current: Arc<Mutex<Id>>,
     stop: Stop,
     refresher: Option<JoinHandle<()>>,
 }
 
-fn write_lock(repo: &Repository, lock: &LockFile) -> Result<Id, RepoError> {
+pub(crate) fn write_lock(repo: &Repository, lock: &LockFile) -> Result<Id, RepoError> {
     let plain = serde_json::to_vec(lock).map_err(|e| RepoError::Format(e.to_string()))?;
     repo.save_unpacked(FileKind::Lock, &plain)
 }
@@ -210,16 +212,22 @@ fn conflict(repo: &Repository, exclusive: bool, ours: Option<Id>) -> Result<(), 
 impl Lock {
     /// Takes a shared or exclusive lock, or fails naming the holder of a conflicting one.
     pub fn acquire(repo: &Repository, exclusive: bool) -> Result<Lock, RepoError> {
+        let lock = Lock::acquire_unconfirmed(repo, exclusive)?;
+        lock.confirm()?;
+        Ok(lock)
+    }
+
+    /// The first half of [`Lock::acquire`]: looks for a conflicting lock and writes ours, but
+    /// does not yet look again for one written at the same moment. Work that only reads may
+    /// start at once; [`Lock::confirm`] must succeed before anything depends on the lock
+    /// (and dropping the lock after it failed removes ours).
+    pub fn acquire_unconfirmed(repo: &Repository, exclusive: bool) -> Result<Lock, RepoError> {
         // Looking first (restic does so only for exclusive locks) keeps a shared lock from
         // knocking out an exclusive one that is still in its own check window.
         conflict(repo, exclusive, None)?;
         let file = LockFile::new(exclusive);
         let id = write_lock(repo, &file)?;
-        std::thread::sleep(WAIT_BEFORE_CHECK);
-        if let Err(e) = conflict(repo, exclusive, Some(id)) {
-            let _ = repo.backend().remove(FileKind::Lock, &id.to_hex());
-            return Err(e);
-        }
+        let written = std::time::Instant::now();
         let current = Arc::new(Mutex::new(id));
         let stop: Stop = Arc::new((Mutex::new(false), Condvar::new()));
         let refresher = {
@@ -230,10 +238,29 @@ impl Lock {
         };
         Ok(Lock {
             repo: repo.clone(),
+            exclusive,
+            written,
             current,
             stop,
             refresher: Some(refresher),
         })
+    }
+
+    /// The second half of [`Lock::acquire`], as restic does it: 200 ms after ours was written,
+    /// looks again for a conflicting lock that another process wrote meanwhile.
+    pub fn confirm(&self) -> Result<(), RepoError> {
+        std::thread::sleep(WAIT_BEFORE_CHECK.saturating_sub(self.written.elapsed()));
+        conflict(&self.repo, self.exclusive, self.id())
+    }
+
+    /// [`Lock::acquire_unconfirmed`], trying again while a conflicting lock is held, up to
+    /// `wait`.
+    pub fn acquire_waiting_unconfirmed(
+        repo: &Repository,
+        exclusive: bool,
+        wait: &LockWait,
+    ) -> Result<Lock, RepoError> {
+        wait.retry(|| Lock::acquire_unconfirmed(repo, exclusive))
     }
 
     /// [`Lock::acquire`], trying again while a conflicting lock is held, up to `wait`.

@@ -1,16 +1,24 @@
 //! The dump as a byte stream: runs one or more `mysqldump` processes one after the other and
 //! yields their concatenated stdout. A dump that fails is reported as a read error *before* the
 //! stream ends, so whoever consumes it never sees a clean end of file for a partial dump.
+//!
+//! A thread drains each dump's stdout into a bounded queue of large blocks, so the dump never
+//! waits on a full pipe while the consumer is busy (chunking, hashing) between two reads.
 
 use std::collections::VecDeque;
 use std::io::Read;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 /// The line every complete `mysqldump`/`mariadb-dump` output ends with.
 pub const DUMP_TRAILER: &[u8] = b"-- Dump completed";
 const TAIL_BYTES: usize = 512;
 const STDERR_TAIL_BYTES: usize = 2048;
+/// Size of one block of the read-ahead queue.
+const BLOCK: usize = 256 * 1024;
+/// Blocks in the queue: 2 MiB, about 13 ms of a dump's output, bounds what is held ahead.
+const BLOCKS: usize = 8;
 
 /// Why the dump stream stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +76,89 @@ impl std::fmt::Debug for DumpCommand {
 struct Running {
     program: String,
     child: Child,
-    stdout: ChildStdout,
+    stdout: ReadAhead,
     stderr: Option<JoinHandle<Vec<u8>>>,
+}
+
+/// The consumer's end of the thread that drains a dump's stdout: full blocks come in, emptied
+/// ones go back, so at most [`BLOCKS`] blocks exist. The thread ends at the pipe's end, at a
+/// read error (passed on after the bytes before it), or when this end is dropped.
+struct ReadAhead {
+    filled: Receiver<std::io::Result<(Vec<u8>, usize)>>,
+    empty: SyncSender<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
+    len: usize,
+}
+
+impl ReadAhead {
+    fn spawn(mut stdout: ChildStdout) -> ReadAhead {
+        let (filled_tx, filled) = sync_channel(BLOCKS);
+        let (empty, empty_rx) = sync_channel::<Vec<u8>>(BLOCKS);
+        for _ in 0..BLOCKS {
+            let _ = empty.send(Vec::new());
+        }
+        std::thread::spawn(move || {
+            while let Ok(mut block) = empty_rx.recv() {
+                // Zeroed once per block: blocks go round at their full length.
+                block.resize(BLOCK, 0);
+                let (len, result) = fill(&mut stdout, &mut block);
+                if len > 0 && filled_tx.send(Ok((block, len))).is_err() {
+                    return;
+                }
+                if let Err(e) = result {
+                    let _ = filled_tx.send(Err(e));
+                    return;
+                }
+                if len < BLOCK {
+                    // The pipe's end; dropping the sender ends the stream.
+                    return;
+                }
+            }
+        });
+        ReadAhead {
+            filled,
+            empty,
+            current: Vec::new(),
+            pos: 0,
+            len: 0,
+        }
+    }
+}
+
+/// Reads until `block` is full or the pipe ends; how much was read, and the error that
+/// stopped it early.
+fn fill(source: &mut impl Read, block: &mut [u8]) -> (usize, std::io::Result<()>) {
+    let mut len = 0;
+    while len < block.len() {
+        match source.read(&mut block[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (len, Err(e)),
+        }
+    }
+    (len, Ok(()))
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.len {
+            let (next, len) = match self.filled.recv() {
+                Ok(block) => block?,
+                Err(_) => return Ok(0),
+            };
+            let spent = std::mem::replace(&mut self.current, next);
+            self.pos = 0;
+            self.len = len;
+            // Never blocks: only BLOCKS blocks exist.
+            let _ = self.empty.try_send(spent);
+        }
+        let n = buf.len().min(self.len - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// A reader over the concatenated output of several dumps, failing unless each dump exits 0
@@ -125,7 +214,7 @@ impl DumpSource {
         self.running = Some(Running {
             program: cmd.program,
             child,
-            stdout,
+            stdout: ReadAhead::spawn(stdout),
             stderr: Some(stderr),
         });
         self.tail.clear();
@@ -308,6 +397,29 @@ mod tests {
             sh("kill -9 $$"),
         ]);
         assert!(read_all(&mut source).is_err());
+    }
+
+    #[test]
+    fn the_dump_runs_ahead_of_a_busy_reader() {
+        // The dump writes 1 MiB, 16 times a pipe's buffer, then leaves a mark. The reader takes
+        // one byte and waits for the mark: a dump writing straight into the pipe would block
+        // long before it.
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("done");
+        let script = format!(
+            "head -c 1048576 /dev/zero; touch {}; printf '\\n-- Dump completed\\n'",
+            mark.display()
+        );
+        let mut source = DumpSource::new(vec![sh(&script)]);
+        let mut one = [0u8; 1];
+        assert_eq!(source.read(&mut one).unwrap(), 1);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !mark.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(mark.exists(), "the dump stalled on a full pipe");
+        let rest = read_all(&mut source).unwrap();
+        assert_eq!(rest.len() + 1, 1048576 + "\n-- Dump completed\n".len());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! directly. Pruning (repacking) stays with the restic CLI, which is run only when asked to.
 
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use stash_repo::http::{RestBackend, S3Backend, S3Credentials};
 use stash_repo::{backend::FileKind, Backend, Id, LocalBackend, LockWait, RepoError, Repository};
@@ -20,6 +20,10 @@ pub struct InProcess {
     pruner: ResticCli,
     /// How long a backup waits for a conflicting (exclusive) lock before it fails.
     lock_wait: LockWait,
+    /// The repository as last opened, with the config file as it was read then: a job opens
+    /// it several times (locks, backup), and the key derivation (scrypt, about 60 ms of CPU
+    /// before the dump may start) need not run again while the config is the same.
+    opened: Mutex<Option<(Vec<u8>, Repository)>>,
 }
 
 impl std::fmt::Debug for InProcess {
@@ -67,6 +71,7 @@ impl InProcess {
             password: env.env.get("RESTIC_PASSWORD").cloned().unwrap_or_default(),
             pruner,
             lock_wait: LockWait::default(),
+            opened: Mutex::new(None),
         })
     }
 
@@ -87,8 +92,20 @@ impl InProcess {
     }
 
     fn open(&self) -> Result<Repository, EngineError> {
-        Repository::open(Arc::clone(&self.backend), self.password.as_bytes())
-            .map_err(|e| engine_error("open", e))
+        // A repository created again under the same name has a new config (new id, new
+        // random polynomial, encrypted under a new key): then it is opened afresh.
+        let config = self.backend.read(FileKind::Config, "config").ok();
+        if let (Some(config), Ok(opened)) = (&config, self.opened.lock()) {
+            if let Some((_, repo)) = opened.as_ref().filter(|(seen, _)| seen == config) {
+                return Ok(repo.clone());
+            }
+        }
+        let repo = Repository::open(Arc::clone(&self.backend), self.password.as_bytes())
+            .map_err(|e| engine_error("open", e))?;
+        if let (Some(config), Ok(mut opened)) = (config, self.opened.lock()) {
+            *opened = Some((config, repo.clone()));
+        }
+        Ok(repo)
     }
 }
 
@@ -243,5 +260,47 @@ impl RepositoryEngine for InProcess {
                 .map_err(|e| engine_error("unlock", e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::datapath::restic_cli::CacheMode;
+
+    fn engine(dir: &std::path::Path) -> InProcess {
+        let env = EngineEnv {
+            env: BTreeMap::from([
+                ("RESTIC_REPOSITORY".to_owned(), dir.display().to_string()),
+                ("RESTIC_PASSWORD".to_owned(), "pw".to_owned()),
+            ]),
+            flags: Vec::new(),
+        };
+        let pruner = ResticCli::new("restic", env.clone(), CacheMode::Disabled);
+        InProcess::new(&env, pruner).unwrap()
+    }
+
+    #[test]
+    fn the_key_is_derived_once_per_repository_not_per_call() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        let engine = engine(&dir);
+        assert!(engine.init_if_missing().unwrap());
+        assert!(engine.snapshots(None).unwrap().is_empty());
+        // Without its key files the repository cannot be opened again from the password; the
+        // engine still holds the key it derived, so the next calls (the backup's) need none.
+        std::fs::remove_dir_all(dir.join("keys")).unwrap();
+        std::fs::create_dir(dir.join("keys")).unwrap();
+        let mut dump = &b"INSERT 1;\n-- Dump completed\n"[..];
+        engine
+            .backup_stream(&mut dump, "host-0", "dumpfile.sql")
+            .unwrap();
+        assert_eq!(engine.snapshots(None).unwrap().len(), 1);
+        // A repository created again under the same name is opened afresh.
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(engine.init_if_missing().unwrap());
+        assert!(engine.snapshots(None).unwrap().is_empty());
     }
 }
