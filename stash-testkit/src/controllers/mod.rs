@@ -254,10 +254,11 @@ impl ControllerManager {
 
     fn pass(&self, dirty: &Dirty) {
         let inner = &self.inner;
-        // Namespace work moves only when namespaces or their accounts change, or while one is
-        // terminating (its contents are being deleted).
+        // Namespace work moves only when namespaces or their `default` accounts change, or
+        // while one is terminating (its contents are being deleted).
         if inner.set.namespace
-            && (dirty.any(&["/namespaces", "/serviceaccounts"])
+            && (dirty.full()
+                || dirty.namespaces
                 || inner.api.store.lock().any_deleting("/namespaces"))
         {
             namespace::sync(&inner.api);
@@ -301,6 +302,9 @@ struct Dirty {
     /// A change some controller reads: anything but ownerless leases and Events that are
     /// not being deleted.
     relevant: bool,
+    /// A namespace or a `default` ServiceAccount was written (other accounts, which operators
+    /// create per object, do not concern the namespace controller).
+    namespaces: bool,
     /// Storage prefixes (`group/plural`) written to.
     resources: BTreeSet<String>,
     /// CronJobs written to, `(namespace, name)`: the CronJob controller looks at just these
@@ -336,6 +340,8 @@ impl Dirty {
             || meta["ownerReferences"]
                 .as_array()
                 .is_some_and(|r| !r.is_empty());
+        self.namespaces |= change.key.resource == "/namespaces"
+            || (change.key.resource == "/serviceaccounts" && change.key.name == "default");
         if change.key.resource == "batch/cronjobs" {
             self.cronjobs
                 .insert((change.key.namespace.clone(), change.key.name.clone()));
