@@ -30,3 +30,22 @@ fi
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "setup: warning: kubectl not on PATH; the kubectl conformance tests need it" >&2
 fi
+
+# Cloud storage emulators for the Azure and GCS backend tests (no Docker here): Azurite from npm
+# and gcp-storage-emulator from PyPI, in a private prefix and virtualenv. A failed install only
+# warns: those tests then say SKIPPED.
+EMU="${STASH_EMULATORS:-$HOME/.cache/stash-rs/emulators}"
+if [ ! -x "$EMU/node/node_modules/.bin/azurite-blob" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "setup: installing azurite into $EMU/node"
+    npm install --prefix "$EMU/node" --no-audit --no-fund --loglevel=error azurite@3.37.0 \
+      || echo "setup: warning: azurite did not install; the Azure tests will skip" >&2
+  else
+    echo "setup: warning: npm not on PATH; the Azure tests will skip" >&2
+  fi
+fi
+if [ ! -x "$EMU/venv/bin/gcp-storage-emulator" ]; then
+  echo "setup: installing gcp-storage-emulator into $EMU/venv"
+  { python3 -m venv "$EMU/venv" && "$EMU/venv/bin/pip" install -q gcp-storage-emulator==2026.7.19; } \
+    || echo "setup: warning: gcp-storage-emulator did not install; the GCS tests will skip" >&2
+fi

@@ -79,6 +79,14 @@ fn fnv1a32(bytes: &[u8]) -> u32 {
     })
 }
 
+/// The hostname a pod's containers get on a node (the kubelet's rule): `spec.hostname` if set,
+/// else the pod's name, cut to 63 characters without a trailing `-` or `.`.
+pub fn pod_hostname(pod_name: &str, spec_hostname: Option<&str>) -> String {
+    let name = spec_hostname.filter(|h| !h.is_empty()).unwrap_or(pod_name);
+    let cut: String = name.chars().take(NAME_MAX).collect();
+    cut.trim_end_matches(['-', '.']).to_string()
+}
+
 /// The longest object name the API server accepts (a DNS subdomain).
 pub const SUBDOMAIN_MAX: usize = 253;
 
@@ -111,6 +119,18 @@ pub fn check_subdomain(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_hostnames_are_the_kubelets() {
+        assert_eq!(
+            pod_hostname("stash-backup-x-0-abcde", None),
+            "stash-backup-x-0-abcde"
+        );
+        assert_eq!(pod_hostname("p", Some("db-0")), "db-0");
+        // 62 characters then a dash: cut to 63, the trailing dash dropped.
+        let long = format!("{}-{}", "a".repeat(62), "b".repeat(10));
+        assert_eq!(pod_hostname(&long, None), "a".repeat(62));
+    }
 
     #[test]
     fn short_names_are_stashs() {

@@ -5,6 +5,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use mockall::Sequence;
+use stash_core::plan::repository::LockHolders;
 use stash_operator::commands::backup_mysql::{run_backup_with_locks, BackupError, BackupOptions};
 use stash_operator::datapath::mysql_client::{split_args, DbTarget};
 use stash_operator::datapath::{EngineError, LockInfo, MockRepositoryEngine, SnapshotSummary};
@@ -134,6 +135,7 @@ fn missing_repository_and_stale_locks_are_handled_once_each() {
         &target,
         &options(),
         Duration::from_secs(5),
+        &mut LockHolders::default,
         &mut |a| decisions.push(a.condition.1),
     )
     .expect("backup");
@@ -158,6 +160,7 @@ fn missing_repository_and_stale_locks_are_handled_once_each() {
         &target,
         &options(),
         Duration::from_secs(1),
+        &mut LockHolders::default,
         &mut |a| decisions.push(a.condition.1),
     )
     .expect_err("live lock");

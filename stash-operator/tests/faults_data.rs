@@ -2,7 +2,9 @@
 //! running our binary, real MariaDB servers, the embedded S3 server, the in-process engine, and
 //! the stock `restic` program as the judge of the repository. In every case the session ends
 //! Failed with a reason that names the cause, no snapshot is counted, `restic check` is clean,
-//! and the lock a crash leaves is removed by the stale-lock rule of the next backup.
+//! and the lock a crash leaves is removed by the stale-lock rule of the next backup. As on a
+//! node, each pod has its own hostname (its name) and PID namespace, so a crashed pod's lock
+//! is another host's to restic: only the pod's end tells it is stale.
 //!
 //! A fault is injected mid-stream without sleeping: a test client holds a table lock, so the
 //! dump (or the restore) blocks on that table once the tables before it are streamed; the
@@ -214,8 +216,8 @@ fn host_error(s: &BackupSession) -> String {
 }
 
 /// Kills, with SIGKILL and by its process id, the container of the pod of `job` that runs
-/// `subcommand`: what the OOM killer or a node failure does to a pod.
-async fn kill_container(env: &Embedded, job: &str, subcommand: &str) {
+/// `subcommand`: what the OOM killer or a node failure does to a pod. Returns the pod's name.
+async fn kill_container(env: &Embedded, job: &str, subcommand: &str) -> String {
     let pods = Api::<Pod>::namespaced(env.client.clone(), NS);
     let list = pods.list(&ListParams::default()).await.expect("pods");
     let pod = list
@@ -242,6 +244,23 @@ async fn kill_container(env: &Embedded, job: &str, subcommand: &str) {
         .status()
         .expect("kill");
     assert!(status.success());
+    pod.name_any()
+}
+
+/// The repository's locks as stock restic reads them: (hostname, pid) of each.
+fn lock_holders(s3: &S3Server) -> Vec<(String, i64)> {
+    let ids = restic(s3, &["list", "locks", "--no-lock"]);
+    String::from_utf8_lossy(&ids.stdout)
+        .lines()
+        .map(|id| {
+            let out = restic(s3, &["cat", "lock", id.trim(), "--no-lock"]);
+            let lock: Value = serde_json::from_slice(&out.stdout).expect("lock json");
+            (
+                lock["hostname"].as_str().unwrap_or_default().to_string(),
+                lock["pid"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 async fn repository_condition(env: &Embedded) -> Option<stash_core::api::Condition> {
@@ -285,7 +304,7 @@ async fn killed_backup_pod_and_stopped_s3_fail_and_their_stale_locks_are_removed
     )
     .await;
     let job = stash_core::names::backup_job_name(&session.name_any(), 0);
-    kill_container(&env, &job, "backup-mysql").await;
+    let killed_pod = kill_container(&env, &job, "backup-mysql").await;
     drop(gate);
     let failed = session_named(&env, &session.name_any(), "the killed session to end").await;
     assert_eq!(phase(&failed), "Failed", "{:?}", failed.status);
@@ -300,11 +319,18 @@ async fn killed_backup_pod_and_stopped_s3_fail_and_their_stale_locks_are_removed
         "a killed backup left a snapshot"
     );
     assert_check_clean(&dbs.s3, true);
-    // A crash cannot remove its lock: it stays, stale (this host, dead process).
-    assert_eq!(lock_count(&dbs.s3), 1);
+    // A crash cannot remove its lock: it stays, made on the pod's host (its name) by a process
+    // of the pod's own PID namespace. To restic it is another host's, live for 30 minutes.
+    let holders = lock_holders(&dbs.s3);
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    assert_eq!(holders[0].0, killed_pod, "the lock's hostname is the pod's");
+    assert!(
+        holders[0].1 < 100,
+        "a PID of the pod's namespace: {holders:?}"
+    );
 
-    // 2. The next backup removes the stale lock by restic's rule, says so on the Repository,
-    // and succeeds, retention and prune included.
+    // 2. The next backup finds the lock's pod ended, removes the lock at once, says which lock
+    // and why on the Repository, and succeeds, retention and prune included.
     let next = next_backup(&env, &known).await;
     known.insert(next.name_any());
     let cond = repository_condition(&env)
@@ -315,11 +341,10 @@ async fn killed_backup_pod_and_stopped_s3_fail_and_their_stale_locks_are_removed
         ("False", Some("StaleLockRemoved")),
         "{cond:?}"
     );
+    let message = cond.message.clone().unwrap_or_default();
     assert!(
-        cond.message
-            .as_deref()
-            .unwrap_or_default()
-            .contains("its process is gone"),
+        message.contains(&format!("on {killed_pod}"))
+            && message.contains(&format!("its pod {killed_pod} has ended (Failed)")),
         "{cond:?}"
     );
     assert_eq!(lock_count(&dbs.s3), 0);

@@ -15,7 +15,7 @@ use crate::id::hex;
 
 const V2: &str = "application/vnd.x.restic.rest.v2";
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(30))
         .timeout_read(Duration::from_secs(300))
@@ -25,7 +25,7 @@ fn agent() -> ureq::Agent {
 
 /// An agent that trusts the public roots and the PEM certificates in `ca_pem` (a
 /// repository's own CA, as restic's `--cacert` takes it).
-fn agent_trusting(ca_pem: &[u8]) -> Result<ureq::Agent, RepoError> {
+pub(crate) fn agent_trusting(ca_pem: &[u8]) -> Result<ureq::Agent, RepoError> {
     let bad = |e: String| RepoError::Storage(format!("CA certificate: {e}"));
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -54,7 +54,7 @@ fn agent_trusting(ca_pem: &[u8]) -> Result<ureq::Agent, RepoError> {
         .build())
 }
 
-fn storage(what: &str, e: ureq::Error) -> RepoError {
+pub(crate) fn storage(what: &str, e: ureq::Error) -> RepoError {
     match e {
         ureq::Error::Status(code, resp) => {
             let body = resp.into_string().unwrap_or_default();
@@ -65,7 +65,7 @@ fn storage(what: &str, e: ureq::Error) -> RepoError {
     }
 }
 
-fn body(what: &str, resp: ureq::Response) -> Result<Vec<u8>, RepoError> {
+pub(crate) fn body(what: &str, resp: ureq::Response) -> Result<Vec<u8>, RepoError> {
     let mut out = Vec::new();
     resp.into_reader()
         .read_to_end(&mut out)
@@ -74,7 +74,7 @@ fn body(what: &str, resp: ureq::Response) -> Result<Vec<u8>, RepoError> {
 }
 
 /// Percent-decodes `%XX` sequences.
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -93,7 +93,7 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// Percent-encodes all but RFC 3986 unreserved characters (and `/` when `keep_slash`).
-fn uri_encode(text: &str, keep_slash: bool) -> String {
+pub(crate) fn uri_encode(text: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for &b in text.as_bytes() {
         if b.is_ascii_alphanumeric()
@@ -108,7 +108,7 @@ fn uri_encode(text: &str, keep_slash: bool) -> String {
     out
 }
 
-fn object_path(kind: FileKind, name: &str) -> String {
+pub(crate) fn object_path(kind: FileKind, name: &str) -> String {
     match kind {
         FileKind::Config => "config".to_owned(),
         FileKind::Pack => format!("data/{}/{name}", name.get(..2).unwrap_or("00")),
@@ -281,7 +281,7 @@ pub struct S3Backend {
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+pub(crate) fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     // HMAC accepts keys of any length.
     let mut mac = match HmacSha256::new_from_slice(key) {
         Ok(m) => m,
@@ -430,7 +430,7 @@ impl S3Backend {
 }
 
 /// The text of every `<tag>…</tag>` in `xml`.
-fn xml_values<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+pub(crate) fn xml_values<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
     let mut out = Vec::new();
@@ -557,4 +557,24 @@ impl Backend for S3Backend {
             Err(e) => Err(storage(&key, e)),
         }
     }
+}
+
+/// JSON request bodies (ureq's `json` feature is not enabled).
+#[allow(clippy::result_large_err)] // ureq's own error, passed on unchanged.
+pub(crate) trait JsonBody {
+    /// Sends `value` as `application/json`.
+    fn send_json_value(self, value: serde_json::Value) -> Result<ureq::Response, ureq::Error>;
+}
+
+#[allow(clippy::result_large_err)]
+impl JsonBody for ureq::Request {
+    fn send_json_value(self, value: serde_json::Value) -> Result<ureq::Response, ureq::Error> {
+        self.set("Content-Type", "application/json")
+            .send_string(&value.to_string())
+    }
+}
+
+/// A storage error carried where a `ureq::Error` is expected (a failed re-authorization).
+pub(crate) fn to_transport(e: RepoError) -> ureq::Error {
+    ureq::Error::from(std::io::Error::other(e.to_string()))
 }

@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod azure;
+pub mod b2;
 pub mod backend;
 pub mod backup;
 pub mod check;
@@ -12,12 +14,16 @@ pub mod chunker;
 pub mod crypto;
 pub mod error;
 pub mod format;
+pub mod gcs;
 pub mod http;
 pub mod id;
+pub mod location;
 pub mod lock;
+pub mod objects;
 pub mod pack;
 pub mod repo;
 pub mod restore;
+pub mod swift;
 
 pub use backend::{Backend, FileKind, LocalBackend};
 pub use backup::{backup_stream, backup_stream_locked, BackupOptions, BackupSummary};

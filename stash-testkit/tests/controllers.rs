@@ -702,8 +702,9 @@ async fn dropping_the_server_kills_running_pods() {
     let (server, client) = setup().await;
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
+    let host_file = dir.path().join("hostname");
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
-    // The pid reaches the host through a hostPath volume, as it would from a container.
+    // The pid and hostname the container sees reach the host through a hostPath volume.
     let shared = dir.path().display().to_string();
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "sleeper"},
@@ -711,13 +712,17 @@ async fn dropping_the_server_kills_running_pods() {
             "volumes": [{"name": "shared", "hostPath": {"path": shared}}],
             "containers": [{
             "name": "main", "image": "busybox",
-            "command": ["sh", "-c", format!("echo $$ > {}; exec sleep 60", pid_file.display())],
+            "command": ["sh", "-c", format!(
+                "cat /proc/sys/kernel/hostname > {}; echo $$ > {}; exec sleep 60",
+                host_file.display(),
+                pid_file.display()
+            )],
             "volumeMounts": [{"name": "shared", "mountPath": shared}]
         }]}
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let pid: u32 = eventually("the pod to write its pid", || {
+    let inside: u32 = eventually("the pod to write its pid", || {
         let pid_file = pid_file.clone();
         async move {
             std::fs::read_to_string(&pid_file)
@@ -726,6 +731,18 @@ async fn dropping_the_server_kills_running_pods() {
         }
     })
     .await;
+    let pid = server
+        .container_pid("default", "sleeper", "main")
+        .expect("the container runs");
+    if Isolation::probe().probe_pod_namespaces() {
+        // As on a node: the pod's name as hostname, and a PID namespace of its own.
+        let host = std::fs::read_to_string(&host_file).unwrap();
+        assert_eq!(host.trim(), "sleeper");
+        assert_ne!(inside, pid, "the container sees the host's PIDs");
+        assert!(inside < 100, "pid {inside} in the container's namespace");
+    } else {
+        assert_eq!(inside, pid);
+    }
     let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
     assert!(proc_dir.exists());
     drop(server);

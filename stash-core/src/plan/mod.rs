@@ -116,6 +116,59 @@ pub struct EventSpec {
     pub message: String,
     /// Reporting component (`BackupConfiguration Controller`, ...).
     pub source: String,
+    /// The Event's name, for an event that must exist once (see [`ending_event`]): a create
+    /// under this name that finds it there is done. `None`: a new Event every time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// How long after a session ended its ending event is still planned on every look, so that a
+/// lost answer to the final status write, a retry or an operator restart cannot lose it. Well
+/// under the API server's Event TTL (1 hour by default): a repeat always meets the first one.
+pub const ENDING_EVENT_WINDOW_SECS: i64 = 30 * 60;
+
+/// The event of a session's end, named after the session (and its uid, for a session
+/// recreated under the same name) and the reason, so that it is created once.
+pub fn ending_event(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    type_: &str,
+    reason: &str,
+    message: String,
+    source: &str,
+) -> EventSpec {
+    let session = meta.name.clone().unwrap_or_default();
+    let uid: String = meta
+        .uid
+        .iter()
+        .flat_map(|u| u.chars())
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let slug = reason.to_ascii_lowercase().replace(' ', "-");
+    let name = if uid.is_empty() {
+        format!("{session}.{slug}")
+    } else {
+        format!("{session}.{uid}.{slug}")
+    };
+    EventSpec {
+        type_: type_.into(),
+        reason: reason.into(),
+        message,
+        source: source.into(),
+        name: Some(crate::names::bounded(&name, crate::names::SUBDOMAIN_MAX)),
+    }
+}
+
+/// Whether a session created at `created` (Unix seconds) that took `duration` (Go duration,
+/// its `status.sessionDuration`) ended less than [`ENDING_EVENT_WINDOW_SECS`] before `now`.
+pub fn ended_recently(created: i64, duration: Option<&str>, now: &Time) -> bool {
+    let Some(millis) = duration.and_then(|d| crate::duration::parse_go_duration_millis(d).ok())
+    else {
+        return false;
+    };
+    let ended = created.saturating_add((millis / 1000) as i64);
+    unix(now).saturating_sub(ended) < ENDING_EVENT_WINDOW_SECS
 }
 
 /// The result of a planner.

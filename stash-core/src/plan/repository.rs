@@ -159,6 +159,89 @@ impl ObservedLock {
     }
 }
 
+/// A pod of ours (made by this operator's Jobs) in the namespace of the job that looks at the
+/// locks: a lock carries its holder's hostname, which on a node is the pod's
+/// ([`crate::names::pod_hostname`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPod {
+    /// The pod's name.
+    pub name: String,
+    /// The hostname its containers have.
+    pub hostname: String,
+    /// `status.phase` (`Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`).
+    pub phase: String,
+}
+
+impl JobPod {
+    /// The name, hostname and phase of `pod`.
+    pub fn of(pod: &Pod) -> Self {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let spec_hostname = pod.spec.as_ref().and_then(|s| s.hostname.as_deref());
+        JobPod {
+            hostname: crate::names::pod_hostname(&name, spec_hostname),
+            phase: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_else(|| "Pending".into()),
+            name,
+        }
+    }
+}
+
+/// What the job found out about the pods that may hold the repository's locks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolders {
+    /// The pods of ours in the job's namespace, whatever their phase.
+    pub pods: Vec<JobPod>,
+    /// Every pod that may use the repository is in the job's namespace (the Repository is
+    /// there and its `usagePolicy` allows no other): a Job pod's lock whose pod is not among
+    /// [`LockHolders::pods`] was made by a pod that is gone.
+    pub complete: bool,
+}
+
+impl LockHolders {
+    /// `pods` found in `namespace`, the namespace of the job; complete when `repository` is
+    /// there and its `usagePolicy` lets no other namespace use it (Stash's `UsageAllowed`:
+    /// no policy, `from: Same`, or no `from`).
+    pub fn new(pods: Vec<JobPod>, repository: Option<&Repository>, namespace: &str) -> Self {
+        let complete = repository.is_some_and(|r| {
+            r.metadata.namespace.as_deref() == Some(namespace)
+                && r.spec
+                    .usage_policy
+                    .as_ref()
+                    .and_then(|u| u.allowed_namespaces.as_ref())
+                    .is_none_or(|a| matches!(a.from.as_deref(), None | Some("Same")))
+        });
+        LockHolders { pods, complete }
+    }
+}
+
+/// Prefixes of the names of our pods that take repository locks (backup and restore Jobs).
+const LOCKING_POD_PREFIXES: [&str; 2] = ["stash-backup-", "stash-restore-"];
+
+impl LockHolders {
+    /// Why the lock's holder cannot be running: its pod (ours) has ended, or is gone. `None`
+    /// when its pod runs, or when the lock is not known to be one of ours (restic's rules
+    /// apply then).
+    pub fn ended(&self, lock: &ObservedLock) -> Option<String> {
+        match self.pods.iter().find(|p| p.hostname == lock.hostname) {
+            Some(p) if matches!(p.phase.as_str(), "Succeeded" | "Failed") => {
+                Some(format!("its pod {} has ended ({})", p.name, p.phase))
+            }
+            Some(_) => None,
+            None if self.complete
+                && LOCKING_POD_PREFIXES
+                    .iter()
+                    .any(|p| lock.hostname.starts_with(p)) =>
+            {
+                Some(format!("its pod {} is gone", lock.hostname))
+            }
+            None => None,
+        }
+    }
+}
+
 /// What a job does next about the locks it saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockVerdict {
@@ -190,16 +273,19 @@ pub struct LockAdmission {
 }
 
 /// Decides what a `job` does with the `locks` it saw, having waited `waited_secs` of at most
-/// `max_wait_secs`: stale locks (restic's rule) are removed; live ones are admitted by
-/// [`may_start`] (shared with shared, exclusive alone); a live conflict is waited out, then fails.
+/// `max_wait_secs`: stale locks are removed (a lock of a pod of ours that has ended or is gone,
+/// per `holders`; otherwise restic's rule); live ones are admitted by [`may_start`] (shared
+/// with shared, exclusive alone); a live conflict is waited out, then fails.
 pub fn admit_locks(
     job: RepositoryJob,
     locks: &[ObservedLock],
+    holders: &LockHolders,
     waited_secs: u64,
     max_wait_secs: u64,
 ) -> LockAdmission {
-    let (stale, live): (Vec<&ObservedLock>, Vec<&ObservedLock>) =
-        locks.iter().partition(|l| l.is_stale());
+    let (stale, live): (Vec<&ObservedLock>, Vec<&ObservedLock>) = locks
+        .iter()
+        .partition(|l| l.is_stale() || holders.ended(l).is_some());
     let remove: Vec<String> = stale.iter().map(|l| l.id.clone()).collect();
     let running: Vec<RepositoryJob> = live.iter().map(|l| l.as_job()).collect();
     let conflict = may_start(job, &running).err();
@@ -215,7 +301,7 @@ pub fn admit_locks(
             " Removed {} stale lock(s): {}.",
             s.len(),
             s.iter()
-                .map(|l| stale_reason(l))
+                .map(|l| stale_reason(l, holders))
                 .collect::<Vec<_>>()
                 .join("; ")
         ),
@@ -275,16 +361,18 @@ pub fn admit_locks(
     }
 }
 
-fn stale_reason(l: &ObservedLock) -> String {
-    let why = match (l.holder, l.age_secs) {
-        (LockHolder::Gone, _) => "its process is gone".to_owned(),
-        (_, None) => "its time is unreadable".to_owned(),
-        (_, Some(age)) => format!(
-            "older than {} ({} old)",
-            crate::duration::format_go_duration_secs(STALE_LOCK_AGE_SECS),
-            crate::duration::format_go_duration_secs(age)
-        ),
-    };
+fn stale_reason(l: &ObservedLock, holders: &LockHolders) -> String {
+    let why = holders
+        .ended(l)
+        .unwrap_or_else(|| match (l.holder, l.age_secs) {
+            (LockHolder::Gone, _) => "its process is gone".to_owned(),
+            (_, None) => "its time is unreadable".to_owned(),
+            (_, Some(age)) => format!(
+                "older than {} ({} old)",
+                crate::duration::format_go_duration_secs(STALE_LOCK_AGE_SECS),
+                crate::duration::format_go_duration_secs(age)
+            ),
+        });
     format!("{} ({why})", l.describe())
 }
 
@@ -344,6 +432,7 @@ fn event(type_: &str, reason: &str, message: String) -> EventSpec {
         reason: reason.into(),
         message,
         source: "Repository Controller".into(),
+        name: None,
     }
 }
 
@@ -546,7 +635,7 @@ mod tests {
         #[case] removed: usize,
         #[case] reason: &str,
     ) {
-        let a = admit_locks(job, &locks, waited, 600);
+        let a = admit_locks(job, &locks, &LockHolders::default(), waited, 600);
         let got = match &a.verdict {
             LockVerdict::Proceed => "Proceed",
             LockVerdict::Wait { .. } => "Wait",
@@ -559,15 +648,16 @@ mod tests {
 
     #[test]
     fn lock_messages_name_the_holder_and_the_wait() {
+        let none = LockHolders::default();
         let live = lock("b", true, Some(60), Unknown);
-        let a = admit_locks(Backup, std::slice::from_ref(&live), 590, 600);
+        let a = admit_locks(Backup, std::slice::from_ref(&live), &none, 590, 600);
         assert_eq!(
             a.verdict,
             LockVerdict::Wait {
                 retry_after_secs: 10
             }
         );
-        let a = admit_locks(Backup, &[live], 600, 600);
+        let a = admit_locks(Backup, &[live], &none, 600, 600);
         let LockVerdict::Fail { reason, message } = a.verdict else {
             panic!("{a:?}");
         };
@@ -577,8 +667,59 @@ mod tests {
                 && message.contains("waited 10m0s"),
             "{message}"
         );
-        let a = admit_locks(Backup, &[lock("a", false, Some(5), Gone)], 0, 600);
+        let a = admit_locks(Backup, &[lock("a", false, Some(5), Gone)], &none, 0, 600);
         assert!(a.condition.2.contains("its process is gone"), "{a:?}");
+    }
+
+    fn pod(name: &str, phase: &str) -> JobPod {
+        JobPod {
+            name: name.into(),
+            hostname: crate::names::pod_hostname(name, None),
+            phase: phase.into(),
+        }
+    }
+
+    fn held_by(host: &str) -> ObservedLock {
+        // Another host (its own pod), fresh: restic alone would call it live.
+        ObservedLock {
+            hostname: host.into(),
+            ..lock("a", false, Some(60), Unknown)
+        }
+    }
+
+    #[rstest]
+    // The lock's pod (ours) has ended: stale at once, whatever its age.
+    #[case(vec![pod("stash-backup-s-1-0-abcde", "Failed")], false, "stash-backup-s-1-0-abcde", Some("its pod stash-backup-s-1-0-abcde has ended (Failed)"))]
+    #[case(vec![pod("stash-backup-s-1-0-abcde", "Succeeded")], false, "stash-backup-s-1-0-abcde", Some("has ended (Succeeded)"))]
+    // It still runs, or may be starting: restic's rule.
+    #[case(vec![pod("stash-backup-s-1-0-abcde", "Running")], true, "stash-backup-s-1-0-abcde", None)]
+    #[case(vec![pod("stash-backup-s-1-0-abcde", "Pending")], true, "stash-backup-s-1-0-abcde", None)]
+    // Gone: only when every pod that may use the repository would be listed.
+    #[case(vec![], true, "stash-backup-s-1-0-abcde", Some("its pod stash-backup-s-1-0-abcde is gone"))]
+    #[case(vec![], false, "stash-backup-s-1-0-abcde", None)]
+    // Not one of our pods (a laptop, another tool): restic's rule.
+    #[case(vec![pod("stash-backup-s-1-0-abcde", "Failed")], true, "laptop", None)]
+    fn locks_of_ended_pods_are_stale(
+        #[case] pods: Vec<JobPod>,
+        #[case] complete: bool,
+        #[case] host: &str,
+        #[case] why: Option<&str>,
+    ) {
+        let holders = LockHolders { pods, complete };
+        let a = admit_locks(Prune, &[held_by(host)], &holders, 0, 600);
+        match why {
+            Some(why) => {
+                assert_eq!(a.remove, vec!["a".to_string()], "{a:?}");
+                assert_eq!(a.verdict, LockVerdict::Proceed);
+                assert_eq!(a.condition.1, "StaleLockRemoved");
+                assert!(a.condition.2.contains(why), "{a:?}");
+                assert!(a.condition.2.contains(&format!("on {host}")), "{a:?}");
+            }
+            None => {
+                assert!(a.remove.is_empty(), "{a:?}");
+                assert_eq!(a.condition.1, "WaitingForLock", "{a:?}");
+            }
+        }
     }
 
     #[test]

@@ -627,6 +627,7 @@ fn host_events<'a>(
                 )
             },
             source: EVENT_SOURCE.into(),
+            name: None,
         }
     })
     .collect()

@@ -13,7 +13,7 @@ use crate::datapath::{EngineError, RepositoryEngine, SnapshotSummary};
 use crate::job_support::flags::{DatabaseFlags, RepositoryFlags};
 use crate::job_support::output::{snapshot_stats, SnapshotStats};
 use crate::job_support::{finish, kube_read, open_job, repository_lock, JobError, WAIT_INTERVAL};
-use stash_core::plan::repository::{LockAdmission, RepositoryJob};
+use stash_core::plan::repository::{LockAdmission, LockHolders, RepositoryJob};
 
 /// The file each snapshot holds, as Stash names it.
 pub const DUMP_FILENAME: &str = "dumpfile.sql";
@@ -136,12 +136,14 @@ impl BackupError {
 /// by the core rule ([`repository_lock::settle`]: stale ones go, a live conflicting one is
 /// waited for, then fails the backup), and streams the dump(s) into one new snapshot. Either the
 /// whole dump is in the repository, or no snapshot was added. Each lock decision goes to
-/// `on_locks`; a live conflicting lock is waited for at most `lock_wait`.
+/// `on_locks`; a live conflicting lock is waited for at most `lock_wait`; `holders` tells which
+/// pods of ours hold locks made on other hosts.
 pub fn run_backup_with_locks(
     engine: &dyn RepositoryEngine,
     target: &DbTarget,
     options: &BackupOptions,
     lock_wait: Duration,
+    holders: &mut dyn FnMut() -> LockHolders,
     on_locks: &mut dyn FnMut(&LockAdmission),
 ) -> Result<BackupReport, BackupError> {
     wait_for_database(
@@ -174,6 +176,7 @@ pub fn run_backup_with_locks(
             RepositoryJob::Backup,
             lock_wait,
             waited,
+            holders,
             &mut |a: &LockAdmission| {
                 stale_locks_removed += a.remove.len();
                 on_locks(a);
@@ -216,7 +219,14 @@ pub fn run_backup(
     options: &BackupOptions,
 ) -> Result<BackupReport, BackupError> {
     let wait = Duration::from_secs(DEFAULT_LOCK_WAIT_SECS);
-    run_backup_with_locks(engine, target, options, wait, &mut |_| {})
+    run_backup_with_locks(
+        engine,
+        target,
+        options,
+        wait,
+        &mut LockHolders::default,
+        &mut |_| {},
+    )
 }
 
 /// Entry point of `stash backup-mysql`.
@@ -260,10 +270,41 @@ fn run_from_api(args: &BackupMysqlArgs) -> Result<Vec<SnapshotStats>, JobError> 
             Err(e) => eprintln!("repository lock condition not recorded: {e}"),
         }
     };
+    // Which pods of ours hold the locks made on other hosts; without an answer, restic's
+    // rules alone decide.
+    let mut holders = || {
+        if args.backupsession.is_empty() {
+            return LockHolders::default();
+        }
+        let found = block_on(async {
+            let client = kube_read::client().await?;
+            repository_lock::lock_holders(&client, &db.namespace, &args.backupsession)
+                .await
+                .map_err(|e| JobError::Kube(e.to_string()))
+        });
+        match found {
+            Ok(Ok(holders)) => holders,
+            Ok(Err(e)) => {
+                eprintln!("the pods holding repository locks are unknown: {e}");
+                LockHolders::default()
+            }
+            Err(e) => {
+                eprintln!("the pods holding repository locks are unknown: {e}");
+                LockHolders::default()
+            }
+        }
+    };
     // `--lock-wait` bounds both the wait for a live lock seen before the backup and the
     // engine's own wait when one races in.
     let lock_wait = args.repository.lock_wait;
-    let report = run_backup_with_locks(&*engine, &target, &options, lock_wait, &mut on_locks)?;
+    let report = run_backup_with_locks(
+        &*engine,
+        &target,
+        &options,
+        lock_wait,
+        &mut holders,
+        &mut on_locks,
+    )?;
     if report.stale_locks_removed > 0 {
         eprintln!(
             "removed {} stale repository lock(s) left by crashed jobs",

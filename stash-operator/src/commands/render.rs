@@ -314,6 +314,7 @@ mod tests {
                 reason: "CronJob Creation Failed".into(),
                 message: "it \"failed\"".into(),
                 source: "BackupConfiguration Controller".into(),
+                name: None,
             }],
             requeue_after_seconds: Some(5),
             ..Default::default()

@@ -122,8 +122,16 @@ fn passthrough_keys(provider: Provider) -> &'static [&'static str] {
             "AWS_SECRET_ACCESS_KEY",
             "AWS_SESSION_TOKEN",
         ],
-        Provider::Gcs => &["GOOGLE_PROJECT_ID"],
-        Provider::Azure => &["AZURE_ACCOUNT_NAME", "AZURE_ACCOUNT_KEY"],
+        // Beyond Stash's keys: an emulator or sovereign-cloud endpoint
+        // (`STORAGE_EMULATOR_HOST` as Google's libraries read it, `AZURE_ENDPOINT_SUFFIX` as
+        // restic 0.15+ reads it, `AZURE_BLOB_ENDPOINT` a whole blob service URL, in process).
+        Provider::Gcs => &["GOOGLE_PROJECT_ID", "STORAGE_EMULATOR_HOST"],
+        Provider::Azure => &[
+            "AZURE_ACCOUNT_NAME",
+            "AZURE_ACCOUNT_KEY",
+            "AZURE_ENDPOINT_SUFFIX",
+            "AZURE_BLOB_ENDPOINT",
+        ],
         Provider::B2 => &["B2_ACCOUNT_ID", "B2_ACCOUNT_KEY"],
         Provider::Swift => &[
             "ST_AUTH",
@@ -173,11 +181,15 @@ pub fn engine_env(
             env.insert((*key).to_owned(), value);
         }
     }
-    if config.provider == Provider::B2 {
-        for key in ["B2_ACCOUNT_ID", "B2_ACCOUNT_KEY"] {
-            if !env.contains_key(key) {
-                return Err(BackendError::MissingKey(key));
-            }
+    // restic cannot open these without both keys (Stash passes no Azure SAS token).
+    let required: &[&'static str] = match config.provider {
+        Provider::B2 => &["B2_ACCOUNT_ID", "B2_ACCOUNT_KEY"],
+        Provider::Azure => &["AZURE_ACCOUNT_NAME", "AZURE_ACCOUNT_KEY"],
+        _ => &[],
+    };
+    for key in required {
+        if env.get(*key).is_none_or(|v| v.is_empty()) {
+            return Err(BackendError::MissingKey(key));
         }
     }
     if config.provider == Provider::S3 && !config.region.is_empty() {
@@ -414,6 +426,14 @@ mod tests {
                 dir.path()
             ),
             Err(BackendError::MissingKey("B2_ACCOUNT_ID"))
+        ));
+        assert!(matches!(
+            engine_env(
+                &cfg(Provider::Azure),
+                &secret(&[("RESTIC_PASSWORD", "x"), ("AZURE_ACCOUNT_NAME", "acct")]),
+                dir.path()
+            ),
+            Err(BackendError::MissingKey("AZURE_ACCOUNT_KEY"))
         ));
         assert!(matches!(
             Provider::parse("ftp"),

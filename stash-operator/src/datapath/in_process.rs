@@ -5,8 +5,7 @@
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use stash_repo::http::{RestBackend, S3Backend, S3Credentials};
-use stash_repo::{backend::FileKind, Backend, Id, LocalBackend, LockWait, RepoError, Repository};
+use stash_repo::{backend::FileKind, Backend, Id, LockWait, RepoError, Repository};
 
 use super::backend::EngineEnv;
 use super::restic_cli::ResticCli;
@@ -36,36 +35,28 @@ impl std::fmt::Debug for InProcess {
 
 /// Why the in-process engine cannot serve a repository.
 #[derive(Debug, thiserror::Error)]
-#[error("the in-process engine does not support repository {0:?} (use --engine=restic)")]
+#[error("{0}")]
 pub struct Unsupported(pub String);
 
 impl InProcess {
-    /// An engine for the repository `env` names: a local directory, S3 or a REST server,
-    /// without a custom CA or disabled TLS verification (those stay with restic).
+    /// An engine for the repository `env` names: a local directory, S3, a REST server, GCS,
+    /// Azure, B2 or Swift, without a custom CA or disabled TLS verification (those stay with
+    /// restic).
     pub fn new(env: &EngineEnv, pruner: ResticCli) -> Result<InProcess, Unsupported> {
         let location = env
             .env
             .get("RESTIC_REPOSITORY")
             .cloned()
             .unwrap_or_default();
-        let scheme = || location.split(':').next().unwrap_or_default().to_owned();
         if !Self::supports(env) {
-            return Err(Unsupported(scheme()));
+            let scheme = location.split(':').next().unwrap_or_default();
+            return Err(Unsupported(format!(
+                "the in-process engine does not support repository {scheme:?} with these \
+                 settings (use --engine=restic)"
+            )));
         }
-        let var = |k: &str| env.env.get(k).cloned().unwrap_or_default();
-        let backend: Arc<dyn Backend> = if let Some(rest) = location.strip_prefix("rest:") {
-            Arc::new(RestBackend::new(rest).map_err(|_| Unsupported(scheme()))?)
-        } else if let Some(s3) = location.strip_prefix("s3:") {
-            let creds = S3Credentials {
-                access_key: var("AWS_ACCESS_KEY_ID"),
-                secret_key: var("AWS_SECRET_ACCESS_KEY"),
-                session_token: env.env.get("AWS_SESSION_TOKEN").cloned(),
-                region: var("AWS_DEFAULT_REGION"),
-            };
-            Arc::new(S3Backend::new(s3, creds).map_err(|_| Unsupported(scheme()))?)
-        } else {
-            Arc::new(LocalBackend::new(&location))
-        };
+        let backend = stash_repo::location::open(&location, &|k| env.env.get(k).cloned())
+            .map_err(|e| Unsupported(format!("cannot reach the repository: {e}")))?;
         Ok(InProcess {
             backend,
             password: env.env.get("RESTIC_PASSWORD").cloned().unwrap_or_default(),
@@ -84,11 +75,13 @@ impl InProcess {
     /// True when [`InProcess::new`] would accept `env`.
     pub fn supports(env: &EngineEnv) -> bool {
         let location = env.env.get("RESTIC_REPOSITORY").map_or("", String::as_str);
-        let reachable = location.starts_with('/')
-            || location.starts_with("s3:")
-            || location.starts_with("rest:");
-        // A custom CA or skipped verification needs TLS settings this engine does not take.
-        reachable && env.flags.is_empty()
+        // A custom CA or skipped verification needs TLS settings this engine does not take;
+        // `--option <scheme>.connections=N` only bounds restic's own concurrency.
+        let tls_settings = env
+            .flags
+            .iter()
+            .any(|f| f == "--cacert" || f == "--insecure-tls");
+        stash_repo::location::supported(location) && !tls_settings
     }
 
     fn open(&self) -> Result<Repository, EngineError> {

@@ -4,13 +4,15 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use stash_core::api::{BackupConfiguration, BackupSession, Repository};
 use stash_core::conditions::{self, NewCondition};
+use stash_core::plan::labels::MANAGED_BY;
 use stash_core::plan::repository::{
-    admit_locks, LockAdmission, LockHolder, LockVerdict, ObservedLock, RepositoryJob,
-    REPOSITORY_LOCKED,
+    admit_locks, JobPod, LockAdmission, LockHolder, LockHolders, LockVerdict, ObservedLock,
+    RepositoryJob, REPOSITORY_LOCKED,
 };
 
 use crate::datapath::{EngineError, LockInfo, RepositoryEngine};
@@ -53,17 +55,26 @@ pub fn observe(locks: Vec<LockInfo>) -> Vec<ObservedLock> {
 
 /// Looks at the locks until `job` may start: removes stale ones, waits while a live conflicting
 /// one is there (at most `max_wait` in all, counted in `waited`), and fails with
-/// [`EngineError::Locked`] when it outlasts the wait. Every decision goes to `record`.
+/// [`EngineError::Locked`] when it outlasts the wait. `holders` tells, after each look at
+/// locks held from other hosts, which pods of ours hold them. Every decision goes to `record`.
 pub fn settle(
     engine: &dyn RepositoryEngine,
     job: RepositoryJob,
     max_wait: Duration,
     waited: &mut Duration,
+    holders: &mut dyn FnMut() -> LockHolders,
     record: &mut dyn FnMut(&LockAdmission),
 ) -> Result<(), EngineError> {
     loop {
         let locks = observe(engine.locks()?);
-        let admission = admit_locks(job, &locks, waited.as_secs(), max_wait.as_secs());
+        // Pods are listed after the locks are read: a lock seen was made by a pod that existed
+        // before the list, so a Job pod missing from it is gone.
+        let holders = if locks.iter().any(|l| l.holder == LockHolder::Unknown) {
+            holders()
+        } else {
+            LockHolders::default()
+        };
+        let admission = admit_locks(job, &locks, &holders, waited.as_secs(), max_wait.as_secs());
         record(&admission);
         engine.remove_locks(&admission.remove)?;
         match admission.verdict {
@@ -78,6 +89,57 @@ pub fn settle(
     }
 }
 
+/// The pods of ours in `namespace` (the job's), and whether they are all that may use the
+/// repository of `session`'s BackupConfiguration ([`LockHolders::new`]).
+pub async fn lock_holders(
+    client: &kube::Client,
+    namespace: &str,
+    session: &str,
+) -> Result<LockHolders, kube::Error> {
+    // A Repository this job may not read (another namespace's) only makes the list incomplete.
+    let repository = match session_repository(client, namespace, session).await? {
+        Some((ns, name)) => Api::<Repository>::namespaced(client.clone(), &ns)
+            .get_opt(&name)
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let selector = format!("app.kubernetes.io/managed-by={MANAGED_BY}");
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await?;
+    let pods = pods.items.iter().map(JobPod::of).collect();
+    Ok(LockHolders::new(pods, repository.as_ref(), namespace))
+}
+
+/// The namespace and name of the Repository that `session`'s BackupConfiguration uses.
+async fn session_repository(
+    client: &kube::Client,
+    namespace: &str,
+    session: &str,
+) -> Result<Option<(String, String)>, kube::Error> {
+    let session = Api::<BackupSession>::namespaced(client.clone(), namespace)
+        .get(session)
+        .await?;
+    let Some(invoker) = session.spec.invoker.as_ref() else {
+        return Ok(None);
+    };
+    let Some(bc) = Api::<BackupConfiguration>::namespaced(client.clone(), namespace)
+        .get_opt(&invoker.name)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(bc.spec.repository.map(|r| {
+        let ns = r
+            .namespace
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| namespace.to_owned());
+        (ns, r.name)
+    }))
+}
+
 /// Sets the `RepositoryLocked` condition of the Repository that `session`'s BackupConfiguration
 /// uses. Nothing is written when the condition says nothing new (no lock, and none recorded).
 pub async fn record_condition(
@@ -87,28 +149,12 @@ pub async fn record_condition(
     admission: &LockAdmission,
 ) -> Result<(), kube::Error> {
     let (status, reason, message) = &admission.condition;
-    let session = Api::<BackupSession>::namespaced(client.clone(), namespace)
-        .get(session)
-        .await?;
-    let Some(invoker) = session.spec.invoker.as_ref() else {
+    let Some((repo_ns, repo_name)) = session_repository(client, namespace, session).await? else {
         return Ok(());
     };
-    let Some(bc) = Api::<BackupConfiguration>::namespaced(client.clone(), namespace)
-        .get_opt(&invoker.name)
-        .await?
-    else {
-        return Ok(());
-    };
-    let Some(repo_ref) = bc.spec.repository else {
-        return Ok(());
-    };
-    let repo_ns = repo_ref
-        .namespace
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| namespace.to_owned());
     let api = Api::<Repository>::namespaced(client.clone(), &repo_ns);
     for attempt in 0.. {
-        let repo = api.get(&repo_ref.name).await?;
+        let repo = api.get(&repo_name).await?;
         let mut conds = repo
             .status
             .as_ref()
@@ -139,11 +185,7 @@ pub async fn record_condition(
             "status": {"conditions": conds},
         });
         match api
-            .patch_status(
-                &repo_ref.name,
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
+            .patch_status(&repo_name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
             Ok(_) => return Ok(()),

@@ -230,9 +230,17 @@ where
 
     let reference = object_reference(obj);
     for e in &plan.events {
-        let event = kube_event(e);
-        // Events are best effort: a lost event must not fail the reconcile.
-        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
+        if let Some(name) = &e.name {
+            // An event that must exist (a session's end) fails the reconcile, which plans it
+            // again; its name keeps the repeat from adding a second one.
+            ctx.once_events
+                .publish(&ctx.client, name, e, &reference)
+                .await
+                .map_err(api_err("PublishEvent", &what))?;
+            continue;
+        }
+        // Other events are best effort: a lost event must not fail the reconcile.
+        if let Err(err) = ctx.recorder.publish(&kube_event(e), &reference).await {
             tracing::warn!(object = %what, error = %err, "event not published");
         }
     }

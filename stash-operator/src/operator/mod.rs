@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod cache;
 pub mod catalog;
 pub mod clock;
+pub mod events;
 pub mod gather;
 pub mod http;
 pub mod leader;
@@ -39,6 +40,8 @@ pub struct Context {
     pub clock: SharedClock,
     /// Event recorder.
     pub recorder: Recorder,
+    /// Events that must exist once (named by the planners).
+    pub once_events: events::OnceEvents,
     /// Metrics.
     pub metrics: metrics::Metrics,
     /// Longest wait before a requeue (short under a virtual clock, where time jumps).
@@ -66,6 +69,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Context {
+            once_events: events::OnceEvents::new(reporter.clone()),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             settings,

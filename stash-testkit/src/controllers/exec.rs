@@ -19,6 +19,8 @@ pub struct ContainerHandle {
     /// Whether the container runs in a private mount namespace (its volumes at their
     /// `mountPath`s) that an exec must enter.
     pub mount_ns: bool,
+    /// Whether it also has the pod's hostname and its own PID namespace, which an exec joins.
+    pub pod_ns: bool,
     /// The `mountPath`s the container's mount namespace holds once it is set up.
     pub mount_paths: Vec<String>,
 }
@@ -108,9 +110,11 @@ impl ContainerHandle {
         let mut cmd = match self.pid {
             Some(pid) if self.mount_ns => {
                 let mut cmd = tokio::process::Command::new("nsenter");
-                cmd.arg(format!("--target={pid}"))
-                    .args(["--mount", "--root", "--wd", "--"])
-                    .args(argv);
+                cmd.arg(format!("--target={pid}")).arg("--mount");
+                if self.pod_ns {
+                    cmd.args(["--uts", "--pid"]);
+                }
+                cmd.args(["--root", "--wd", "--"]).args(argv);
                 cmd
             }
             _ => {
@@ -135,6 +139,7 @@ mod tests {
             env: vec![("PATH".into(), "/nonexistent:/bin".into())],
             workdir: PathBuf::from("/"),
             mount_ns: false,
+            pod_ns: false,
             mount_paths: Vec::new(),
         };
         assert!(handle.resolves("sh"));

@@ -8,7 +8,7 @@
 //! (`stash-testkit kubelet`) to any API server. It registers a Node, binds pods that have no
 //! `nodeName` to itself (there is no scheduler), and runs them. With root, each container
 //! runs in a private mount namespace with a copy-on-write root and its volumes at their
-//! `mountPath` ([`sandbox`]).
+//! `mountPath`, with the pod's hostname and a PID namespace of its own ([`sandbox`]).
 
 pub mod node_api;
 pub mod sandbox;
@@ -105,6 +105,7 @@ pub struct Kubelet {
     running: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
     node_registered: AtomicBool,
     isolation: Isolation,
+    pod_namespaces: bool,
     containers: Containers,
 }
 
@@ -133,6 +134,7 @@ impl Kubelet {
                 Err(_) => (std::env::temp_dir().join("stash-testkit-kubelet"), None),
             },
         };
+        let isolation = Isolation::probe();
         let node = if config.node_name.is_empty() {
             "testkit-node".to_string()
         } else {
@@ -148,7 +150,8 @@ impl Kubelet {
             _tmp: tmp,
             running: Arc::default(),
             node_registered: AtomicBool::new(false),
-            isolation: Isolation::probe(),
+            isolation,
+            pod_namespaces: isolation.probe_pod_namespaces(),
             containers: Containers::default(),
         }
     }
@@ -261,6 +264,7 @@ impl Kubelet {
                 claims: self.root.clone(),
                 kill: kill_rx,
                 isolation: self.isolation,
+                pod_namespaces: self.pod_namespaces,
                 containers: self.containers.clone(),
             };
             let running = self.running.clone();
@@ -360,6 +364,7 @@ struct PodRun {
     claims: PathBuf,
     kill: watch::Receiver<bool>,
     isolation: Isolation,
+    pod_namespaces: bool,
     containers: Containers,
 }
 
@@ -461,6 +466,36 @@ fn expand(s: &str, env: &[(String, String)]) -> String {
     out
 }
 
+/// The host PID of the container's program in a PID namespace: a grandchild of `unshare`
+/// (`outer`), under the namespace's first shell, which names it in the sandbox's
+/// [`sandbox::pid_file`]. `None` if it ended before it could be seen.
+async fn program_pid(
+    outer: u32,
+    sandbox_dir: &Path,
+    child: &mut tokio::process::Child,
+) -> Option<u32> {
+    let file = sandbox::pid_file(sandbox_dir);
+    for _ in 0..1000 {
+        let inner = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        if let Some(inner) = inner {
+            let grandchildren: Vec<u32> = sandbox::children(outer)
+                .into_iter()
+                .flat_map(sandbox::children)
+                .collect();
+            if let Some(pid) = sandbox::host_pid_of(inner, &grandchildren) {
+                return Some(pid);
+            }
+        }
+        if !matches!(child.try_wait(), Ok(None)) {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
 fn image_base(image: &str) -> &str {
     let no_digest = image.split('@').next().unwrap_or(image);
     match no_digest.rfind(':') {
@@ -485,6 +520,11 @@ impl PodRun {
 
     fn name(&self) -> &str {
         name_of(&self.pod)
+    }
+
+    /// The hostname the pod's containers have, as on a node.
+    fn hostname(&self) -> String {
+        stash_core::names::pod_hostname(self.name(), self.pod["spec"]["hostname"].as_str())
     }
 
     fn log_key(&self, container: &str) -> (String, String, String) {
@@ -569,7 +609,7 @@ impl PodRun {
                 "PATH".into(),
                 std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
             ),
-            ("HOSTNAME".into(), self.name().to_string()),
+            ("HOSTNAME".into(), self.hostname()),
             (
                 "HOME".into(),
                 self.dir.join("home").to_string_lossy().into_owned(),
@@ -878,11 +918,19 @@ impl PodRun {
             env: env.clone(),
             workdir: workdir.clone(),
             mount_ns: self.isolation != Isolation::None,
+            pod_ns: self.pod_namespaces,
             mount_paths: mounts.iter().map(|(_, dst)| dst.clone()).collect(),
         };
-        let mut cmd = self
-            .isolation
-            .command(&argv, &workdir, &self.sandbox(&cname), &mounts);
+        let hostname = self.hostname();
+        // A restarted container's first shell writes its program's PID afresh.
+        let _ = std::fs::remove_file(sandbox::pid_file(&self.sandbox(&cname)));
+        let mut cmd = self.isolation.command(
+            &argv,
+            &workdir,
+            &self.sandbox(&cname),
+            &mounts,
+            self.pod_namespaces.then_some(hostname.as_str()),
+        );
         cmd.env_clear().envs(env);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -894,10 +942,13 @@ impl PodRun {
         };
         let logs = self.logs.clone();
         let key = self.log_key(&cname);
-        let handle = ContainerHandle {
-            pid: child.id(),
-            ..handle
+        let pid = match child.id() {
+            Some(outer) if self.pod_namespaces => {
+                program_pid(outer, &self.sandbox(&cname), &mut child).await
+            }
+            pid => pid,
         };
+        let handle = ContainerHandle { pid, ..handle };
         lock(&self.containers).insert(key.clone(), handle);
         let pump = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
             let logs = logs.clone();

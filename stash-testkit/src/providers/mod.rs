@@ -1,5 +1,5 @@
-//! Real servers for tests and manual runs: a private MariaDB, and in-process S3 and restic
-//! REST servers.
+//! Real servers for tests and manual runs: a private MariaDB, in-process S3 and restic REST
+//! servers, and the Azure and GCS emulators as processes.
 //!
 //! Each provider starts on a free port in its own temporary directory and removes everything
 //! when dropped, so tests can run side by side. With the `containers` feature, the same
@@ -8,6 +8,7 @@
 
 #[cfg(feature = "containers")]
 pub mod containers;
+pub mod emulators;
 pub mod mysql;
 pub mod rest;
 pub mod s3;

@@ -29,6 +29,9 @@ pub(super) fn backup_job_rules(secrets: &[String]) -> Vec<PolicyRule> {
         rule(&["events.k8s.io"], &["events"], &["create", "patch"], &[]),
     ];
     rules.extend(target_pod_rules());
+    // A repository lock names its holder's host, a pod's name: the job lists the pods of the
+    // namespace to tell a crashed Job's lock (its pod ended) from a live one.
+    rules.push(rule(&[""], &["pods"], &["list"], &[]));
     if !secrets.is_empty() {
         rules.push(rule(&[""], &["secrets"], &["get"], secrets));
     }

@@ -27,6 +27,7 @@ pub(super) fn publish(bc: &BackupConfiguration, conds: Vec<Condition>, plan: &mu
                 reason: c.reason.clone().unwrap_or_default(),
                 message: c.message.clone().unwrap_or_default(),
                 source: EVENT_SOURCE.into(),
+                name: None,
             });
         }
     }

@@ -15,7 +15,7 @@ pub use invoker::{configuration_of, siblings_of, SiblingSession, INVOKER_API_GRO
 pub use new_session::{manual_session, new_session};
 pub use status::history_to_delete;
 
-use super::{to_value, unix, EventSpec, ObjectKey, Plan, Settings};
+use super::{ended_recently, ending_event, to_value, unix, EventSpec, ObjectKey, Plan, Settings};
 use crate::api::{AppBinding, BackupConfiguration, BackupSession, Function, Repository, Task};
 use crate::conditions::{self, NewCondition};
 use crate::names::backup_job_name;
@@ -98,8 +98,13 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
     let mut st = old.clone();
     let phase = old.phase.clone().unwrap_or_default();
     if FINAL.contains(&phase.as_str()) {
-        // A finished session only has its retry left to create.
+        // A finished session only has its retry left to create, and its ending event to make
+        // sure of (the answer to the write that ended it may have been lost).
         new_session::plan_retry(inputs, &mut st, &mut plan, &now);
+        let created = s.metadata.creation_timestamp.as_ref().map(unix);
+        if created.is_some_and(|c| ended_recently(c, old.session_duration.as_deref(), &now)) {
+            plan.events.extend(ending(s, &old));
+        }
         if st != old {
             plan.status = Some(to_value(&st));
         }
@@ -142,11 +147,11 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
                     None,
                     &now,
                 );
-                events.push(event("Normal", "BackupSession Skipped", msg));
                 status::finish(
                     inputs, "Skipped", &mut conds, &mut st, &mut plan, &now, created,
                 );
                 st.conditions = Some(conds);
+                events.extend(ending(s, &st));
                 plan.events.extend(events);
                 plan.status = Some(to_value(&st));
                 return plan;
@@ -208,11 +213,105 @@ pub fn plan(inputs: &BackupSessionInputs) -> Plan {
     plan
 }
 
+/// The event of the session's end (Succeeded, Failed or Skipped), named so that it is sent once.
+fn ending(session: &BackupSession, st: &crate::api::BackupSessionStatus) -> Option<EventSpec> {
+    let name = session.metadata.name.clone().unwrap_or_default();
+    let namespace = session
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let (type_, reason, message) = match st.phase.as_deref()? {
+        "Succeeded" => (
+            "Normal",
+            "BackupSession Succeeded",
+            format!("Backup session {namespace}/{name} succeeded."),
+        ),
+        "Failed" => (
+            "Warning",
+            "BackupSession Failed",
+            format!("Backup session {namespace}/{name} failed."),
+        ),
+        "Skipped" => (
+            "Normal",
+            "BackupSession Skipped",
+            st.conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == BACKUP_SKIPPED)
+                .and_then(|c| c.message.clone())
+                .unwrap_or_default(),
+        ),
+        _ => return None,
+    };
+    Some(ending_event(
+        &session.metadata,
+        type_,
+        reason,
+        message,
+        EVENT_SOURCE,
+    ))
+}
+
 fn event(type_: &str, reason: &str, message: String) -> EventSpec {
     EventSpec {
         type_: type_.into(),
         reason: reason.into(),
         message,
         source: EVENT_SOURCE.into(),
+        name: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::BackupSessionStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).expect("time"))
+    }
+
+    /// A session created at 1000 that succeeded after 10 seconds, looked at `now`.
+    fn finished(now: i64) -> BackupSessionInputs {
+        BackupSessionInputs {
+            session: BackupSession {
+                metadata: ObjectMeta {
+                    name: Some("bc-1000".into()),
+                    namespace: Some("demo".into()),
+                    uid: Some("0F1E2D3C-aaaa-bbbb".into()),
+                    creation_timestamp: Some(at(1000)),
+                    ..Default::default()
+                },
+                spec: Default::default(),
+                status: Some(BackupSessionStatus {
+                    phase: Some("Succeeded".into()),
+                    session_duration: Some("10s".into()),
+                    ..Default::default()
+                }),
+            },
+            now: Some(at(now)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_finished_session_plans_its_named_ending_event_for_30_minutes() {
+        // The answer to the write that ended it may be lost: every look plans the event
+        // again, under the one name its first sending used.
+        let p = plan(&finished(1010 + 60));
+        assert_eq!(p.status, None);
+        assert_eq!(p.events.len(), 1, "{p:?}");
+        let e = &p.events[0];
+        assert_eq!(e.reason, "BackupSession Succeeded");
+        assert_eq!(e.message, "Backup session demo/bc-1000 succeeded.");
+        let name = e.name.clone().expect("named");
+        assert_eq!(name, "bc-1000.0f1e2d3c.backupsession-succeeded");
+        crate::names::check_subdomain(&name).expect("a valid Event name");
+        // Later than the window (well under the Event TTL), nothing more is sent.
+        assert_eq!(plan(&finished(1010 + 29 * 60)).events.len(), 1);
+        assert!(plan(&finished(1010 + 30 * 60)).events.is_empty());
     }
 }

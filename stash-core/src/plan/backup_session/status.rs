@@ -5,7 +5,7 @@
 use super::condition::*;
 use super::invoker::SiblingSession;
 use super::new_session::plan_retry;
-use super::{event, BackupSessionInputs, FINAL, REQUEUE_RUNNING_SECS};
+use super::{ending, BackupSessionInputs, FINAL, REQUEUE_RUNNING_SECS};
 use crate::api::{BackupSessionStatus, Condition};
 use crate::conditions::{self, NewCondition};
 use crate::duration::format_go_duration_secs;
@@ -46,27 +46,9 @@ pub(super) fn settle(
                 }
             });
         let final_phase = if failed { "Failed" } else { "Succeeded" };
-        let name = inputs.session.metadata.name.clone().unwrap_or_default();
-        let namespace = inputs
-            .session
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        events.push(event(
-            if failed { "Warning" } else { "Normal" },
-            if failed {
-                "BackupSession Failed"
-            } else {
-                "BackupSession Succeeded"
-            },
-            format!(
-                "Backup session {namespace}/{name} {}.",
-                final_phase.to_lowercase()
-            ),
-        ));
         finish(inputs, final_phase, &mut conds, st, plan, now, created);
         st.conditions = Some(conds);
+        events.extend(ending(&inputs.session, st));
         plan_retry(inputs, st, plan, now);
     } else {
         if st.phase.is_none() {

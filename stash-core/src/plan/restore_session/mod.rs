@@ -9,7 +9,10 @@ mod validate;
 
 pub use validate::{select_rule, Selection};
 
-use super::{add_seconds, to_value, unix, EventSpec, FinalizerAction, Plan, Settings, FINALIZER};
+use super::{
+    add_seconds, ended_recently, to_value, unix, EventSpec, FinalizerAction, Plan, Settings,
+    FINALIZER,
+};
 use crate::api::{AppBinding, Function, Repository, RestoreSession, Task};
 use crate::conditions::{self, NewCondition};
 use crate::duration::{format_go_duration_secs, parse_go_duration_millis};
@@ -80,6 +83,13 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
     let old = rs.status.clone().unwrap_or_default();
     let phase = old.phase.clone().unwrap_or_default();
     if ["Succeeded", "Failed", "Unknown", "Invalid"].contains(&phase.as_str()) {
+        // Only its ending event is left to make sure of (the answer to the write that ended
+        // it may have been lost).
+        let created = rs.metadata.creation_timestamp.as_ref().map(unix);
+        if created.is_some_and(|c| ended_recently(c, old.session_duration.as_deref(), &now)) {
+            let conds = old.conditions.clone().unwrap_or_default();
+            plan.events.extend(status::ending(rs, &old, &conds));
+        }
         return plan;
     }
     let mut st = old.clone();
@@ -110,14 +120,9 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
             generation,
             &now,
         );
-        events.push(EventSpec {
-            type_: "Warning".into(),
-            reason: "ResourceValidationFailed".into(),
-            message: msg,
-            source: EVENT_SOURCE.into(),
-        });
         st.phase = Some("Invalid".into());
         st.session_duration = Some(format_go_duration_secs((unix(&now) - created).max(0) as u64));
+        events.extend(status::ending(rs, &st, &conds));
         st.conditions = Some(conds);
         plan.events = events;
         plan.status = Some(to_value(&st));
@@ -192,6 +197,7 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
                     reason: "Restore Executor Failed".into(),
                     message: msg,
                     source: EVENT_SOURCE.into(),
+                    name: None,
                 });
                 st.phase = Some("Failed".into());
             }
@@ -217,4 +223,53 @@ pub fn plan(inputs: &RestoreSessionInputs) -> Plan {
         plan.status = Some(to_value(&st));
     }
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::RestoreSessionStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).expect("time"))
+    }
+
+    /// A restore created at 1000 that ended in `phase` after 10 seconds, looked at `now`.
+    fn ended(phase: &str, now: i64) -> RestoreSessionInputs {
+        RestoreSessionInputs {
+            session: RestoreSession {
+                metadata: ObjectMeta {
+                    name: Some("rs".into()),
+                    namespace: Some("demo".into()),
+                    uid: Some("7e570e00-1111".into()),
+                    creation_timestamp: Some(at(1000)),
+                    finalizers: Some(vec![FINALIZER.into()]),
+                    ..Default::default()
+                },
+                spec: Default::default(),
+                status: Some(RestoreSessionStatus {
+                    phase: Some(phase.into()),
+                    session_duration: Some("10s".into()),
+                    ..Default::default()
+                }),
+            },
+            now: Some(at(now)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_ended_restore_plans_its_named_ending_event_for_30_minutes() {
+        let p = plan(&ended("Failed", 1010 + 60));
+        assert_eq!(p.status, None);
+        let names: Vec<_> = p.events.iter().map(|e| e.name.clone()).collect();
+        assert_eq!(
+            names,
+            [Some("rs.7e570e00.restoresession-failed".to_string())]
+        );
+        assert_eq!(p.events[0].message, "Restore session demo/rs failed.");
+        assert!(plan(&ended("Failed", 1010 + 30 * 60)).events.is_empty());
+    }
 }

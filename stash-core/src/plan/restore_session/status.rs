@@ -12,6 +12,49 @@ use crate::plan::job_result::job_failure;
 use crate::plan::{unix, EventSpec, ObjectKey, Plan};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+/// The event of the session's end (Succeeded, Failed, Unknown, Invalid; `conds` are its
+/// conditions), named so that it is sent once.
+pub(super) fn ending(
+    rs: &crate::api::RestoreSession,
+    st: &RestoreSessionStatus,
+    conds: &[Condition],
+) -> Option<EventSpec> {
+    let name = rs.metadata.name.clone().unwrap_or_default();
+    let namespace = rs
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let (type_, reason, message) = match st.phase.as_deref()? {
+        p @ ("Succeeded" | "Failed" | "Unknown") => (
+            if p == "Succeeded" {
+                "Normal"
+            } else {
+                "Warning"
+            },
+            format!("RestoreSession {p}"),
+            format!("Restore session {namespace}/{name} {}.", p.to_lowercase()),
+        ),
+        "Invalid" => (
+            "Warning",
+            "ResourceValidationFailed".to_string(),
+            conds
+                .iter()
+                .find(|c| c.type_ == "ValidationPassed")
+                .and_then(|c| c.message.clone())
+                .unwrap_or_default(),
+        ),
+        _ => return None,
+    };
+    Some(crate::plan::ending_event(
+        &rs.metadata,
+        type_,
+        &reason,
+        message,
+        EVENT_SOURCE,
+    ))
+}
+
 /// Follows the restore Job of the session and settles its phase. `ensured`: the Job was
 /// ensured before this reconcile.
 #[allow(clippy::too_many_arguments)]
@@ -139,6 +182,7 @@ pub(super) fn settle(
             reason: "RestoreSession Deadline Exceeded".into(),
             message: msg,
             source: EVENT_SOURCE.into(),
+            name: None,
         });
         if inputs.job.is_some() {
             plan.delete.push(job_key);
@@ -168,6 +212,7 @@ pub(super) fn settle(
                     "restore failed for host {host:?} of {target_desc}. Reason: {reason}"
                 ),
                 source: EVENT_SOURCE.into(),
+                name: None,
             });
             final_phase = Some("Failed");
         }
@@ -187,17 +232,7 @@ pub(super) fn settle(
             st.phase = Some(p.into());
             st.session_duration =
                 Some(format_go_duration_secs((unix(now) - created).max(0) as u64));
-            events.push(EventSpec {
-                type_: if p == "Succeeded" {
-                    "Normal"
-                } else {
-                    "Warning"
-                }
-                .into(),
-                reason: format!("RestoreSession {p}"),
-                message: format!("Restore session {namespace}/{name} {}.", p.to_lowercase()),
-                source: EVENT_SOURCE.into(),
-            });
+            events.extend(ending(rs, st, conds));
         }
         None => {
             let mut requeue = 30u64;
