@@ -7,6 +7,8 @@
 #   bench/controlplane/run.sh                 # N=10000
 #   N=1000 REST=10 bench/controlplane/run.sh  # quick
 #   KEEP_LOGS=dir ...                          # keep server and operator logs (RUST_LOG applies)
+#   PERF_SERVER=file ...                       # profile the server from operator start to end of
+#                                              # rest (perf record --call-graph dwarf, PERF_FREQ Hz)
 set -euo pipefail
 N=${N:-10000}
 NAMESPACES=${NAMESPACES:-100}
@@ -23,7 +25,9 @@ testkit=$target/release/stash-testkit
 work=$(mktemp -d)
 server_pid=""
 time_pid=""
+perf_pid=""
 cleanup() {
+  [[ -n "$perf_pid" ]] && kill -INT "$perf_pid" 2>/dev/null && wait "$perf_pid" 2>/dev/null || true
   [[ -n "$time_pid" ]] && kill "$time_pid" 2>/dev/null || true
   [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -50,6 +54,11 @@ loaded=$(date +%s.%N)
 printf 'loaded %d BackupConfigurations (%d objects) in %.1f s\n' "$N" $((N * 5)) "$(echo "$loaded - $start" | bc)"
 before=$(counters)
 server_cpu0=$(cpu_seconds "$server_pid")
+if [[ -n "${PERF_SERVER:-}" ]]; then
+  perf record -F "${PERF_FREQ:-250}" --call-graph dwarf,16384 -p "$server_pid" -o "$PERF_SERVER" \
+    >"$work/perf.log" 2>&1 &
+  perf_pid=$!
+fi
 
 /usr/bin/time -v "$stash" run --testkit-clock --metrics-addr 127.0.0.1:0 --namespace stash \
   >"$work/operator.log" 2>"$work/operator.err" &
@@ -73,6 +82,7 @@ after=$(curl -sf "$url/testkit/v1/requests?since=$rv0")
 op_pid=$(cat "/proc/$time_pid/task/$time_pid/children" | awk '{print $1}')
 op_cpu=$(cpu_seconds "$op_pid")
 server_cpu=$(echo "$(cpu_seconds "$server_pid") - $server_cpu0" | bc)
+if [[ -n "$perf_pid" ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=""; fi
 kill "$op_pid"
 wait "$time_pid" || true
 time_pid=""

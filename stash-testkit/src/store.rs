@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use imbl::OrdMap;
+use imbl::{OrdMap, OrdSet};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
@@ -78,11 +78,57 @@ pub type Objects = OrdMap<Key, Arc<Value>>;
 /// `(group/plural, label key, label value)`: the label index's key.
 type LabelKey = (String, String, String);
 
+/// What the garbage collector reads, indexed so that a pass visits the objects that have
+/// owners or are being deleted instead of every object. Cloning is O(1).
+#[derive(Debug, Clone, Default)]
+pub struct Ownership {
+    /// Every current object.
+    pub objects: Objects,
+    /// The key of each object, by `metadata.uid`.
+    pub uids: imbl::HashMap<String, Key>,
+    /// Objects with a non-empty `metadata.ownerReferences`, in key order.
+    pub owned: OrdSet<Key>,
+    /// Objects with a `metadata.deletionTimestamp`, in key order.
+    pub deleting: OrdSet<Key>,
+}
+
+impl Ownership {
+    /// The object with this uid.
+    pub fn by_uid(&self, uid: &str) -> Option<(&Key, &Arc<Value>)> {
+        self.objects.get_key_value(self.uids.get(uid)?)
+    }
+
+    fn index(&mut self, key: &Key, object: &Value, add: bool) {
+        let meta = &object["metadata"];
+        if let Some(uid) = meta["uid"].as_str().filter(|u| !u.is_empty()) {
+            if add {
+                self.uids.insert(uid.to_string(), key.clone());
+            } else if self.uids.get(uid) == Some(key) {
+                self.uids.remove(uid);
+            }
+        }
+        let has_owners = meta["ownerReferences"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty());
+        for (set, member) in [
+            (&mut self.owned, has_owners),
+            (&mut self.deleting, meta.get("deletionTimestamp").is_some()),
+        ] {
+            if add && member {
+                set.insert(key.clone());
+            } else if !add {
+                set.remove(key);
+            }
+        }
+    }
+}
+
 /// The mutable state behind the store lock.
 #[derive(Debug)]
 pub struct State {
     rev: u64,
-    objects: Objects,
+    /// Current objects, with the uid, owner and deletion indexes over them.
+    current: Ownership,
     /// Current objects by label, so a selector with `key=value` visits only its matches.
     labels: HashMap<LabelKey, BTreeSet<Key>>,
     log: VecDeque<Arc<Change>>,
@@ -103,12 +149,26 @@ impl State {
 
     /// The current object set.
     pub fn objects(&self) -> &Objects {
-        &self.objects
+        &self.current.objects
+    }
+
+    /// The current objects with their uid, owner and deletion indexes.
+    pub fn ownership(&self) -> &Ownership {
+        &self.current
+    }
+
+    /// Whether some object of `resource` (`group/plural`) is being deleted.
+    pub fn any_deleting(&self, resource: &str) -> bool {
+        self.current
+            .deleting
+            .range(Key::new(resource, "", "")..)
+            .next()
+            .is_some_and(|k| k.resource == resource)
     }
 
     /// One object.
     pub fn get(&self, key: &Key) -> Option<Arc<Value>> {
-        self.objects.get(key).cloned()
+        self.current.objects.get(key).cloned()
     }
 
     /// The keys of current objects of `resource` carrying every `key=value` label given, in
@@ -155,11 +215,13 @@ impl State {
         object["metadata"]["resourceVersion"] = Value::String(self.rev.to_string());
         compact_managed_fields(&mut object);
         let object = Arc::new(object);
-        let previous = self.objects.insert(key.clone(), object.clone());
+        let previous = self.current.objects.insert(key.clone(), object.clone());
         if let Some(p) = &previous {
             self.index_labels(&key, p, false);
+            self.current.index(&key, p, false);
         }
         self.index_labels(&key, &object, true);
+        self.current.index(&key, &object, true);
         let kind = if previous.is_some() {
             ChangeKind::Modified
         } else {
@@ -177,8 +239,9 @@ impl State {
 
     /// Removes the object under `key` with a new revision; returns its last state.
     pub fn remove(&mut self, key: &Key) -> Option<Arc<Value>> {
-        let previous = self.objects.remove(key)?;
+        let previous = self.current.objects.remove(key)?;
         self.index_labels(key, &previous, false);
+        self.current.index(key, &previous, false);
         self.rev += 1;
         let mut last = (*previous).clone();
         last["metadata"]["resourceVersion"] = Value::String(self.rev.to_string());
@@ -222,7 +285,7 @@ impl State {
     /// A retained snapshot at exactly `rev`.
     pub fn snapshot(&self, rev: u64) -> Option<Objects> {
         if rev == self.rev {
-            return Some(self.objects.clone());
+            return Some(self.current.objects.clone());
         }
         self.snapshots
             .iter()
@@ -293,7 +356,7 @@ impl Store {
             visited: Arc::new(AtomicU64::new(0)),
             state: Arc::new(Mutex::new(State {
                 rev: 1,
-                objects: OrdMap::new(),
+                current: Ownership::default(),
                 labels: HashMap::new(),
                 log: VecDeque::new(),
                 log_capacity: log_capacity.max(1),
@@ -367,6 +430,34 @@ mod tests {
         let mut read = (*stored).clone();
         expand_managed_fields(&mut read);
         assert_eq!(read["metadata"]["managedFields"], entries);
+    }
+
+    #[test]
+    fn ownership_indexes_follow_writes_and_removals() {
+        let store = Store::new(10);
+        let mut s = store.lock();
+        let k = Key::new("/configmaps", "default", "a");
+        let owned = |uid: &str| {
+            json!({"metadata": {"name": "a", "uid": uid,
+                "ownerReferences": [{"uid": "owner", "name": "o"}]}})
+        };
+        s.put(k.clone(), owned("u1"));
+        assert_eq!(s.ownership().by_uid("u1").map(|(k, _)| k), Some(&k));
+        assert!(s.ownership().owned.contains(&k));
+        assert!(!s.any_deleting("/configmaps"));
+
+        let mut deleting = owned("u1");
+        deleting["metadata"]["ownerReferences"] = json!([]);
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        s.put(k.clone(), deleting);
+        assert!(!s.ownership().owned.contains(&k), "no owners left");
+        assert!(s.ownership().deleting.contains(&k));
+        assert!(s.any_deleting("/configmaps"));
+        assert!(!s.any_deleting("/secrets"));
+
+        s.remove(&k);
+        assert!(s.ownership().by_uid("u1").is_none());
+        assert!(s.ownership().deleting.is_empty() && s.ownership().owned.is_empty());
     }
 
     #[test]

@@ -774,3 +774,143 @@ async fn delete_collection_preconditions_and_dry_runs() {
         .collect();
     assert_eq!(left, vec!["keep"]);
 }
+
+/// Stored objects are written to the wire from their stored form (managed fields as stored
+/// JSON text, no copy per object). What a client reads is what the server's `present` gives
+/// (how objects were served before): gets, list items, metadata-only reads and watch events
+/// agree with one another, and the managed fields are those the applies recorded.
+#[tokio::test]
+async fn gets_lists_and_watch_events_serve_the_same_objects() {
+    let (server, client) = setup().await;
+    let gvk = GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition");
+    let crds: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
+    let crd: DynamicObject = serde_json::from_value(widget_crd()).unwrap();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let start = server.api().store.rev();
+
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    for (manager, data) in [
+        ("alice", json!({"a": "1"})),
+        ("bob", json!({"b": "\"2\" é"})),
+    ] {
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": data});
+        cms.patch("c", &PatchParams::apply(manager), &Patch::Apply(&body))
+            .await
+            .unwrap();
+    }
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    );
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 3}});
+    widgets
+        .patch("w", &PatchParams::apply("carol"), &Patch::Apply(&w))
+        .await
+        .unwrap();
+    widgets
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"ready": true}})),
+        )
+        .await
+        .unwrap();
+
+    let request = |path: String, accept: &'static str| {
+        let client = client.clone();
+        async move {
+            let req = http::Request::get(path)
+                .header(http::header::ACCEPT, accept)
+                .body(Vec::new())
+                .unwrap();
+            client.request_text(req).await.unwrap()
+        }
+    };
+    let get = |path: String| async move {
+        serde_json::from_str::<serde_json::Value>(&request(path, "application/json").await).unwrap()
+    };
+    const META: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+    const META_LIST: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+    for (group, version, plural, name, builtin) in [
+        ("", "v1", "configmaps", "c", true),
+        ("example.com", "v1", "widgets", "w", false),
+    ] {
+        let base = if group.is_empty() {
+            format!("/api/{version}/namespaces/default/{plural}")
+        } else {
+            format!("/apis/{group}/{version}/namespaces/default/{plural}")
+        };
+        let info = server.api().resource(group, version, plural).unwrap();
+        let stored = server
+            .api()
+            .store
+            .lock()
+            .get(&stash_testkit::apiserver::Apiserver::key(
+                &info, "default", name,
+            ))
+            .unwrap();
+        let presented = stash_testkit::apiserver::Apiserver::present(&info, &stored);
+
+        let got = get(format!("{base}/{name}")).await;
+        assert_eq!(
+            got, presented,
+            "{plural}: a get serves the presented object"
+        );
+        let list = get(base.clone()).await;
+        let mut item = got.clone();
+        if builtin {
+            let m = item.as_object_mut().unwrap();
+            m.remove("apiVersion");
+            m.remove("kind");
+        }
+        assert_eq!(
+            list["items"],
+            json!([item]),
+            "{plural}: list items are gets"
+        );
+        let meta: serde_json::Value =
+            serde_json::from_str(&request(format!("{base}/{name}"), META).await).unwrap();
+        let want = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": got["metadata"]});
+        assert_eq!(meta, want);
+        let metas: serde_json::Value =
+            serde_json::from_str(&request(base.clone(), META_LIST).await).unwrap();
+        assert_eq!(metas["items"], json!([want]));
+        assert_eq!(metas["kind"], "PartialObjectMetadataList");
+
+        let events = request(
+            format!("{base}?watch=true&resourceVersion={start}&timeoutSeconds=1"),
+            "application/json",
+        )
+        .await;
+        let last: serde_json::Value = serde_json::from_str(events.lines().last().unwrap()).unwrap();
+        assert_eq!(last["object"], got, "{plural}: the last event is the get");
+    }
+
+    let managed = get("/api/v1/namespaces/default/configmaps/c".into()).await["metadata"]
+        ["managedFields"]
+        .clone();
+    let fields: Vec<_> = managed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["manager"].clone(),
+                e["operation"].clone(),
+                e["fieldsV1"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            (
+                json!("alice"),
+                json!("Apply"),
+                json!({"f:data": {"f:a": {}}})
+            ),
+            (json!("bob"), json!("Apply"), json!({"f:data": {"f:b": {}}})),
+        ]
+    );
+}

@@ -6,6 +6,7 @@
 
 mod delete;
 mod metadata;
+pub mod present;
 mod read;
 mod schema;
 mod strategy;
@@ -23,7 +24,8 @@ use crate::status::{ApiError, ApiResult};
 use crate::store::{Key, Store};
 
 pub use delete::{DeleteOptions, DeleteOutcome, Propagation};
-pub use read::ListOptions;
+pub use present::Shape;
+pub use read::{ListOptions, ListPage};
 pub use write::{FieldValidation, PatchKind, Warnings, WriteOptions};
 
 /// Captured container output: `(namespace, pod, container)` → text.
@@ -80,17 +82,6 @@ impl Apiserver {
     pub fn key(info: &ResourceInfo, namespace: &str, name: &str) -> Key {
         let ns = if info.namespaced { namespace } else { "" };
         Key::new(info.storage_prefix(), ns, name)
-    }
-
-    /// Renders a stored object for a request to `info`'s version.
-    pub fn present(info: &ResourceInfo, obj: &Value) -> Value {
-        let mut out = obj.clone();
-        crate::store::expand_managed_fields(&mut out);
-        if info.custom {
-            out["apiVersion"] = Value::String(info.api_version());
-            out["kind"] = Value::String(info.kind.clone());
-        }
-        out
     }
 
     /// Resolves a resource by apiVersion and plural, e.g. for controllers.

@@ -1,5 +1,7 @@
 //! Get and list, with selectors, resourceVersion semantics and consistent pagination.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use serde_json::{json, Value};
 
@@ -46,16 +48,51 @@ fn decode_continue(token: &str) -> ApiResult<(u64, Key)> {
     ))
 }
 
+/// One page of a list: the stored objects (see [`super::present`] for how they are served)
+/// and the list's metadata.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    /// The revision the list was read at.
+    pub rev: u64,
+    /// The continue token, when more items remain.
+    pub continue_token: Option<String>,
+    /// How many items remain after this page.
+    pub remaining: usize,
+    /// The stored objects, in key order.
+    pub items: Vec<Arc<Value>>,
+}
+
+impl ListPage {
+    /// The list's `metadata`.
+    pub fn metadata(&self) -> Value {
+        let mut metadata = json!({"resourceVersion": self.rev.to_string()});
+        if let Some(token) = &self.continue_token {
+            metadata["continue"] = json!(token);
+            metadata["remainingItemCount"] = json!(self.remaining);
+        }
+        metadata
+    }
+}
+
 impl Apiserver {
     /// Reads one object.
     pub fn get(&self, info: &ResourceInfo, namespace: &str, name: &str) -> ApiResult<Value> {
+        let obj = self.get_stored(info, namespace, name)?;
+        Ok(Self::present(info, &obj))
+    }
+
+    /// Reads one object as stored (to be served with [`super::present::write_json`]).
+    pub fn get_stored(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+    ) -> ApiResult<Arc<Value>> {
         let key = Self::key(info, namespace, name);
-        let obj = self
-            .store
+        self.store
             .lock()
             .get(&key)
-            .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, name))?;
-        Ok(Self::present(info, &obj))
+            .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, name))
     }
 
     /// Lists objects; `namespace` `None` means all namespaces (or a cluster-scoped resource).
@@ -65,6 +102,23 @@ impl Apiserver {
         namespace: Option<&str>,
         opts: &ListOptions,
     ) -> ApiResult<Value> {
+        let page = self.list_page(info, namespace, opts)?;
+        let items: Vec<Value> = page.items.iter().map(|o| Self::present(info, o)).collect();
+        Ok(json!({
+            "apiVersion": info.api_version(),
+            "kind": info.list_kind,
+            "metadata": page.metadata(),
+            "items": items,
+        }))
+    }
+
+    /// Lists stored objects (see [`Apiserver::list`]).
+    pub fn list_page(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<ListPage> {
         let prefix = info.storage_prefix();
         let ns_filter = if info.namespaced {
             namespace.filter(|n| !n.is_empty())
@@ -116,7 +170,7 @@ impl Apiserver {
         let mut remaining = 0usize;
         let mut visited = 0usize;
         let in_namespace = |k: &Key| ns_filter.is_none_or(|ns| k.namespace == ns);
-        let candidates: Box<dyn Iterator<Item = (&Key, &std::sync::Arc<Value>)>> = match &indexed {
+        let candidates: Box<dyn Iterator<Item = (&Key, &Arc<Value>)>> = match &indexed {
             Some(keys) => Box::new(
                 keys.iter()
                     .filter(|k| in_namespace(k))
@@ -138,24 +192,23 @@ impl Apiserver {
                 remaining += 1;
                 continue;
             }
-            items.push(Self::present(info, v));
+            items.push(v.clone());
             last_key = Some(k.clone());
         }
         self.store.count_visits(visited);
-        let mut metadata = json!({"resourceVersion": rev.to_string()});
+        let mut continue_token = None;
         if remaining > 0 {
             if let Some(last) = &last_key {
                 self.store.lock().retain_snapshot_at(rev, objects);
-                metadata["continue"] = json!(encode_continue(rev, last));
-                metadata["remainingItemCount"] = json!(remaining);
+                continue_token = Some(encode_continue(rev, last));
             }
         }
-        Ok(json!({
-            "apiVersion": info.api_version(),
-            "kind": info.list_kind,
-            "metadata": metadata,
-            "items": items,
-        }))
+        Ok(ListPage {
+            rev,
+            continue_token,
+            remaining,
+            items,
+        })
     }
 }
 

@@ -128,20 +128,56 @@ pub fn merge_schema(info: &ResourceInfo) -> MergeSchema<'_> {
     }
 }
 
-/// A copy without the parts that change on every write even when nothing else does.
-fn comparable(v: &Value) -> Value {
-    let mut c = v.clone();
-    if let Some(meta) = c.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
-        if let Some(Value::Array(entries)) = meta.get_mut("managedFields") {
-            for e in entries {
-                if let Some(m) = e.as_object_mut() {
-                    m.remove("time");
+/// Whether `new` equals `old` apart from the parts that change on every write even when
+/// nothing else does (resourceVersion, the times of managedFields entries). Compares in
+/// place: writes at scale are mostly no-ops, and copying both objects cost more than the rest.
+fn unchanged(new: &Value, old: &Value) -> bool {
+    let (Some(n), Some(o)) = (new.as_object(), old.as_object()) else {
+        return new == old;
+    };
+    n.len() == o.len()
+        && n.iter().all(|(k, v)| match (k.as_str(), o.get(k)) {
+            (_, None) => false,
+            ("metadata", Some(ov)) => same_metadata(v, ov),
+            (_, Some(ov)) => v == ov,
+        })
+}
+
+fn same_metadata(new: &Value, old: &Value) -> bool {
+    let (Some(n), Some(o)) = (new.as_object(), old.as_object()) else {
+        return new == old;
+    };
+    let relevant = |m: &'_ Map<String, Value>| {
+        m.iter()
+            .filter(|(k, _)| k.as_str() != "resourceVersion")
+            .count()
+    };
+    relevant(n) == relevant(o)
+        && n.iter().all(|(k, v)| match (k.as_str(), o.get(k)) {
+            ("resourceVersion", _) => true,
+            (_, None) => false,
+            ("managedFields", Some(ov)) => same_entries(v, ov),
+            (_, Some(ov)) => v == ov,
+        })
+}
+
+fn same_entries(new: &Value, old: &Value) -> bool {
+    let (Some(n), Some(o)) = (new.as_array(), old.as_array()) else {
+        return new == old;
+    };
+    n.len() == o.len()
+        && n.iter()
+            .zip(o)
+            .all(|(a, b)| match (a.as_object(), b.as_object()) {
+                (Some(a), Some(b)) => {
+                    let timeless =
+                        |m: &'_ Map<String, Value>| m.keys().filter(|k| *k != "time").count();
+                    timeless(a) == timeless(b)
+                        && a.iter()
+                            .all(|(k, v)| k == "time" || b.get(k).is_some_and(|bv| bv == v))
                 }
-            }
-        }
-    }
-    c
+                _ => a == b,
+            })
 }
 
 fn check_type_meta(info: &ResourceInfo, body: &Value) -> ApiResult<()> {
@@ -670,8 +706,10 @@ impl Apiserver {
         ownership: Ownership,
     ) -> ApiResult<Value> {
         let name = key.name.clone();
+        // The old object as clients see it (managed fields expanded), made once.
+        let old_view = Self::present(info, old);
         let mut new = if subresource == "status" {
-            let mut merged = Self::present(info, old);
+            let mut merged = old_view.clone();
             match new.get("status") {
                 Some(s) if !s.is_null() => merged["status"] = s.clone(),
                 _ => {
@@ -778,22 +816,19 @@ impl Apiserver {
             status_split: info.status_subresource,
         };
         match ownership {
-            Ownership::Update => {
-                let old_view = Self::present(info, old);
-                ssa::record_update(
-                    Some(&old_view),
-                    &mut new,
-                    &opts.field_manager,
-                    &info.api_version(),
-                    scope,
-                    schema,
-                    &now,
-                )
-            }
+            Ownership::Update => ssa::record_update(
+                Some(&old_view),
+                &mut new,
+                &opts.field_manager,
+                &info.api_version(),
+                scope,
+                schema,
+                &now,
+            ),
             Ownership::Applied => ssa::retain_existing(&mut new, schema),
         }
-        if comparable(&new) == comparable(&Self::present(info, old)) {
-            return Ok(Self::present(info, old));
+        if unchanged(&new, &old_view) {
+            return Ok(old_view);
         }
         let finished = new["metadata"].get("deletionTimestamp").is_some()
             && new["metadata"]["finalizers"]
@@ -847,5 +882,50 @@ impl Apiserver {
             Ownership::Update,
         )
         .map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write is a no-op when only the resourceVersion and the times of managed fields
+    /// entries differ; any other difference, in metadata or elsewhere, is a change.
+    #[test]
+    fn unchanged_ignores_only_resource_version_and_entry_times() {
+        let old = json!({"apiVersion": "v1", "metadata": {"name": "x", "resourceVersion": "5",
+            "labels": {"a": "1"},
+            "managedFields": [{"manager": "m", "time": "2026-01-01T00:00:00Z", "fieldsV1": {"f:data": {}}}]},
+            "data": {"k": "v"}});
+        let mut same = old.clone();
+        same["metadata"]["resourceVersion"] = json!("9");
+        same["metadata"]["managedFields"][0]["time"] = json!("2026-02-02T00:00:00Z");
+        assert!(unchanged(&same, &old));
+        let mut no_rv = same.clone();
+        no_rv["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+        assert!(unchanged(&no_rv, &old));
+        let mut no_time = same.clone();
+        no_time["metadata"]["managedFields"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("time");
+        assert!(unchanged(&no_time, &old));
+
+        for change in [
+            json!({"data": {"k": "w"}}),
+            json!({"metadata": {"labels": {"a": "2"}}}),
+            json!({"metadata": {"managedFields": [{"manager": "n", "time": "t", "fieldsV1": {"f:data": {}}}]}}),
+            json!({"metadata": {"managedFields": []}}),
+            json!({"metadata": {"annotations": {"b": "1"}}}),
+            json!({"spec": {}}),
+        ] {
+            let mut changed = old.clone();
+            ::json_patch::merge(&mut changed, &change);
+            assert!(!unchanged(&changed, &old), "{change}");
+            assert!(!unchanged(&old, &changed), "{change}");
+        }
     }
 }

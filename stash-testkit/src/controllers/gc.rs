@@ -1,7 +1,7 @@
 //! Garbage collector: deletes dependents whose owners are gone, and runs the foreground and
 //! orphan deletion protocols.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -65,13 +65,17 @@ pub(super) fn owners_live(api: &Apiserver, objects: &[Arc<Value>]) -> bool {
     })
 }
 
-/// One garbage-collection pass.
+/// One garbage-collection pass. It visits the objects that have owners and those being
+/// deleted (the store indexes both, and objects by uid), not every object.
 pub(super) fn sync(api: &Apiserver) {
-    let objects = api.store.lock().objects().clone();
-    let by_uid: HashMap<&str, (&Key, &Arc<Value>)> =
-        objects.iter().map(|(k, v)| (uid_of(v), (k, v))).collect();
-    let mut has_dependents: HashMap<String, bool> = HashMap::new();
-    for (key, obj) in objects.iter() {
+    let view = api.store.lock().ownership().clone();
+    api.store
+        .count_visits(view.owned.len() + view.deleting.len());
+    let mut has_dependents: HashSet<String> = HashSet::new();
+    for key in view.owned.iter() {
+        let Some(obj) = view.objects.get(key) else {
+            continue;
+        };
         let Some(refs) = obj["metadata"]["ownerReferences"]
             .as_array()
             .filter(|r| !r.is_empty())
@@ -85,8 +89,8 @@ pub(super) fn sync(api: &Apiserver) {
         let mut strip = Vec::new();
         for r in refs {
             let uid = r["uid"].as_str().unwrap_or_default();
-            let owner = by_uid
-                .get(uid)
+            let owner = view
+                .by_uid(uid)
                 .filter(|(ok, _)| ok.namespace.is_empty() || ok.namespace == key.namespace);
             let Some((_, owner)) = owner else { continue };
             let deleting = owner["metadata"].get("deletionTimestamp").is_some();
@@ -95,7 +99,7 @@ pub(super) fn sync(api: &Apiserver) {
                 continue;
             }
             live_owner = true;
-            has_dependents.insert(uid.to_string(), true);
+            has_dependents.insert(uid.to_string());
             if deleting
                 && has_finalizer(owner, "foregroundDeletion")
                 && obj["metadata"].get("deletionTimestamp").is_none()
@@ -123,14 +127,14 @@ pub(super) fn sync(api: &Apiserver) {
             let _ = api.delete(&info, &key.namespace, &key.name, &opts);
         }
     }
-    for (key, obj) in objects.iter() {
-        if obj["metadata"].get("deletionTimestamp").is_none() {
+    for key in view.deleting.iter() {
+        let Some(obj) = view.objects.get(key) else {
             continue;
-        }
+        };
         let Some(info) = info_for(api, key) else {
             continue;
         };
-        if has_dependents.contains_key(uid_of(obj)) {
+        if has_dependents.contains(uid_of(obj)) {
             continue;
         }
         for f in ["orphan", "foregroundDeletion"] {
@@ -138,5 +142,67 @@ pub(super) fn sync(api: &Apiserver) {
                 remove_finalizer(api, &info, key, f);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::WriteOptions;
+    use crate::clock::VirtualClock;
+    use serde_json::json;
+
+    /// A pass examines the objects that have owners or are being deleted, however many others
+    /// exist, and still collects the dependents of a deleted owner and runs the orphan protocol.
+    #[test]
+    fn a_pass_visits_owned_and_deleting_objects_only() {
+        let api = Apiserver::new(VirtualClock::default());
+        let cm = api.resource("", "v1", "configmaps").unwrap();
+        let w = WriteOptions::manager("test");
+        let create = |name: &str, owner: Option<&Value>| {
+            let mut body =
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}});
+            if let Some(o) = owner {
+                body["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1",
+                    "kind": "ConfigMap", "name": o["metadata"]["name"], "uid": o["metadata"]["uid"]}]);
+            }
+            api.create(&cm, "default", body, &w).unwrap()
+        };
+        for i in 0..500 {
+            create(&format!("bystander-{i}"), None);
+        }
+        let owner = create("owner", None);
+        create("dependent", Some(&owner));
+        let kept = create("kept-owner", None);
+        create("orphan", Some(&kept));
+
+        let visits = |api: &Apiserver| {
+            let before = api.store.visited();
+            sync(api);
+            api.store.visited() - before
+        };
+        assert_eq!(visits(&api), 2, "the two dependents");
+        assert!(api.get(&cm, "default", "dependent").is_ok());
+
+        api.delete(&cm, "default", "owner", &DeleteOptions::default())
+            .unwrap();
+        let orphaning = DeleteOptions {
+            propagation: Some(Propagation::Orphan),
+            ..DeleteOptions::default()
+        };
+        api.delete(&cm, "default", "kept-owner", &orphaning)
+            .unwrap();
+        assert_eq!(visits(&api), 3, "two dependents and the orphaning owner");
+        assert!(api.get(&cm, "default", "dependent").is_err(), "collected");
+        let orphan = api.get(&cm, "default", "orphan").unwrap();
+        assert!(orphan["metadata"]
+            .get("ownerReferences")
+            .is_none_or(|r| r == &json!([])));
+        sync(&api);
+        assert!(
+            api.get(&cm, "default", "kept-owner").is_err(),
+            "orphan finalizer removed"
+        );
+        assert_eq!(visits(&api), 0);
     }
 }

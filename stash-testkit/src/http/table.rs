@@ -5,7 +5,7 @@ use http::{header, HeaderMap};
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
-use super::watch::metadata_only;
+use crate::apiserver::present::metadata_only;
 use crate::registry::ResourceInfo;
 
 /// Whether the client prefers a `Table` and this resource can be printed as one: every custom

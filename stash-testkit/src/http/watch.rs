@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::apiserver::Apiserver;
+use crate::apiserver::{present, Apiserver, Shape};
 use crate::faults::Faults;
 use crate::registry::ResourceInfo;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -49,11 +49,6 @@ struct Watcher {
     clock: crate::clock::VirtualClock,
 }
 
-/// Renders an object as `PartialObjectMetadata`.
-pub fn metadata_only(obj: &Value) -> Value {
-    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
-}
-
 impl Watcher {
     fn matches(&self, key: &Key, obj: &Value) -> bool {
         key.resource == self.prefix
@@ -66,25 +61,38 @@ impl Watcher {
             && self.params.fields.matches(obj)
     }
 
-    fn render(&self, obj: &Value) -> Value {
-        let obj = Apiserver::present(&self.info, obj);
+    /// Writes a stored object into an event, as this watch serves it.
+    fn render(&self, out: &mut Vec<u8>, obj: &Value) {
         if self.params.table {
+            let obj = Apiserver::present(&self.info, obj);
             let rv = obj["metadata"]["resourceVersion"].clone();
-            return super::table::render(&self.info, &[obj], Some(&rv), self.clock.now());
-        }
-        if self.params.metadata_only {
-            metadata_only(&obj)
+            let table = super::table::render(&self.info, &[obj], Some(&rv), self.clock.now());
+            present::write_value(out, &table);
+        } else if self.params.metadata_only {
+            present::write_json(out, &self.info, obj, Shape::Metadata);
         } else {
-            obj
+            present::write_json(out, &self.info, obj, Shape::Object);
         }
     }
 
-    async fn send(&self, kind: &str, object: Value) -> bool {
-        let mut line = json!({"type": kind, "object": object})
-            .to_string()
-            .into_bytes();
-        line.push(b'\n');
+    /// Sends `{"type": kind, "object": ...}` and a newline; `false` when the client is gone.
+    async fn send_with(&self, kind: &str, object: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let mut line = Vec::with_capacity(1024);
+        line.extend_from_slice(br#"{"type":"#);
+        let _ = serde_json::to_writer(&mut line, kind);
+        line.extend_from_slice(br#","object":"#);
+        object(&mut line);
+        line.extend_from_slice(b"}\n");
         self.tx.send(Ok(Bytes::from(line))).await.is_ok()
+    }
+
+    async fn send(&self, kind: &str, object: Value) -> bool {
+        self.send_with(kind, |out| present::write_value(out, &object))
+            .await
+    }
+
+    async fn send_object(&self, kind: &str, obj: &Value) -> bool {
+        self.send_with(kind, |out| self.render(out, obj)).await
     }
 
     async fn send_change(&self, change: &Change) -> bool {
@@ -104,7 +112,7 @@ impl Watcher {
             (_, true, true) => "MODIFIED",
             (_, false, false) => return true,
         };
-        self.send(kind, self.render(&change.object)).await
+        self.send_object(kind, &change.object).await
     }
 
     async fn bookmark(&self, rev: u64, initial_end: bool) -> bool {
@@ -207,7 +215,7 @@ pub fn start(
                 rx,
             } => {
                 for (_, obj) in &initial {
-                    if !watcher.send("ADDED", watcher.render(obj)).await {
+                    if !watcher.send_object("ADDED", obj).await {
                         return;
                     }
                 }
