@@ -4,6 +4,9 @@
 //! Environment: `BENCH_ROWS` rows per table (default 250000, 8 tables), `BENCH_ROUNDS` (default
 //! 3). Rounds alternate the order of the measured steps so that warm caches do not favour one.
 
+mod datapath_support;
+use datapath_support::target;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -14,7 +17,7 @@ use stash_operator::commands::backup_mysql::{run_backup, BackupOptions};
 use stash_operator::commands::restore_mysql::{run_restore, RestoreOptions};
 use stash_operator::datapath::backend::{engine_env, BackendConfig, Provider};
 use stash_operator::datapath::loader::LoaderKind;
-use stash_operator::datapath::mysql_client::{split_args, DbTarget};
+use stash_operator::datapath::mysql_client::split_args;
 use stash_operator::datapath::restic_cli::{CacheMode, ResticCli};
 use stash_operator::datapath::RepositoryEngine;
 use stash_operator::job_support::flags::EngineKind;
@@ -56,16 +59,6 @@ fn build_reference(server: &MysqlServer, rows: u32) {
         ));
     }
     server.execute(&sql).expect("build reference database");
-}
-
-fn target(server: &MysqlServer) -> DbTarget {
-    DbTarget {
-        host: server.host().to_owned(),
-        port: server.port(),
-        user: server.user().to_owned(),
-        password: server.password().to_owned(),
-        ssl_ca: None,
-    }
 }
 
 /// restic wrapped in GNU time, appending each run's peak RSS (KiB) to `rss_file`.

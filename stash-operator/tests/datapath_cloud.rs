@@ -4,6 +4,9 @@
 //! table. The storage is Azurite and gcp-storage-emulator (installed by `scripts/setup.sh`);
 //! a test without its emulator says SKIPPED and returns.
 
+mod datapath_support;
+use datapath_support::target;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -12,22 +15,12 @@ use stash_operator::commands::restore_mysql::{run_restore, RestoreOptions};
 use stash_operator::datapath::backend::{engine_env, BackendConfig, Provider};
 use stash_operator::datapath::in_process::InProcess;
 use stash_operator::datapath::loader::LoaderKind;
-use stash_operator::datapath::mysql_client::{split_args, DbTarget};
+use stash_operator::datapath::mysql_client::split_args;
 use stash_operator::datapath::restic_cli::{CacheMode, ResticCli};
 use stash_operator::job_support::flags::EngineKind;
 use stash_operator::job_support::select_engine;
 use stash_testkit::providers::emulators::{Emulator, AZURITE_ACCOUNT, AZURITE_KEY};
 use stash_testkit::providers::MysqlServer;
-
-fn target(server: &MysqlServer) -> DbTarget {
-    DbTarget {
-        host: server.host().to_owned(),
-        port: server.port(),
-        user: server.user().to_owned(),
-        password: server.password().to_owned(),
-        ssl_ca: None,
-    }
-}
 
 fn round_trip(provider: Provider, bucket: &str, secret: &[(&str, &str)]) {
     let source = MysqlServer::start().expect("source server");

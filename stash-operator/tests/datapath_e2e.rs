@@ -3,6 +3,9 @@
 //! failed dumps leave nothing behind. The default engine (in process) runs every test; the
 //! restic CLI engine (`--engine=restic`) runs the local-repository ones too.
 
+mod datapath_support;
+use datapath_support::{direct_dump, target};
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -12,7 +15,7 @@ use stash_operator::commands::backup_mysql::{run_backup, BackupError, BackupOpti
 use stash_operator::commands::restore_mysql::{run_restore, RestoreOptions};
 use stash_operator::datapath::backend::{engine_env, BackendConfig, Provider};
 use stash_operator::datapath::loader::LoaderKind;
-use stash_operator::datapath::mysql_client::{split_args, DbTarget};
+use stash_operator::datapath::mysql_client::split_args;
 use stash_operator::datapath::restic_cli::{CacheMode, ResticCli};
 use stash_operator::datapath::{EngineError, RepositoryEngine};
 use stash_operator::job_support::flags::EngineKind;
@@ -44,16 +47,6 @@ fn seed(server: &MysqlServer, rows: u32) {
              DELIMITER ;"
         ))
         .expect("seed");
-}
-
-fn target(server: &MysqlServer) -> DbTarget {
-    DbTarget {
-        host: server.host().to_owned(),
-        port: server.port(),
-        user: server.user().to_owned(),
-        password: server.password().to_owned(),
-        ssl_ca: None,
-    }
 }
 
 fn backup_options(mysql_args: &str) -> BackupOptions {
@@ -138,21 +131,6 @@ fn restic(repo: &Repo, args: &[&str]) -> std::process::Output {
         .stdin(Stdio::null())
         .output()
         .expect("run restic")
-}
-
-fn direct_dump(server: &MysqlServer, args: &str) -> Vec<u8> {
-    let out = Command::new("mysqldump")
-        .args(target(server).connection_args())
-        .args(split_args(args))
-        .env("MYSQL_PWD", server.password())
-        .output()
-        .expect("mysqldump");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 #[test]

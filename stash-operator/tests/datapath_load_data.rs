@@ -3,10 +3,10 @@
 //! mariadb-dump writes, a server that refuses `LOCAL INFILE` gets the statements instead, and a
 //! row `LOAD DATA LOCAL` would silently skip fails the restore as the `INSERT` would.
 
-use std::process::Command;
+mod datapath_support;
+use datapath_support::{direct_dump, target};
 
 use stash_operator::datapath::loader::load_with_protocol;
-use stash_operator::datapath::mysql_client::{split_args, DbTarget};
 use stash_testkit::providers::MysqlServer;
 
 /// Every literal form a dump holds: binary bytes, NULLs, quotes, backslashes, tabs, newlines,
@@ -41,31 +41,6 @@ CREATE TABLE audit (n INT) ENGINE=InnoDB;
 CREATE TRIGGER t_ins AFTER INSERT ON t FOR EACH ROW INSERT INTO audit VALUES (NEW.id);
 "#;
 
-fn target(server: &MysqlServer) -> DbTarget {
-    DbTarget {
-        host: server.host().to_owned(),
-        port: server.port(),
-        user: server.user().to_owned(),
-        password: server.password().to_owned(),
-        ssl_ca: None,
-    }
-}
-
-fn dump(server: &MysqlServer, args: &str) -> Vec<u8> {
-    let out = Command::new("mariadb-dump")
-        .args(target(server).connection_args())
-        .args(split_args(args))
-        .env("MYSQL_PWD", server.password())
-        .output()
-        .expect("mariadb-dump");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 fn definitions(server: &MysqlServer) -> String {
     server
         .execute("SHOW CREATE TABLE tricky.t; SHOW CREATE TABLE tricky.bits; SHOW CREATE TABLE tricky.audit")
@@ -99,7 +74,7 @@ fn tricky_values_load_exactly_from_every_dump_shape() {
         "--databases tricky --triggers --complete-insert",
     ] {
         let (loads_before, _) = loads_and_inserts(&fresh);
-        let stats = load_with_protocol(&dump(&source, args)[..], &target(&fresh))
+        let stats = load_with_protocol(&direct_dump(&source, args)[..], &target(&fresh))
             .unwrap_or_else(|e| panic!("{args}: {e}"));
         assert!(stats.statements > 0);
         assert_eq!(fresh.checksums().unwrap(), want, "{args}");
@@ -121,7 +96,7 @@ fn rows_of_plain_tables_go_as_load_data_and_stay_exact() {
              UNHEX(SHA2(seq, 256)), REPEAT(CONCAT(seq, '\\\\\\t\\'\\n'), seq % 7) FROM seq_1_to_20000",
         )
         .unwrap();
-    let dump = dump(&source, "--databases plain");
+    let dump = direct_dump(&source, "--databases plain");
     let fresh = MysqlServer::start().expect("target");
     load_with_protocol(&dump[..], &target(&fresh)).unwrap();
     assert_eq!(fresh.checksums().unwrap(), source.checksums().unwrap());
@@ -148,7 +123,7 @@ fn a_server_refusing_local_infile_gets_the_statements() {
     source.execute(SEED).expect("seed");
     let fresh = MysqlServer::start_with_args(&["--local-infile=0"]).expect("target");
     load_with_protocol(
-        &dump(&source, "--databases tricky --triggers")[..],
+        &direct_dump(&source, "--databases tricky --triggers")[..],
         &target(&fresh),
     )
     .unwrap();

@@ -368,15 +368,7 @@ impl Backend for GcsBackend {
 
     fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>, RepoError> {
         let dir = self.layout.dir(kind);
-        let mut out: Vec<(String, u64)> = self
-            .list_objects(&dir)?
-            .into_iter()
-            .filter_map(|(name, size)| {
-                Layout::listed_name(&dir, &name).map(|file| (file.to_owned(), size))
-            })
-            .collect();
-        out.sort();
-        Ok(out)
+        Ok(Layout::listed_files(&dir, self.list_objects(&dir)?))
     }
 
     fn remove(&self, kind: FileKind, name: &str) -> Result<(), RepoError> {

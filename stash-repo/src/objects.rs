@@ -63,6 +63,18 @@ impl Layout {
         let name = rest.rsplit('/').next().unwrap_or_default();
         (!name.is_empty()).then_some(name)
     }
+
+    /// The files among `objects` listed under `dir`, by [`Layout::listed_name`], sorted.
+    pub fn listed_files(dir: &str, objects: Vec<(String, u64)>) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = objects
+            .into_iter()
+            .filter_map(|(name, size)| {
+                Layout::listed_name(dir, &name).map(|file| (file.to_owned(), size))
+            })
+            .collect();
+        out.sort();
+        out
+    }
 }
 
 /// Go's `path.Clean`.
