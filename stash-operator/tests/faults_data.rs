@@ -204,6 +204,13 @@ async fn session_named(env: &Embedded, name: &str, what: &str) -> BackupSession 
     .await
 }
 
+/// Waits for the session `name` to end, asserts it Failed, and returns its host's error.
+async fn failed_host_error(env: &Embedded, name: &str, what: &str) -> String {
+    let failed = session_named(env, name, what).await;
+    assert_eq!(phase(&failed), "Failed", "{:?}", failed.status);
+    host_error(&failed)
+}
+
 fn host_error(s: &BackupSession) -> String {
     s.status
         .as_ref()
@@ -306,9 +313,7 @@ async fn killed_backup_pod_and_stopped_s3_fail_and_their_stale_locks_are_removed
     let job = stash_core::names::backup_job_name(&session.name_any(), 0);
     let killed_pod = kill_container(&env, &job, "backup-mysql").await;
     drop(gate);
-    let failed = session_named(&env, &session.name_any(), "the killed session to end").await;
-    assert_eq!(phase(&failed), "Failed", "{:?}", failed.status);
-    let error = host_error(&failed);
+    let error = failed_host_error(&env, &session.name_any(), "the killed session to end").await;
     assert!(
         error.contains("137") || error.contains("killed"),
         "no cause in {error:?}"
@@ -367,14 +372,12 @@ async fn killed_backup_pod_and_stopped_s3_fail_and_their_stale_locks_are_removed
     .await;
     dbs.s3.stop();
     drop(gate);
-    let failed = session_named(
+    let error = failed_host_error(
         &env,
         &session.name_any(),
         "the session without storage to end",
     )
     .await;
-    assert_eq!(phase(&failed), "Failed", "{:?}", failed.status);
-    let error = host_error(&failed);
     assert!(error.contains("storage"), "no cause in {error:?}");
     dbs.s3.resume().expect("S3 back");
     assert_eq!(
@@ -498,14 +501,12 @@ async fn restore_target_and_source_database_killed_mid_stream_fail() {
     .await;
     dbs.source.kill().expect("kill the source");
     drop(gate);
-    let failed = session_named(
+    let error = failed_host_error(
         &env,
         &session.name_any(),
         "the session without its database",
     )
     .await;
-    assert_eq!(phase(&failed), "Failed", "{:?}", failed.status);
-    let error = host_error(&failed);
     assert!(error.contains("dump"), "no cause in {error:?}");
     assert_eq!(
         snapshot_count(&dbs.s3),
