@@ -275,6 +275,11 @@ fn decisions_read_like_the_spec() {
     assert!(actions(&failed).is_empty());
     assert_eq!(failed["plan"]["events"][0]["type"], "Warning");
     assert_eq!(failed["plan"]["events"][0]["reason"], "Host Backup Failed");
+    // Named after the session, its uid, the reason and the host: a repeat finds it.
+    assert_eq!(
+        failed["plan"]["events"][0]["name"],
+        "sample-mysql-backup-1795791000.5e551011.host-backup-failed.host-0"
+    );
     // No output.json: host-0 (or the alias) failed, for the target the flags name.
     let missing = run("backup-output-missing");
     assert_eq!(missing["plan"]["session"]["stats"][0]["hostname"], "host-0");

@@ -452,3 +452,76 @@ async fn operator_crash_mid_backup_finishes_the_session_exactly_once() {
     );
     env.stop().await;
 }
+
+/// update-status's per-host events exist once: a create whose answer is lost (a 500 after it
+/// took effect) is tried again and answered AlreadyExists, and a second run of the step (a
+/// retried Job pod) finds the event instead of adding another. With unnamed events (kube's
+/// Recorder) the lost answer is not retried and the second run adds a second Event.
+#[tokio::test]
+async fn host_events_exist_once_despite_a_lost_answer_and_a_repeated_step() {
+    use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::api::PostParams;
+    use stash_core::api::RestoreSession;
+    use stash_core::plan::update_status::{plan_restore, RestoreInputs};
+    use stash_operator::commands::update_status::publish;
+
+    let server = stash_testkit::FakeApiServer::start().await.expect("server");
+    let client = kube::Client::new(server.router(), "default");
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(NS.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("namespace");
+    let session = RestoreSession {
+        metadata: ObjectMeta {
+            name: Some("restore-1".into()),
+            namespace: Some(NS.into()),
+            uid: Some("7a3c0d2e-0000-4000-8000-000000000001".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let plan = plan_restore(&RestoreInputs {
+        namespace: NS.into(),
+        session: session.clone(),
+        output: Err("the restore container ended before writing output.json".into()),
+    });
+    assert_eq!(plan.events.len(), 1, "{:?}", plan.events);
+    let reference = ObjectReference {
+        api_version: Some("stash.appscode.com/v1beta1".into()),
+        kind: Some("RestoreSession".into()),
+        name: session.metadata.name.clone(),
+        namespace: Some(NS.into()),
+        uid: session.metadata.uid.clone(),
+        ..Default::default()
+    };
+    server
+        .faults()
+        .inject(FaultRule::fail_after("create", "events", 500, 1));
+    publish(&client, &plan.events, &reference).await;
+    assert!(
+        server.faults().list().is_empty(),
+        "the lost answer was served"
+    );
+    publish(&client, &plan.events, &reference).await;
+    let events: Vec<Event> = Api::<Event>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .expect("list Events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("HostRestoreFailed"))
+        .collect();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(
+        events[0].metadata.name.as_deref(),
+        Some("restore-1.7a3c0d2e.host-restore-failed.host-0")
+    );
+}

@@ -136,6 +136,22 @@ pub fn ending_event(
     message: String,
     source: &str,
 ) -> EventSpec {
+    EventSpec {
+        type_: type_.into(),
+        reason: reason.into(),
+        message,
+        source: source.into(),
+        name: Some(once_event_name(meta, &[reason])),
+    }
+}
+
+/// The name of an event about a session that must exist once: the session's name, the first
+/// eight letters and digits of its uid, then each of `parts` (a reason, a host name) in lower
+/// case with every character a name may not hold turned into `-`; bounded to a valid name.
+pub fn once_event_name(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    parts: &[&str],
+) -> String {
     let session = meta.name.clone().unwrap_or_default();
     let uid: String = meta
         .uid
@@ -145,19 +161,23 @@ pub fn ending_event(
         .take(8)
         .collect::<String>()
         .to_ascii_lowercase();
-    let slug = reason.to_ascii_lowercase().replace(' ', "-");
-    let name = if uid.is_empty() {
-        format!("{session}.{slug}")
-    } else {
-        format!("{session}.{uid}.{slug}")
-    };
-    EventSpec {
-        type_: type_.into(),
-        reason: reason.into(),
-        message,
-        source: source.into(),
-        name: Some(crate::names::bounded(&name, crate::names::SUBDOMAIN_MAX)),
+    let mut name = session;
+    if !uid.is_empty() {
+        name.push('.');
+        name.push_str(&uid);
     }
+    for part in parts {
+        let slug: String = part
+            .chars()
+            .map(|c| match c.to_ascii_lowercase() {
+                c @ ('a'..='z' | '0'..='9' | '-') => c,
+                _ => '-',
+            })
+            .collect();
+        name.push('.');
+        name.push_str(slug.trim_matches('-'));
+    }
+    crate::names::bounded(&name, crate::names::SUBDOMAIN_MAX)
 }
 
 /// Whether a session created at `created` (Unix seconds) that took `duration` (Go duration,

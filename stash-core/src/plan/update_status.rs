@@ -23,7 +23,7 @@ use crate::api::{
 use crate::conditions::{self, NewCondition};
 use crate::output::Output;
 use crate::retention::{self, SnapshotInfo};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::Serialize;
 
 /// Source of the events this planner emits (Stash's).
@@ -178,6 +178,7 @@ enum Stage {
 pub struct BackupUpdate {
     namespace: String,
     session_name: String,
+    session_meta: ObjectMeta,
     now: Time,
     target: TargetRef,
     stats: Vec<HostBackupStats>,
@@ -229,6 +230,7 @@ impl BackupUpdate {
         let mut update = BackupUpdate {
             namespace: inputs.namespace.clone(),
             session_name: inputs.session.metadata.name.clone().unwrap_or_default(),
+            session_meta: inputs.session.metadata.clone(),
             now: inputs.now.clone(),
             target,
             stats,
@@ -401,6 +403,7 @@ impl BackupUpdate {
             });
         let events = host_events(
             "backup",
+            &self.session_meta,
             self.stats.iter().map(|s| {
                 (
                     s.hostname.as_deref(),
@@ -508,6 +511,7 @@ pub fn plan_restore(inputs: &RestoreInputs) -> RestoreUpdatePlan {
     };
     let events = host_events(
         "restore",
+        &inputs.session.metadata,
         stats.iter().map(|s| {
             (
                 s.hostname.as_deref(),
@@ -599,9 +603,12 @@ fn phase_word(succeeded: bool) -> &'static str {
 }
 
 /// Stash's per-host events: `Host Backup Succeeded` / `Host Backup Failed` (and Restore), one
-/// per (hostname, phase, error) row.
+/// per (hostname, phase, error) row, each named after the session, the reason and the host so
+/// that a repeated update-status (a retried Job pod, a lost answer) finds it instead of adding
+/// a second.
 fn host_events<'a>(
     verb: &str,
+    session: &ObjectMeta,
     rows: impl Iterator<Item = (Option<&'a str>, Option<&'a str>, Option<&'a str>)>,
     target: &TargetRef,
 ) -> Vec<EventSpec> {
@@ -615,9 +622,11 @@ fn host_events<'a>(
     rows.map(|(host, phase, error)| {
         let host = host.unwrap_or_default();
         let ok = phase == Some("Succeeded");
+        let reason = format!("Host {what} {}", phase_word(ok));
         EventSpec {
             type_: if ok { "Normal" } else { "Warning" }.into(),
-            reason: format!("Host {what} {}", phase_word(ok)),
+            name: Some(super::once_event_name(session, &[&reason, host])),
+            reason,
             message: if ok {
                 format!("{verb} succeeded for host {host:?} of {kind:?}/{name:?}")
             } else {
@@ -627,7 +636,6 @@ fn host_events<'a>(
                 )
             },
             source: EVENT_SOURCE.into(),
-            name: None,
         }
     })
     .collect()

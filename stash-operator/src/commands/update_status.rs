@@ -9,6 +9,7 @@ use crate::datapath::{RepositoryEngine, SnapshotInfo};
 use crate::job_support::flags::{RepositoryFlags, SessionFlags};
 use crate::job_support::output::read_output;
 use crate::operator::apply::kube_event;
+use crate::operator::events::OnceEvents;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Recorder, Reporter};
@@ -245,19 +246,50 @@ async fn write_repository_status(
     Ok(())
 }
 
-/// Publishes the planned events; they are best effort.
-async fn publish(client: &kube::Client, events: &[EventSpec], reference: &ObjectReference) {
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "stash-status-updater".into(),
-            instance: None,
-        },
-    );
+/// Publishes the planned events; they are best effort. A named event (every host event is)
+/// is created under its name, so a repeat of this step finds it instead of adding a second,
+/// and a create that failed in a way worth repeating (a 5xx, a 429, a lost answer) is tried
+/// again: one that took effect before its answer was lost is then answered AlreadyExists.
+pub async fn publish(client: &kube::Client, events: &[EventSpec], reference: &ObjectReference) {
+    let reporter = Reporter {
+        controller: "stash-status-updater".into(),
+        instance: None,
+    };
+    let once = OnceEvents::new(reporter.clone());
+    let recorder = Recorder::new(client.clone(), reporter);
     for e in events {
-        if let Err(err) = recorder.publish(&kube_event(e), reference).await {
-            eprintln!("update-status: event not published: {err}");
+        let result = match &e.name {
+            Some(name) => {
+                let mut attempt = 1;
+                loop {
+                    match once.publish(client, name, e, reference).await {
+                        Err(err) if attempt < EVENT_ATTEMPTS && worth_repeating(&err) => {
+                            attempt += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(200 * attempt))
+                                .await;
+                        }
+                        other => break other,
+                    }
+                }
+            }
+            None => recorder.publish(&kube_event(e), reference).await,
+        };
+        if let Err(err) = result {
+            eprintln!("update-status: event {:?} not published: {err}", e.reason);
         }
+    }
+}
+
+/// How many times a named event's create is tried.
+const EVENT_ATTEMPTS: u64 = 4;
+
+/// Whether a failed create may succeed when repeated: the server's or the network's trouble,
+/// not a refusal of the request.
+fn worth_repeating(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(s) => s.code >= 500 || s.code == 429,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
     }
 }
 
