@@ -383,3 +383,109 @@ pub fn task_name(
         .filter(|n| !n.is_empty())
         .or_else(|| addon.and_then(|t| t.name.clone()).filter(|n| !n.is_empty()))
 }
+
+/// The params of an invoker's Job: the AppBinding addon Task's, then the invoker's own (later
+/// entries win).
+pub fn task_params(
+    own: Option<&crate::api::TaskRef>,
+    addon: Option<crate::api::TaskRef>,
+) -> Vec<Param> {
+    let mut params: Vec<Param> = addon.and_then(|t| t.params).unwrap_or_default();
+    params.extend(own.and_then(|t| t.params.clone()).unwrap_or_default());
+    params
+}
+
+/// What a session's Job runs for, as its variables and its hooks' arguments both say it.
+#[derive(Debug, Clone)]
+pub struct SessionRun<'a> {
+    /// `--backupsession=<name>` or `--restoresession=<name>`.
+    pub session_flag: String,
+    /// `BackupConfiguration` or `RestoreSession`.
+    pub invoker_kind: &'a str,
+    /// The invoker's name.
+    pub invoker_name: &'a str,
+    /// The session's namespace.
+    pub namespace: &'a str,
+    /// The target's kind, name and namespace.
+    pub target_kind: String,
+    /// The target's name.
+    pub target_name: String,
+    /// The target's namespace.
+    pub target_namespace: String,
+    /// The host the Job backs up or restores.
+    pub host: String,
+}
+
+impl SessionRun<'_> {
+    /// The variables every session's Job gets (stash.md §3.2): host, target, invoker,
+    /// namespace, caching and the license service.
+    pub fn insert_variables(
+        &self,
+        vars: &mut Variables,
+        temp_dir: Option<&EmptyDirSettings>,
+        license_apiservice: &str,
+    ) {
+        for (k, v) in [
+            ("HOSTNAME", self.host.as_str()),
+            ("TARGET_KIND", &self.target_kind),
+            ("TARGET_NAME", &self.target_name),
+            ("TARGET_NAMESPACE", &self.target_namespace),
+            ("NAMESPACE", self.namespace),
+            ("INVOKER_KIND", self.invoker_kind),
+            ("INVOKER_NAME", self.invoker_name),
+            ("LICENSE_APISERVICE", license_apiservice),
+        ] {
+            vars.insert(k.into(), v.into());
+        }
+        let caching = !temp_dir.and_then(|t| t.disable_caching).unwrap_or(false);
+        vars.insert("ENABLE_CACHE".into(), caching.to_string());
+    }
+
+    /// The arguments of a hook container of type `hook_type` (`preBackup`, `postRestore`, ...).
+    pub fn hook_args(&self, hook_type: &str) -> Vec<String> {
+        vec![
+            "run-hook".to_string(),
+            self.session_flag.clone(),
+            format!("--invoker-kind={}", self.invoker_kind),
+            format!("--invoker-name={}", self.invoker_name),
+            format!("--target-kind={}", self.target_kind),
+            format!("--target-namespace={}", self.target_namespace),
+            format!("--target-name={}", self.target_name),
+            format!("--hook-type={hook_type}"),
+            format!("--hostname={}", self.host),
+            "--output-dir=/stash-tmp/output".into(),
+        ]
+    }
+}
+
+/// A session's Job: run once (`backoffLimit: 0`), its pod labelled like the Job plus the
+/// invoker's `runtimeSettings.pod.podLabels`, annotated with its `podAnnotations`.
+pub fn session_job(
+    metadata: ObjectMeta,
+    runtime_settings: Option<&RuntimeSettings>,
+    pod: PodSpec,
+) -> k8s_openapi::api::batch::v1::Job {
+    let pod_meta = runtime_settings.and_then(|r| r.pod.as_ref());
+    let mut pod_labels = metadata.labels.clone().unwrap_or_default();
+    pod_labels.extend(
+        pod_meta
+            .and_then(|p| p.pod_labels.clone())
+            .unwrap_or_default(),
+    );
+    k8s_openapi::api::batch::v1::Job {
+        metadata,
+        spec: Some(k8s_openapi::api::batch::v1::JobSpec {
+            backoff_limit: Some(0),
+            template: k8s_openapi::api::core::v1::PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: pod_meta.and_then(|p| p.pod_annotations.clone()),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}

@@ -277,6 +277,19 @@ pub fn controller_ref(
     }
 }
 
+/// A target reference with its namespace defaulted to `namespace` (the invoker's) when unset
+/// or empty.
+pub(crate) fn target_ref_in(
+    r: Option<&crate::api::TargetRef>,
+    namespace: &str,
+) -> crate::api::TargetRef {
+    let mut r = r.cloned().unwrap_or_default();
+    if r.namespace.as_deref().unwrap_or("").is_empty() {
+        r.namespace = Some(namespace.to_string());
+    }
+    r
+}
+
 /// Serializes a typed object into the JSON the operator applies. Serializing our own types
 /// cannot fail (no maps with non-string keys), so a failure yields `Null` rather than a panic.
 pub(crate) fn to_value<T: Serialize>(object: &T) -> Value {

@@ -194,19 +194,16 @@ impl Check<'_> {
 
     /// BackupTargetFound: the AppBinding exists.
     fn target(&mut self) {
-        let target_ref = self
-            .inputs
-            .bc
-            .spec
-            .target
-            .as_ref()
-            .and_then(|t| t.r#ref.clone())
-            .unwrap_or_default();
-        let target_ns = target_ref
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| self.namespace.to_string());
+        let target_ref = crate::plan::target_ref_in(
+            self.inputs
+                .bc
+                .spec
+                .target
+                .as_ref()
+                .and_then(|t| t.r#ref.as_ref()),
+            self.namespace,
+        );
+        let target_ns = target_ref.namespace.clone().unwrap_or_default();
         let target_kind = target_ref.kind.clone().unwrap_or_default();
         let target_name = target_ref.name.clone().unwrap_or_default();
         if self.inputs.target.is_some() {

@@ -66,16 +66,10 @@ pub fn siblings_of<'a>(
 
 /// The invoker's target reference, its namespace defaulted to the session's.
 pub(super) fn resolved_target_ref(bc: &BackupConfiguration, namespace: &str) -> TargetRef {
-    let mut r = bc
-        .spec
-        .target
-        .as_ref()
-        .and_then(|t| t.r#ref.clone())
-        .unwrap_or_default();
-    if r.namespace.as_deref().unwrap_or("").is_empty() {
-        r.namespace = Some(namespace.to_string());
-    }
-    r
+    crate::plan::target_ref_in(
+        bc.spec.target.as_ref().and_then(|t| t.r#ref.as_ref()),
+        namespace,
+    )
 }
 
 /// The host name the backup runs as: the target's alias, else `host-0`.

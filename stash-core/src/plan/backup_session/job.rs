@@ -4,15 +4,18 @@
 
 use super::invoker::{invoker_host, resolved_target_ref};
 use super::BackupSessionInputs;
-use crate::api::{BackupConfiguration, Param};
+use crate::api::BackupConfiguration;
 use crate::names::backup_job_rbac_name;
 use crate::plan::backend::{backend_info, local_volume, repository_variables};
 use crate::plan::controller_ref;
-use crate::plan::job::{build_pod_spec, interim_volume, task_name, HookContainers, PodInputs};
+use crate::plan::job::{
+    build_pod_spec, interim_volume, session_job, task_name, task_params, HookContainers, PodInputs,
+    SessionRun,
+};
 use crate::plan::labels::{invoker_labels, INVOKER_NAME, INVOKER_TYPE};
 use crate::resolve::Variables;
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PodTemplateSpec};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// Builds the backup Job of a session.
@@ -40,19 +43,21 @@ pub(super) fn build_job(
     let bc_name = bc.metadata.name.clone().unwrap_or_default();
     let target_ref = resolved_target_ref(bc, namespace);
 
+    let run = SessionRun {
+        session_flag: format!("--backupsession={session}"),
+        invoker_kind: "BackupConfiguration",
+        invoker_name: &bc_name,
+        namespace,
+        target_kind: target_ref.kind.clone().unwrap_or_default(),
+        target_name: target_ref.name.clone().unwrap_or_default(),
+        target_namespace: target_ref.namespace.clone().unwrap_or_default(),
+        host: invoker_host(Some(bc)),
+    };
     let mut vars: Variables = repository_variables(repo, &info);
-    vars.insert("HOSTNAME".into(), invoker_host(Some(bc)));
-    vars.insert(
-        "TARGET_KIND".into(),
-        target_ref.kind.clone().unwrap_or_default(),
-    );
-    vars.insert(
-        "TARGET_NAME".into(),
-        target_ref.name.clone().unwrap_or_default(),
-    );
-    vars.insert(
-        "TARGET_NAMESPACE".into(),
-        target_ref.namespace.clone().unwrap_or_default(),
+    run.insert_variables(
+        &mut vars,
+        bc.spec.temp_dir.as_ref(),
+        &inputs.settings.license_apiservice,
     );
     vars.insert(
         "TARGET_PATHS".into(),
@@ -64,26 +69,12 @@ pub(super) fn build_job(
             .join(","),
     );
     vars.insert("BACKUP_SESSION".into(), session.into());
-    vars.insert("NAMESPACE".into(), namespace.into());
-    vars.insert("INVOKER_KIND".into(), "BackupConfiguration".into());
-    vars.insert("INVOKER_NAME".into(), bc_name.clone());
-    let caching = !bc
-        .spec
-        .temp_dir
-        .as_ref()
-        .and_then(|t| t.disable_caching)
-        .unwrap_or(false);
-    vars.insert("ENABLE_CACHE".into(), caching.to_string());
     let interim = if bc.spec.interim_volume_template.is_some() {
         "/stash-interim-volume/data"
     } else {
         "/stash-tmp/stash-interim-volume/data"
     };
     vars.insert("INTERIM_DATA_DIR".into(), interim.into());
-    vars.insert(
-        "LICENSE_APISERVICE".into(),
-        inputs.settings.license_apiservice.clone(),
-    );
     vars.insert("PROMETHEUS_JOB_NAME".into(), bc_name.clone());
     if let Some(p) = &bc.spec.retention_policy {
         for (k, v) in [
@@ -109,38 +100,8 @@ pub(super) fn build_job(
             vars.insert("RETENTION_DRY_RUN".into(), "true".into());
         }
     }
-    let mut params: Vec<Param> = addon_task.and_then(|t| t.params).unwrap_or_default();
-    params.extend(
-        bc.spec
-            .task
-            .as_ref()
-            .and_then(|t| t.params.clone())
-            .unwrap_or_default(),
-    );
+    let params = task_params(bc.spec.task.as_ref(), addon_task);
 
-    let hook_args = |hook_type: &str| {
-        vec![
-            "run-hook".to_string(),
-            format!("--backupsession={session}"),
-            "--invoker-kind=BackupConfiguration".into(),
-            format!("--invoker-name={bc_name}"),
-            format!(
-                "--target-kind={}",
-                target_ref.kind.clone().unwrap_or_default()
-            ),
-            format!(
-                "--target-namespace={}",
-                target_ref.namespace.clone().unwrap_or_default()
-            ),
-            format!(
-                "--target-name={}",
-                target_ref.name.clone().unwrap_or_default()
-            ),
-            format!("--hook-type={hook_type}"),
-            format!("--hostname={}", invoker_host(Some(bc))),
-            "--output-dir=/stash-tmp/output".into(),
-        ]
-    };
     let mut labels = invoker_labels(
         bc.metadata.labels.as_ref(),
         "stash-backup",
@@ -179,47 +140,25 @@ pub(super) fn build_job(
         hooks: HookContainers {
             pre: hooks
                 .and_then(|h| h.pre_backup.as_ref())
-                .map(|_| hook_args("preBackup")),
+                .map(|_| run.hook_args("preBackup")),
             post: hooks
                 .and_then(|h| h.post_backup.as_ref())
-                .map(|_| hook_args("postBackup")),
+                .map(|_| run.hook_args("postBackup")),
         },
         operator_image: &inputs.settings.image,
         volumes,
     })?;
-    let pod_meta = bc
-        .spec
-        .runtime_settings
-        .as_ref()
-        .and_then(|r| r.pod.as_ref());
-    let mut pod_labels = labels.clone();
-    pod_labels.extend(
-        pod_meta
-            .and_then(|p| p.pod_labels.clone())
-            .unwrap_or_default(),
-    );
     debug_assert!(labels.contains_key(INVOKER_TYPE) && labels.contains_key(INVOKER_NAME));
-    let job = Job {
-        metadata: ObjectMeta {
+    let job = session_job(
+        ObjectMeta {
             name: Some(job_name.into()),
             namespace: Some(namespace.into()),
             labels: Some(labels),
             owner_references: Some(vec![owner]),
             ..Default::default()
         },
-        spec: Some(JobSpec {
-            backoff_limit: Some(0),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: pod_meta.and_then(|p| p.pod_annotations.clone()),
-                    ..Default::default()
-                }),
-                spec: Some(pod),
-            },
-            ..Default::default()
-        }),
-        status: None,
-    };
+        bc.spec.runtime_settings.as_deref(),
+        pod,
+    );
     Ok((job, claim))
 }

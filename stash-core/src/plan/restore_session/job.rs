@@ -3,18 +3,16 @@
 
 use super::validate::Selection;
 use super::RestoreSessionInputs;
-use crate::api::Param;
 use crate::names::restore_job_rbac_name;
 use crate::plan::backend::{backend_info, local_volume, repository_variables};
 use crate::plan::job::{
-    build_pod_spec, interim_volume, task_name, HookContainers, PodInputs, INTERIM_DIR,
+    build_pod_spec, interim_volume, session_job, task_name, task_params, HookContainers, PodInputs,
+    SessionRun, INTERIM_DIR,
 };
 use crate::plan::labels::invoker_labels;
 use crate::plan::rbac::{rule, service_account_role_binding, target_pod_rules};
 use crate::plan::{controller_ref, to_value};
 use crate::resolve::Variables;
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -40,83 +38,40 @@ pub(super) fn build_job(
         .tasks
         .get(&task_name)
         .ok_or_else(|| format!("spec.task.name: Task {task_name} not found"))?;
-    let target_ref = rs
-        .spec
-        .target
-        .as_ref()
-        .and_then(|t| t.r#ref.clone())
-        .unwrap_or_default();
-    let target_ns = target_ref
-        .namespace
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| namespace.to_string());
+    let target_ref = crate::plan::target_ref_in(
+        rs.spec.target.as_ref().and_then(|t| t.r#ref.as_ref()),
+        namespace,
+    );
 
+    let run = SessionRun {
+        session_flag: format!("--restoresession={name}"),
+        invoker_kind: "RestoreSession",
+        invoker_name: &name,
+        namespace,
+        target_kind: target_ref.kind.clone().unwrap_or_default(),
+        target_name: target_ref.name.clone().unwrap_or_default(),
+        target_namespace: target_ref.namespace.clone().unwrap_or_default(),
+        host: host.into(),
+    };
     let mut vars: Variables = repository_variables(repo, &info);
-    vars.insert("HOSTNAME".into(), host.into());
+    run.insert_variables(
+        &mut vars,
+        rs.spec.temp_dir.as_ref(),
+        &inputs.settings.license_apiservice,
+    );
     vars.insert("SOURCE_HOSTNAME".into(), selection.source_host.clone());
     vars.insert("RESTORE_SNAPSHOTS".into(), selection.snapshots.clone());
-    vars.insert(
-        "TARGET_KIND".into(),
-        target_ref.kind.clone().unwrap_or_default(),
-    );
-    vars.insert(
-        "TARGET_NAME".into(),
-        target_ref.name.clone().unwrap_or_default(),
-    );
-    vars.insert("TARGET_NAMESPACE".into(), target_ns.clone());
     vars.insert("RESTORE_SESSION".into(), name.clone());
-    vars.insert("NAMESPACE".into(), namespace.into());
-    vars.insert("INVOKER_KIND".into(), "RestoreSession".into());
-    vars.insert("INVOKER_NAME".into(), name.clone());
-    let caching = !rs
-        .spec
-        .temp_dir
-        .as_ref()
-        .and_then(|t| t.disable_caching)
-        .unwrap_or(false);
-    vars.insert("ENABLE_CACHE".into(), caching.to_string());
     let interim = if rs.spec.interim_volume_template.is_some() {
         format!("{INTERIM_DIR}/data")
     } else {
         "/stash-tmp/stash-interim-volume/data".into()
     };
     vars.insert("INTERIM_DATA_DIR".into(), interim);
-    vars.insert(
-        "LICENSE_APISERVICE".into(),
-        inputs.settings.license_apiservice.clone(),
-    );
     // Only the restore Task's own params: Stash leaks the backup task's params into restores
     // (stash.md §12); we do not.
-    let mut params: Vec<Param> = addon_task.and_then(|t| t.params).unwrap_or_default();
-    params.extend(
-        rs.spec
-            .task
-            .as_ref()
-            .and_then(|t| t.params.clone())
-            .unwrap_or_default(),
-    );
+    let params = task_params(rs.spec.task.as_ref(), addon_task);
 
-    let hook_args = |hook_type: &str| {
-        vec![
-            "run-hook".to_string(),
-            format!("--restoresession={name}"),
-            "--invoker-kind=RestoreSession".into(),
-            format!("--invoker-name={name}"),
-            format!(
-                "--target-kind={}",
-                target_ref.kind.clone().unwrap_or_default()
-            ),
-            format!("--target-namespace={target_ns}"),
-            format!(
-                "--target-name={}",
-                target_ref.name.clone().unwrap_or_default()
-            ),
-            format!("--hook-type={hook_type}"),
-            format!("--hostname={host}"),
-            "--output-dir=/stash-tmp/output".into(),
-        ]
-    };
     let labels = invoker_labels(
         rs.metadata.labels.as_ref(),
         "stash-restore",
@@ -152,10 +107,10 @@ pub(super) fn build_job(
         hooks: HookContainers {
             pre: hooks
                 .and_then(|h| h.pre_restore.as_ref())
-                .map(|_| hook_args("preRestore")),
+                .map(|_| run.hook_args("preRestore")),
             post: hooks
                 .and_then(|h| h.post_restore.as_ref())
-                .map(|_| hook_args("postRestore")),
+                .map(|_| run.hook_args("postRestore")),
         },
         operator_image: &inputs.settings.image,
         volumes,
@@ -187,33 +142,7 @@ pub(super) fn build_job(
             .and_then(|r| r.pod.as_ref())
             .and_then(|p| p.service_account_annotations.clone()),
     );
-    let pod_meta = rs
-        .spec
-        .runtime_settings
-        .as_ref()
-        .and_then(|r| r.pod.as_ref());
-    let mut pod_labels = labels.clone();
-    pod_labels.extend(
-        pod_meta
-            .and_then(|p| p.pod_labels.clone())
-            .unwrap_or_default(),
-    );
-    let job = Job {
-        metadata: meta(job_name),
-        spec: Some(JobSpec {
-            backoff_limit: Some(0),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: pod_meta.and_then(|p| p.pod_annotations.clone()),
-                    ..Default::default()
-                }),
-                spec: Some(pod),
-            },
-            ..Default::default()
-        }),
-        status: None,
-    };
+    let job = session_job(meta(job_name), rs.spec.runtime_settings.as_deref(), pod);
     if let Some(claim) = claim {
         objects.push(to_value(&claim));
     }

@@ -165,17 +165,11 @@ impl Check<'_> {
     /// description.
     fn target(&mut self) -> String {
         let rs = &self.inputs.session;
-        let target_ref = rs
-            .spec
-            .target
-            .as_ref()
-            .and_then(|t| t.r#ref.clone())
-            .unwrap_or_default();
-        let target_ns = target_ref
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| self.namespace.to_string());
+        let target_ref = crate::plan::target_ref_in(
+            rs.spec.target.as_ref().and_then(|t| t.r#ref.as_ref()),
+            self.namespace,
+        );
+        let target_ns = target_ref.namespace.clone().unwrap_or_default();
         let target_desc = format!(
             "{} {target_ns}/{}",
             target_ref.kind.clone().unwrap_or_default(),
