@@ -59,9 +59,11 @@ pub struct BackupConfigurationSpec {
     /// A PVC template mounted at `/stash-interim-volume`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interim_volume_template: Option<Box<PersistentVolumeClaimTemplate>>,
+    // Boxed: two handlers take about 850 bytes inline, and every cached BackupConfiguration
+    // would carry them, set or not.
     /// Hooks around the backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hooks: Option<BackupHooks>,
+    pub hooks: Option<Box<BackupHooks>>,
     /// Suspend the schedule (manual sessions still run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,

@@ -56,9 +56,10 @@ pub struct RestoreSessionSpec {
     /// A PVC template mounted at `/stash-interim-volume`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interim_volume_template: Option<Box<PersistentVolumeClaimTemplate>>,
+    // Boxed, as a BackupConfiguration's.
     /// Hooks around the restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hooks: Option<RestoreHooks>,
+    pub hooks: Option<Box<RestoreHooks>>,
     /// Deadline, as a Go duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_out: Option<String>,

@@ -74,13 +74,15 @@ impl ApplyError {
     }
 }
 
-/// What this process last applied to each child: a hash of the applied body and the
+/// What this process last applied to each child: one hash of the applied body and the
 /// resourceVersion the server answered. A child whose live resourceVersion is still that one,
 /// and whose desired body hashes the same, is not applied again (an apply that changes
 /// nothing still costs the server a request; at 10,000 BackupConfigurations, 7 per reconcile).
+/// Two numbers per child, no string: the map holds 70,000 children at 10,000
+/// BackupConfigurations.
 #[derive(Default)]
 pub struct Applied {
-    by_key: std::sync::Mutex<HashMap<u64, (u64, String)>>,
+    by_key: std::sync::Mutex<HashMap<u64, u64>>,
 }
 
 fn hash_of(v: &impl Hash) -> u64 {
@@ -93,8 +95,13 @@ fn key_hash(k: &ObjectKey) -> u64 {
     hash_of(&(&k.api_version, &k.kind, &k.namespace, &k.name))
 }
 
+/// What [`Applied`] keeps of an apply: the body's hash and the answered resourceVersion.
+fn applied_hash(body: u64, resource_version: &str) -> u64 {
+    hash_of(&(body, resource_version))
+}
+
 impl Applied {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (u64, String)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
         // Entries are replaced whole: a poisoned map is still consistent.
         self.by_key.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -103,15 +110,13 @@ impl Applied {
     /// resourceVersion now).
     fn current(&self, key: &ObjectKey, body: u64, live: Option<&String>) -> bool {
         let Some(live) = live else { return false };
-        self.lock()
-            .get(&key_hash(key))
-            .is_some_and(|(b, rv)| *b == body && rv == live)
+        self.lock().get(&key_hash(key)) == Some(&applied_hash(body, live))
     }
 
     fn record(&self, key: &ObjectKey, body: u64, rv: Option<String>) {
         let mut map = self.lock();
         match rv {
-            Some(rv) => map.insert(key_hash(key), (body, rv)),
+            Some(rv) => map.insert(key_hash(key), applied_hash(body, &rv)),
             None => map.remove(&key_hash(key)),
         };
     }

@@ -20,7 +20,7 @@ use kube::{Client, Resource};
 use stash_core::api::{
     AppBinding, BackupConfiguration, Function, Repository, RestoreSession, Task,
 };
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -134,8 +134,10 @@ type Invoker = (&'static str, String, String);
 struct ReferenceState {
     /// The Repository `(namespace, name)` each invoker references.
     by_invoker: HashMap<Invoker, (String, String)>,
-    /// The invokers of each Repository.
-    by_repository: HashMap<(String, String), BTreeSet<Invoker>>,
+    /// The invokers of each Repository, sorted. A `Vec`, not a `BTreeSet`: most Repositories
+    /// have one invoker, and a set's first node holds room for eleven (about 700 bytes each,
+    /// 7 MB at 10,000 BackupConfigurations).
+    by_repository: HashMap<(String, String), Vec<Invoker>>,
     /// Invokers seen since a re-list started (the others are gone once it ends).
     relisting: HashMap<&'static str, HashSet<(String, String)>>,
 }
@@ -144,7 +146,9 @@ impl ReferenceState {
     fn remove(&mut self, invoker: &Invoker) {
         if let Some(repo) = self.by_invoker.remove(invoker) {
             if let Some(set) = self.by_repository.get_mut(&repo) {
-                set.remove(invoker);
+                if let Ok(i) = set.binary_search(invoker) {
+                    set.remove(i);
+                }
                 if set.is_empty() {
                     self.by_repository.remove(&repo);
                 }
@@ -158,10 +162,10 @@ impl ReferenceState {
         }
         self.remove(&invoker);
         if let Some(repo) = repo {
-            self.by_repository
-                .entry(repo.clone())
-                .or_default()
-                .insert(invoker.clone());
+            let set = self.by_repository.entry(repo.clone()).or_default();
+            if let Err(i) = set.binary_search(&invoker) {
+                set.insert(i, invoker.clone());
+            }
             self.by_invoker.insert(invoker, repo);
         }
     }
@@ -184,7 +188,7 @@ impl References {
         self.lock()
             .by_repository
             .get(&(namespace.to_string(), name.to_string()))
-            .map(|s| s.iter().cloned().collect())
+            .cloned()
             .unwrap_or_default()
     }
 

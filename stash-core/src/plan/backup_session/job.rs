@@ -127,7 +127,7 @@ pub(super) fn build_job(
         }
         None => None,
     };
-    let hooks = bc.spec.hooks.as_ref();
+    let hooks = bc.spec.hooks.as_deref();
     let pod = build_pod_spec(&PodInputs {
         task,
         functions: &inputs.functions,

@@ -93,7 +93,7 @@ pub(super) fn build_job(
         }
         None => None,
     };
-    let hooks = rs.spec.hooks.as_ref();
+    let hooks = rs.spec.hooks.as_deref();
     let rbac_name = restore_job_rbac_name(&name);
     let pod = build_pod_spec(&PodInputs {
         task,
