@@ -254,7 +254,7 @@ pub fn contains_path(obj: &Value, path: &[PathElement], schema: MergeSchema<'_>)
                 i + 1 == path.len()
                     && matches!(v, Value::Array(items)
                         if matches!(schema.list_type(names), ListType::Set)
-                            && items.iter().any(|item| item.to_string() == *s))
+                            && items.iter().any(|item| item.to_string().as_str() == s.as_str()))
             }
             PathElement::Index(_) => false,
         }
