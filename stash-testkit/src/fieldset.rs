@@ -203,6 +203,68 @@ pub fn map_nodes(obj: &Value, schema: MergeSchema<'_>) -> FieldSet {
     out
 }
 
+/// Whether `path` is in `field_set(obj, schema)` or `map_nodes(obj, schema)`: a path some
+/// manager may own in `obj`. Walks just that path instead of building both sets.
+pub fn contains_path(obj: &Value, path: &[PathElement], schema: MergeSchema<'_>) -> bool {
+    fn go(
+        v: &Value,
+        path: &[PathElement],
+        i: usize,
+        schema: MergeSchema<'_>,
+        names: &mut Vec<String>,
+    ) -> bool {
+        let Some(step) = path.get(i) else {
+            // `v` is at `path` (never the root). `field_set` holds leaves, atomic lists, empty and
+            // atomic maps; `map_nodes` the other maps (not top-level metadata, not list items,
+            // whose key paths are decided one level up) and the non-atomic lists.
+            return match v {
+                Value::Object(m) if !m.is_empty() && !schema.atomic_map(names) => {
+                    let top_metadata = matches!(path, [PathElement::Field(f)] if f == "metadata");
+                    !top_metadata && !matches!(path.last(), Some(PathElement::Key(_)))
+                }
+                _ => true,
+            };
+        };
+        match step {
+            PathElement::Field(f) => {
+                let Value::Object(m) = v else { return false };
+                if i > 0 && schema.atomic_map(names) {
+                    return false;
+                }
+                let Some(child) = m.get(f) else { return false };
+                names.push(f.clone());
+                let found = go(child, path, i + 1, schema, names);
+                names.pop();
+                found
+            }
+            PathElement::Key(k) => {
+                let Value::Array(items) = v else { return false };
+                let ListType::Map(keys) = schema.list_type(names) else {
+                    return false;
+                };
+                names.push("[]".into());
+                let found = items.iter().any(|item| {
+                    item_key(item, &keys) == *k
+                        && (i + 1 == path.len() || go(item, path, i + 1, schema, names))
+                });
+                names.pop();
+                found
+            }
+            PathElement::Value(s) => {
+                i + 1 == path.len()
+                    && matches!(v, Value::Array(items)
+                        if matches!(schema.list_type(names), ListType::Set)
+                            && items.iter().any(|item| item.to_string().as_str() == s.as_str()))
+            }
+            PathElement::Index(_) => false,
+        }
+    }
+    if path.is_empty() || ignored(&path[..1]) || ignored(&path[..path.len().min(2)]) {
+        return false;
+    }
+    go(obj, path, 0, schema, &mut Vec::new())
+}
+
 /// Maps that a built-in kind's typed form always has (non-pointer structs), so that no write
 /// brings them into existence: `spec`, `status` and the common nested templates.
 pub fn always_present(path: &[PathElement]) -> bool {
@@ -339,6 +401,52 @@ pub fn to_fields_v1(set: &FieldSet) -> Value {
     render(&root)
 }
 
+/// Appends `s` as a JSON string.
+pub fn push_json_str(out: &mut String, s: &str) {
+    // `serde_json` escapes only quotes, backslashes and control characters.
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        // The `Display` of a JSON string is its escaped form.
+        out.push_str(&Value::from(s).to_string());
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    }
+}
+
+/// Appends the `FieldsV1` trie of `set` as JSON text: the text `to_fields_v1(set).to_string()`
+/// gives, without building the JSON value.
+pub fn write_fields_v1(out: &mut String, set: &FieldSet) {
+    let mut root = Node::default();
+    for path in set {
+        let mut node = &mut root;
+        for pe in path {
+            node = node.children.entry(pe.encode()).or_default();
+        }
+        node.member = true;
+    }
+    fn render(out: &mut String, node: &Node) {
+        out.push('{');
+        let mut first = true;
+        if node.member && !node.children.is_empty() {
+            // "." sorts before every `f:`, `i:`, `k:` and `v:` key.
+            out.push_str("\".\":{}");
+            first = false;
+        }
+        for (k, child) in &node.children {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            push_json_str(out, k);
+            out.push(':');
+            render(out, child);
+        }
+        out.push('}');
+    }
+    render(out, &root);
+}
+
 /// Decodes a `FieldsV1` trie; unknown element tags are skipped.
 pub fn from_fields_v1(v: &Value) -> FieldSet {
     let mut out = FieldSet::new();
@@ -394,5 +502,107 @@ mod tests {
         let mut pod2 = pod.clone();
         assert!(remove_at(&mut pod2, &image[..3]));
         assert_eq!(pod2["spec"]["containers"], json!([]));
+    }
+    /// `contains_path` answers exactly as membership in `field_set ∪ map_nodes` does, for
+    /// members and for paths that are not members (under atomic lists and maps, ignored
+    /// metadata, missing items, the root).
+    #[test]
+    fn contains_path_is_membership_of_both_sets() {
+        let schema_doc = json!({"properties": {"spec": {"properties": {
+            "sel": {"type": "object", "x-kubernetes-map-type": "atomic"},
+            "tags": {"type": "array", "x-kubernetes-list-type": "set"},
+            "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["port", "protocol"],
+                "items": {"properties": {"opts": {"type": "object", "x-kubernetes-map-type": "atomic"}}}},
+            "free": {"type": "object"}}}}});
+        let custom = MergeSchema {
+            custom: Some(&schema_doc),
+        };
+        let builtin = MergeSchema { custom: None };
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "n", "uid": "u", "labels": {"a": "1", "q\"k": "2"},
+                "finalizers": ["f", "g"], "ownerReferences": [{"uid": "o", "name": "x"}],
+                "annotations": {}},
+            "spec": {"containers": [{"name": "c", "image": "i", "args": ["x", "y"],
+                    "env": [{"name": "E", "value": "1"}], "resources": {}},
+                {"name": "d", "image": "j"}],
+                "volumes": [{"name": "v", "emptyDir": {}}], "nodeSelector": {"k": "v"}},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+        let cr = json!({"apiVersion": "x/v1", "kind": "W", "metadata": {"name": "w"},
+            "spec": {"sel": {"a": "1", "b": {"c": "2"}}, "tags": ["t1", "t2"],
+                "ports": [{"port": 80, "protocol": "TCP", "opts": {"x": 1}}, {"port": 81}],
+                "free": {"deep": {"er": true}, "empty": {}, "list": [1, 2]}}});
+        for (obj, schema) in [(&pod, builtin), (&cr, custom)] {
+            let members: FieldSet = field_set(obj, schema)
+                .union(&map_nodes(obj, schema))
+                .cloned()
+                .collect();
+            assert!(members.len() > 10);
+            for p in &members {
+                assert!(contains_path(obj, p, schema), "{}", path_string(p));
+            }
+            // Each member's would-be children and siblings that are not members.
+            let mut candidates: FieldSet = FieldSet::new();
+            for p in &members {
+                for extra in [
+                    PathElement::Field("zz".into()),
+                    PathElement::Field("a".into()),
+                    PathElement::Field("c".into()),
+                    PathElement::Key(r#"{"name":"zz"}"#.into()),
+                    PathElement::Value("\"zz\"".into()),
+                    PathElement::Value("\"x\"".into()),
+                    PathElement::Index(0),
+                ] {
+                    let mut q = p.clone();
+                    q.push(extra);
+                    candidates.insert(q);
+                }
+            }
+            for name in [
+                "name",
+                "namespace",
+                "uid",
+                "managedFields",
+                "resourceVersion",
+            ] {
+                candidates.insert(vec![
+                    PathElement::Field("metadata".into()),
+                    PathElement::Field(name.into()),
+                ]);
+            }
+            candidates.insert(vec![PathElement::Field("apiVersion".into())]);
+            candidates.insert(vec![PathElement::Field("metadata".into())]);
+            candidates.insert(Vec::new());
+            for q in candidates {
+                assert_eq!(
+                    contains_path(obj, &q, schema),
+                    members.contains(&q),
+                    "{}",
+                    path_string(&q)
+                );
+            }
+        }
+    }
+
+    /// The text written straight from a set is the JSON text of its trie as a value.
+    #[test]
+    fn fields_v1_text_is_the_trie_serialized() {
+        let obj = json!({"metadata": {"labels": {"a": "1", "q\"k": "2", "tab\tkey": "3"},
+            "finalizers": ["f\"x", "g"]},
+            "spec": {"containers": [{"name": "c\\d", "image": "i", "env": [{"name": "E"}]}]},
+            "data": {"": "empty key", "ü": "non-ascii"}});
+        let mut set = field_set(&obj, MergeSchema { custom: None });
+        set.extend(map_nodes(&obj, MergeSchema { custom: None }));
+        set.insert(vec![
+            PathElement::Field("list".into()),
+            PathElement::Index(3),
+        ]);
+        set.insert(vec![PathElement::Field("list".into())]);
+        let mut text = String::new();
+        write_fields_v1(&mut text, &set);
+        assert_eq!(text, to_fields_v1(&set).to_string());
+        let mut empty = String::new();
+        write_fields_v1(&mut empty, &FieldSet::new());
+        assert_eq!(empty, "{}");
     }
 }

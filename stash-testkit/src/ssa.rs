@@ -4,8 +4,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::fieldset::{
-    always_present, field_set, from_fields_v1, get_at, map_nodes, path_string, remove_at,
-    to_fields_v1, FieldPath, FieldSet, PathElement,
+    always_present, contains_path, field_set, from_fields_v1, get_at, map_nodes, path_string,
+    push_json_str, remove_at, write_fields_v1, FieldPath, FieldSet, PathElement,
 };
 use crate::patch::schema::{item_key, ListType, MergeSchema};
 use crate::status::{cause, ApiError};
@@ -59,11 +59,20 @@ impl WriteScope<'_> {
     }
 }
 
-/// Reads `metadata.managedFields`.
+/// Reads `metadata.managedFields`: the entries as clients see them, or the JSON text the store
+/// keeps them as (see [`crate::store`]), parsed once.
 pub fn parse_managed(obj: &Value) -> Vec<ManagedEntry> {
+    match &obj["metadata"]["managedFields"] {
+        Value::String(text) => serde_json::from_str::<Value>(text)
+            .map(|v| entries_of(&v))
+            .unwrap_or_default(),
+        v => entries_of(v),
+    }
+}
+
+fn entries_of(list: &Value) -> Vec<ManagedEntry> {
     let str_of = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
-    obj["metadata"]["managedFields"]
-        .as_array()
+    list.as_array()
         .into_iter()
         .flatten()
         .map(|e| ManagedEntry {
@@ -77,32 +86,61 @@ pub fn parse_managed(obj: &Value) -> Vec<ManagedEntry> {
         .collect()
 }
 
-fn write_managed(obj: &mut Value, entries: Vec<ManagedEntry>) {
-    let rendered: Vec<Value> = entries
-        .into_iter()
-        .filter(|e| !e.fields.is_empty())
-        .map(|e| {
-            let mut v = json!({
-                "manager": e.manager,
-                "operation": e.operation,
-                "apiVersion": e.api_version,
-                "time": e.time,
-                "fieldsType": "FieldsV1",
-                "fieldsV1": to_fields_v1(&e.fields),
-            });
-            if !e.subresource.is_empty() {
-                v["subresource"] = json!(e.subresource);
-            }
-            v
-        })
-        .collect();
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        if rendered.is_empty() {
-            meta.remove("managedFields");
-        } else {
-            meta.insert("managedFields".into(), Value::Array(rendered));
+/// Sets `metadata.managedFields` to `entries` (those owning something) in the stored form, one
+/// JSON text, written straight from the field sets; removes it when none is left.
+pub fn set_managed(obj: &mut Value, entries: &[ManagedEntry]) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let mut text = String::new();
+    for e in entries.iter().filter(|e| !e.fields.is_empty()) {
+        text.push(if text.is_empty() { '[' } else { ',' });
+        // Keys in the order `serde_json` writes an object's (sorted).
+        text.push_str("{\"apiVersion\":");
+        push_json_str(&mut text, &e.api_version);
+        text.push_str(",\"fieldsType\":\"FieldsV1\",\"fieldsV1\":");
+        write_fields_v1(&mut text, &e.fields);
+        text.push_str(",\"manager\":");
+        push_json_str(&mut text, &e.manager);
+        text.push_str(",\"operation\":");
+        push_json_str(&mut text, &e.operation);
+        if !e.subresource.is_empty() {
+            text.push_str(",\"subresource\":");
+            push_json_str(&mut text, &e.subresource);
         }
+        text.push_str(",\"time\":");
+        push_json_str(&mut text, &e.time);
+        text.push('}');
     }
+    if text.is_empty() {
+        meta.remove("managedFields");
+    } else {
+        text.push(']');
+        meta.insert("managedFields".into(), Value::String(text));
+    }
+}
+
+/// Whether two entry lists record the same ownership: equal but for the entries' times, with
+/// entries that own nothing left out (they are never stored).
+pub fn same_ownership(a: &[ManagedEntry], b: &[ManagedEntry]) -> bool {
+    let owning = |l: &'_ [ManagedEntry]| l.iter().filter(|e| !e.fields.is_empty()).count();
+    owning(a) == owning(b)
+        && a.iter()
+            .filter(|e| !e.fields.is_empty())
+            .zip(b.iter().filter(|e| !e.fields.is_empty()))
+            .all(|(x, y)| {
+                x.manager == y.manager
+                    && x.operation == y.operation
+                    && x.api_version == y.api_version
+                    && x.subresource == y.subresource
+                    && x.fields == y.fields
+            })
+}
+
+#[cfg(test)]
+fn write_managed(obj: &mut Value, entries: Vec<ManagedEntry>) {
+    set_managed(obj, &entries);
+    crate::store::expand_managed_fields(obj);
 }
 
 fn is_item(path: &FieldPath) -> bool {
@@ -112,8 +150,8 @@ fn is_item(path: &FieldPath) -> bool {
     )
 }
 
-/// Records a non-apply write by `manager`: changed paths move to its `Update` entry.
-#[allow(clippy::too_many_arguments)]
+/// Records a non-apply write by `manager` in `new`'s managed fields (see [`update_entries`]).
+#[cfg(test)]
 pub fn record_update(
     old: Option<&Value>,
     new: &mut Value,
@@ -123,7 +161,24 @@ pub fn record_update(
     schema: MergeSchema<'_>,
     now: &str,
 ) {
-    let mut entries = old.map(parse_managed).unwrap_or_default();
+    let entries = old.map(parse_managed).unwrap_or_default();
+    let entries = update_entries(old, entries, new, manager, api_version, scope, schema, now);
+    write_managed(new, entries);
+}
+
+/// A non-apply write by `manager` from `old` (with its managed `entries`) to `new`: changed
+/// paths move to its `Update` entry. Returns the entries after the write.
+#[allow(clippy::too_many_arguments)]
+pub fn update_entries(
+    old: Option<&Value>,
+    mut entries: Vec<ManagedEntry>,
+    new: &Value,
+    manager: &str,
+    api_version: &str,
+    scope: WriteScope<'_>,
+    schema: MergeSchema<'_>,
+    now: &str,
+) -> Vec<ManagedEntry> {
     let new_set = field_set(new, schema);
     let new_nodes = map_nodes(new, schema);
     let mut changed: FieldSet = new_set
@@ -176,7 +231,7 @@ pub fn record_update(
             }),
         }
     }
-    write_managed(new, entries);
+    entries
 }
 
 /// What an apply request asks for.
@@ -200,14 +255,30 @@ pub struct ApplyRequest<'a> {
     pub now: &'a str,
 }
 
-/// Server-side apply of `config` onto `live` (or onto nothing, for a create).
+/// Server-side apply of `config` onto `live`, with its managed fields written in (tests).
+#[cfg(test)]
 pub fn apply(
     live: Option<&Value>,
     config: &Value,
     req: ApplyRequest<'_>,
     schema: MergeSchema<'_>,
 ) -> Result<Value, ApiError> {
-    let mut entries = live.map(parse_managed).unwrap_or_default();
+    let entries = live.map(parse_managed).unwrap_or_default();
+    let (mut result, entries) = apply_entries(live, entries, config, req, schema)?;
+    write_managed(&mut result, entries);
+    Ok(result)
+}
+
+/// Server-side apply of `config` onto `live` (or onto nothing, for a create), whose managed
+/// fields are `entries`. Returns the merged object (its `managedFields` not yet updated) and
+/// the entries after the apply.
+pub fn apply_entries(
+    live: Option<&Value>,
+    mut entries: Vec<ManagedEntry>,
+    config: &Value,
+    req: ApplyRequest<'_>,
+    schema: MergeSchema<'_>,
+) -> Result<(Value, Vec<ManagedEntry>), ApiError> {
     let applied: FieldSet = field_set(config, schema)
         .into_iter()
         .filter(|p| req.scope.owns(p))
@@ -273,21 +344,14 @@ pub fn apply(
     if result.get("metadata").is_none_or(|m| !m.is_object()) {
         result["metadata"] = json!({});
     }
-    write_managed(&mut result, entries);
-    Ok(result)
+    Ok((result, entries))
 }
 
 /// Drops owned paths that no longer exist in `obj` (after pruning or status reset).
-pub fn retain_existing(obj: &mut Value, schema: MergeSchema<'_>) {
-    let present: FieldSet = field_set(obj, schema)
-        .union(&map_nodes(obj, schema))
-        .cloned()
-        .collect();
-    let mut entries = parse_managed(obj);
+pub fn retain_existing(obj: &Value, entries: &mut [ManagedEntry], schema: MergeSchema<'_>) {
     for e in entries.iter_mut() {
-        e.fields.retain(|p| present.contains(p));
+        e.fields.retain(|p| contains_path(obj, p, schema));
     }
-    write_managed(obj, entries);
 }
 
 fn merge_applied(
@@ -551,5 +615,60 @@ mod tests {
             "{}",
             err.message
         );
+    }
+    /// The stored text is what serializing the entries as JSON values gives (what the store
+    /// kept before the text was written straight from the field sets).
+    #[test]
+    fn stored_text_is_the_entries_serialized() {
+        let obj = json!({"metadata": {"name": "x", "labels": {"a\"b": "1"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}, "status": {"phase": "P"}});
+        let entries = vec![
+            ManagedEntry {
+                manager: "m\"q".into(),
+                operation: "Apply".into(),
+                api_version: "v1".into(),
+                subresource: String::new(),
+                time: "2026-01-01T00:00:00Z".into(),
+                fields: field_set(&obj, S),
+            },
+            ManagedEntry {
+                manager: "empty".into(),
+                operation: "Update".into(),
+                api_version: "v1".into(),
+                subresource: String::new(),
+                time: "t".into(),
+                fields: FieldSet::new(),
+            },
+            ManagedEntry {
+                manager: "s".into(),
+                operation: "Update".into(),
+                api_version: "v1".into(),
+                subresource: "status".into(),
+                time: "t".into(),
+                fields: map_nodes(&obj, S),
+            },
+        ];
+        let expected: Vec<Value> = entries
+            .iter()
+            .filter(|e| !e.fields.is_empty())
+            .map(|e| {
+                let mut v = json!({"manager": e.manager, "operation": e.operation,
+                    "apiVersion": e.api_version, "time": e.time, "fieldsType": "FieldsV1",
+                    "fieldsV1": crate::fieldset::to_fields_v1(&e.fields)});
+                if !e.subresource.is_empty() {
+                    v["subresource"] = json!(e.subresource);
+                }
+                v
+            })
+            .collect();
+        let mut out = obj.clone();
+        set_managed(&mut out, &entries);
+        assert_eq!(
+            out["metadata"]["managedFields"].as_str(),
+            Some(Value::Array(expected).to_string().as_str())
+        );
+        assert!(same_ownership(&parse_managed(&out), &entries));
+        set_managed(&mut out, &[]);
+        assert!(out["metadata"].get("managedFields").is_none());
     }
 }

@@ -98,6 +98,19 @@ impl Ownership {
         self.objects.get_key_value(self.uids.get(uid)?)
     }
 
+    /// Whether two states of one object have the same index entries (uid, owned, deleting).
+    fn same_entry(a: &Value, b: &Value) -> bool {
+        let (a, b) = (&a["metadata"], &b["metadata"]);
+        let has_owners = |m: &Value| {
+            m["ownerReferences"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        };
+        a["uid"] == b["uid"]
+            && has_owners(a) == has_owners(b)
+            && a.get("deletionTimestamp").is_some() == b.get("deletionTimestamp").is_some()
+    }
+
     fn index(&mut self, key: &Key, object: &Value, add: bool) {
         let meta = &object["metadata"];
         if let Some(uid) = meta["uid"].as_str().filter(|u| !u.is_empty()) {
@@ -216,12 +229,29 @@ impl State {
         compact_managed_fields(&mut object);
         let object = Arc::new(object);
         let previous = self.current.objects.insert(key.clone(), object.clone());
+        // Most writes leave labels, uid, owners and deletion as they were: the indexes (sets
+        // of keys, each insert a search) are then left as they are.
+        let (same_labels, same_ownership) = match &previous {
+            Some(p) => (
+                p["metadata"]["labels"] == object["metadata"]["labels"],
+                Ownership::same_entry(p, &object),
+            ),
+            None => (false, false),
+        };
         if let Some(p) = &previous {
-            self.index_labels(&key, p, false);
-            self.current.index(&key, p, false);
+            if !same_labels {
+                self.index_labels(&key, p, false);
+            }
+            if !same_ownership {
+                self.current.index(&key, p, false);
+            }
         }
-        self.index_labels(&key, &object, true);
-        self.current.index(&key, &object, true);
+        if !same_labels {
+            self.index_labels(&key, &object, true);
+        }
+        if !same_ownership {
+            self.current.index(&key, &object, true);
+        }
         let kind = if previous.is_some() {
             ChangeKind::Modified
         } else {

@@ -26,7 +26,7 @@ use crate::store::{Key, Store};
 pub use delete::{DeleteOptions, DeleteOutcome, Propagation};
 pub use present::Shape;
 pub use read::{ListOptions, ListPage};
-pub use write::{FieldValidation, PatchKind, Warnings, WriteOptions};
+pub use write::{FieldValidation, PatchKind, Warnings, WriteOptions, Written};
 
 /// Captured container output: `(namespace, pod, container)` → text.
 pub type PodLogs = Arc<Mutex<HashMap<(String, String, String), String>>>;

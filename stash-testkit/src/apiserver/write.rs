@@ -97,8 +97,38 @@ pub enum PatchKind {
 }
 
 enum Ownership {
+    /// A create, update or patch: the writer owns what it changed.
     Update,
-    Applied,
+    /// A server-side apply, with the managed fields it computed.
+    Applied(Vec<ssa::ManagedEntry>),
+}
+
+/// The answer of a write: the stored object (served from storage without a copy), or a view
+/// that was never stored (dry run, no-op, or the final state of a finished deletion).
+#[derive(Debug)]
+pub enum Written {
+    /// The object as committed.
+    Stored(Arc<Value>),
+    /// An object as clients see it, not in storage.
+    View(Value),
+}
+
+impl Written {
+    /// The object as clients see it.
+    pub fn into_value(self, info: &ResourceInfo) -> Value {
+        match self {
+            Written::Stored(stored) => Apiserver::present(info, &stored),
+            Written::View(v) => v,
+        }
+    }
+
+    /// The object as a response body.
+    pub fn to_json(&self, info: &ResourceInfo) -> Vec<u8> {
+        match self {
+            Written::Stored(stored) => super::present::to_json(info, stored, super::Shape::Object),
+            Written::View(v) => v.to_string().into_bytes(),
+        }
+    }
 }
 
 const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -128,9 +158,9 @@ pub fn merge_schema(info: &ResourceInfo) -> MergeSchema<'_> {
     }
 }
 
-/// Whether `new` equals `old` apart from the parts that change on every write even when
-/// nothing else does (resourceVersion, the times of managedFields entries). Compares in
-/// place: writes at scale are mostly no-ops, and copying both objects cost more than the rest.
+/// Whether `new` equals `old` apart from the resourceVersion and the managed fields, which the
+/// caller compares apart (as field sets, see [`ssa::same_ownership`]). Compares in place:
+/// copying both objects cost more than the rest.
 fn unchanged(new: &Value, old: &Value) -> bool {
     let (Some(n), Some(o)) = (new.as_object(), old.as_object()) else {
         return new == old;
@@ -147,37 +177,11 @@ fn same_metadata(new: &Value, old: &Value) -> bool {
     let (Some(n), Some(o)) = (new.as_object(), old.as_object()) else {
         return new == old;
     };
-    let relevant = |m: &'_ Map<String, Value>| {
-        m.iter()
-            .filter(|(k, _)| k.as_str() != "resourceVersion")
-            .count()
-    };
+    let skipped = |k: &str| k == "resourceVersion" || k == "managedFields";
+    let relevant = |m: &'_ Map<String, Value>| m.keys().filter(|k| !skipped(k)).count();
     relevant(n) == relevant(o)
-        && n.iter().all(|(k, v)| match (k.as_str(), o.get(k)) {
-            ("resourceVersion", _) => true,
-            (_, None) => false,
-            ("managedFields", Some(ov)) => same_entries(v, ov),
-            (_, Some(ov)) => v == ov,
-        })
-}
-
-fn same_entries(new: &Value, old: &Value) -> bool {
-    let (Some(n), Some(o)) = (new.as_array(), old.as_array()) else {
-        return new == old;
-    };
-    n.len() == o.len()
         && n.iter()
-            .zip(o)
-            .all(|(a, b)| match (a.as_object(), b.as_object()) {
-                (Some(a), Some(b)) => {
-                    let timeless =
-                        |m: &'_ Map<String, Value>| m.keys().filter(|k| *k != "time").count();
-                    timeless(a) == timeless(b)
-                        && a.iter()
-                            .all(|(k, v)| k == "time" || b.get(k).is_some_and(|bv| bv == v))
-                }
-                _ => a == b,
-            })
+            .all(|(k, v)| skipped(k) || o.get(k).is_some_and(|ov| v == ov))
 }
 
 fn check_type_meta(info: &ResourceInfo, body: &Value) -> ApiResult<()> {
@@ -222,6 +226,18 @@ impl Apiserver {
         body: Value,
         opts: &WriteOptions,
     ) -> ApiResult<Value> {
+        self.create_written(info, namespace, body, opts)
+            .map(|w| w.into_value(info))
+    }
+
+    /// [`Apiserver::create`], answering with the stored object.
+    pub fn create_written(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Written> {
         let mut state = self.store.lock();
         self.create_locked(&mut state, info, namespace, body, opts, Ownership::Update)
     }
@@ -234,7 +250,7 @@ impl Apiserver {
         mut obj: Value,
         opts: &WriteOptions,
         ownership: Ownership,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Written> {
         if !obj.is_object() {
             return Err(ApiError::bad_request(
                 "the body of the request must be a JSON object",
@@ -345,9 +361,8 @@ impl Apiserver {
             } else {
                 meta.remove("generation");
             }
-            if matches!(ownership, Ownership::Update) {
-                meta.remove("managedFields");
-            }
+            // The managed fields are computed apart and set at the end.
+            meta.remove("managedFields");
         }
         if info.status_subresource {
             // Built-in strategies reset status to its empty value; CRs drop it.
@@ -373,28 +388,33 @@ impl Apiserver {
             subresource: "",
             status_split: info.status_subresource,
         };
-        match ownership {
-            Ownership::Update => ssa::record_update(
+        let entries = match ownership {
+            Ownership::Update => ssa::update_entries(
                 None,
-                &mut obj,
+                Vec::new(),
+                &obj,
                 &opts.field_manager,
                 &info.api_version(),
                 scope,
                 schema,
                 &now,
             ),
-            Ownership::Applied => ssa::retain_existing(&mut obj, schema),
-        }
+            Ownership::Applied(mut entries) => {
+                ssa::retain_existing(&obj, &mut entries, schema);
+                entries
+            }
+        };
+        ssa::set_managed(&mut obj, &entries);
         strategy::finish_create(info, &mut obj);
         if opts.dry_run {
-            return Ok(Self::present(info, &obj));
+            return Ok(Written::View(Self::present(info, &obj)));
         }
         let stored = state.put(key.clone(), obj);
         strategy::after_commit(self, state, info, None, Some(&stored));
         if info.is("apiextensions.k8s.io", "customresourcedefinitions") {
             self.establish_crd(state, info, key);
         }
-        Ok(Self::present(info, &stored))
+        Ok(Written::Stored(stored))
     }
 
     /// Accepts a new CRD's names and marks it Established, as the API server's own
@@ -403,7 +423,8 @@ impl Apiserver {
         let Some(old) = state.get(&key) else {
             return;
         };
-        let mut new = Self::present(info, &old);
+        let old_view = Self::present(info, &old);
+        let mut new = old_view.clone();
         new["status"] = strategy::crd_established_status(&new, &self.clock.now_string());
         // The object was committed under this lock a moment ago; the status write cannot
         // conflict, and if it failed the CRD would still serve its resources.
@@ -412,6 +433,7 @@ impl Apiserver {
             info,
             key,
             &old,
+            old_view,
             new,
             "status",
             &WriteOptions::manager("kube-apiserver"),
@@ -429,6 +451,20 @@ impl Apiserver {
         subresource: &str,
         opts: &WriteOptions,
     ) -> ApiResult<Value> {
+        self.update_written(info, namespace, name, body, subresource, opts)
+            .map(|w| w.into_value(info))
+    }
+
+    /// [`Apiserver::update`], answering with the stored object.
+    pub fn update_written(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        body: Value,
+        subresource: &str,
+        opts: &WriteOptions,
+    ) -> ApiResult<Written> {
         if !body.is_object() {
             return Err(ApiError::bad_request(
                 "the body of the request must be a JSON object",
@@ -472,11 +508,13 @@ impl Apiserver {
         let mut new = body;
         new["apiVersion"] = json!(info.api_version());
         new["kind"] = json!(info.kind);
+        let old_view = Self::present(info, &old);
         self.finish_update(
             &mut state,
             info,
             key,
             &old,
+            old_view,
             new,
             subresource,
             opts,
@@ -496,6 +534,22 @@ impl Apiserver {
         subresource: &str,
         opts: &WriteOptions,
     ) -> ApiResult<(Value, bool)> {
+        self.patch_written(info, namespace, name, kind, patch, subresource, opts)
+            .map(|(w, created)| (w.into_value(info), created))
+    }
+
+    /// [`Apiserver::patch`], answering with the stored object.
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch_written(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        kind: PatchKind,
+        patch: &Value,
+        subresource: &str,
+        opts: &WriteOptions,
+    ) -> ApiResult<(Written, bool)> {
         if opts.force && kind != PatchKind::Apply {
             return Err(ApiError::bad_request(
                 "force flag is only supported for apply patches",
@@ -519,7 +573,8 @@ impl Apiserver {
         let old = state
             .get(&key)
             .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, name))?;
-        let mut new = Self::present(info, &old);
+        let old_view = Self::present(info, &old);
+        let mut new = old_view.clone();
         match kind {
             PatchKind::Merge => {
                 if !patch.is_object() {
@@ -560,6 +615,7 @@ impl Apiserver {
             info,
             key,
             &old,
+            old_view,
             new,
             subresource,
             opts,
@@ -576,7 +632,7 @@ impl Apiserver {
         config: &Value,
         subresource: &str,
         opts: &WriteOptions,
-    ) -> ApiResult<(Value, bool)> {
+    ) -> ApiResult<(Written, bool)> {
         if !opts.explicit_manager || opts.field_manager.is_empty() {
             let mut e = ApiError::invalid(
                 "meta.k8s.io",
@@ -664,9 +720,15 @@ impl Apiserver {
                 if !subresource.is_empty() {
                     return Err(ApiError::not_found(&info.group, &info.plural, name));
                 }
-                let obj = ssa::apply(None, &config, req, schema)?;
-                let out =
-                    self.create_locked(&mut state, info, namespace, obj, opts, Ownership::Applied)?;
+                let (obj, entries) = ssa::apply_entries(None, Vec::new(), &config, req, schema)?;
+                let out = self.create_locked(
+                    &mut state,
+                    info,
+                    namespace,
+                    obj,
+                    opts,
+                    Ownership::Applied(entries),
+                )?;
                 Ok((out, true))
             }
             Some(old) => {
@@ -677,16 +739,19 @@ impl Apiserver {
                     return Err(ApiError::conflict(&info.group, &info.plural, name));
                 }
                 let live = Self::present(info, &old);
-                let new = ssa::apply(Some(&live), &config, req, schema)?;
+                let entries = ssa::parse_managed(&old);
+                let (new, entries) =
+                    ssa::apply_entries(Some(&live), entries, &config, req, schema)?;
                 let out = self.finish_update(
                     &mut state,
                     info,
                     key,
                     &old,
+                    live,
                     new,
                     subresource,
                     opts,
-                    Ownership::Applied,
+                    Ownership::Applied(entries),
                 )?;
                 Ok((out, false))
             }
@@ -700,14 +765,15 @@ impl Apiserver {
         info: &ResourceInfo,
         key: Key,
         old: &Arc<Value>,
+        old_view: Value,
         new: Value,
         subresource: &str,
         opts: &WriteOptions,
         ownership: Ownership,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Written> {
         let name = key.name.clone();
-        // The old object as clients see it (managed fields expanded), made once.
-        let old_view = Self::present(info, old);
+        // `old_view` is the old object as clients see it (managed fields expanded), made once
+        // by the caller, which usually needed it already.
         let mut new = if subresource == "status" {
             let mut merged = old_view.clone();
             match new.get("status") {
@@ -717,9 +783,6 @@ impl Apiserver {
                         m.remove("status");
                     }
                 }
-            }
-            if matches!(ownership, Ownership::Applied) {
-                merged["metadata"]["managedFields"] = new["metadata"]["managedFields"].clone();
             }
             merged
         } else {
@@ -815,39 +878,45 @@ impl Apiserver {
             subresource,
             status_split: info.status_subresource,
         };
-        match ownership {
-            Ownership::Update => ssa::record_update(
+        let entries = match ownership {
+            Ownership::Update => ssa::update_entries(
                 Some(&old_view),
-                &mut new,
+                ssa::parse_managed(old),
+                &new,
                 &opts.field_manager,
                 &info.api_version(),
                 scope,
                 schema,
                 &now,
             ),
-            Ownership::Applied => ssa::retain_existing(&mut new, schema),
+            Ownership::Applied(mut entries) => {
+                ssa::retain_existing(&new, &mut entries, schema);
+                entries
+            }
+        };
+        if unchanged(&new, &old_view) && ssa::same_ownership(&entries, &ssa::parse_managed(old)) {
+            return Ok(Written::View(old_view));
         }
-        if unchanged(&new, &old_view) {
-            return Ok(old_view);
-        }
+        ssa::set_managed(&mut new, &entries);
         let finished = new["metadata"].get("deletionTimestamp").is_some()
             && new["metadata"]["finalizers"]
                 .as_array()
                 .is_none_or(|f| f.is_empty())
             && strategy::may_vanish(info, &new);
         if opts.dry_run {
-            return Ok(new);
+            crate::store::expand_managed_fields(&mut new);
+            return Ok(Written::View(new));
         }
         if finished {
             // The answer is the final content, still at the resourceVersion it had; the
             // DELETED event carries the deletion's own resourceVersion.
             state.remove(&key);
             strategy::after_commit(self, state, info, Some(old), None);
-            return Ok(Self::present(info, &new));
+            return Ok(Written::View(Self::present(info, &new)));
         }
         let stored = state.put(key, new);
         strategy::after_commit(self, state, info, Some(old), Some(&stored));
-        Ok(Self::present(info, &stored))
+        Ok(Written::Stored(stored))
     }
 
     /// Read-modify-write for internal writers: applies `f` to the current object and writes it
@@ -866,7 +935,8 @@ impl Apiserver {
         let old = state
             .get(&key)
             .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, name))?;
-        let mut new = Self::present(info, &old);
+        let old_view = Self::present(info, &old);
+        let mut new = old_view.clone();
         if !f(&mut new) {
             return Ok(None);
         }
@@ -876,12 +946,13 @@ impl Apiserver {
             info,
             key,
             &old,
+            old_view,
             new,
             subresource,
             &opts,
             Ownership::Update,
         )
-        .map(Some)
+        .map(|w| Some(w.into_value(info)))
     }
 }
 
@@ -889,36 +960,32 @@ impl Apiserver {
 mod tests {
     use super::*;
 
-    /// A write is a no-op when only the resourceVersion and the times of managed fields
-    /// entries differ; any other difference, in metadata or elsewhere, is a change.
+    /// A write is a no-op when only the resourceVersion differs (managed fields are compared
+    /// apart, as field sets); any other difference, in metadata or elsewhere, is a change.
     #[test]
-    fn unchanged_ignores_only_resource_version_and_entry_times() {
+    fn unchanged_ignores_only_resource_version_and_managed_fields() {
         let old = json!({"apiVersion": "v1", "metadata": {"name": "x", "resourceVersion": "5",
             "labels": {"a": "1"},
             "managedFields": [{"manager": "m", "time": "2026-01-01T00:00:00Z", "fieldsV1": {"f:data": {}}}]},
             "data": {"k": "v"}});
         let mut same = old.clone();
         same["metadata"]["resourceVersion"] = json!("9");
-        same["metadata"]["managedFields"][0]["time"] = json!("2026-02-02T00:00:00Z");
+        same["metadata"]["managedFields"] = json!("[]");
         assert!(unchanged(&same, &old));
         let mut no_rv = same.clone();
         no_rv["metadata"]
             .as_object_mut()
             .unwrap()
             .remove("resourceVersion");
-        assert!(unchanged(&no_rv, &old));
-        let mut no_time = same.clone();
-        no_time["metadata"]["managedFields"][0]
+        no_rv["metadata"]
             .as_object_mut()
             .unwrap()
-            .remove("time");
-        assert!(unchanged(&no_time, &old));
+            .remove("managedFields");
+        assert!(unchanged(&no_rv, &old));
 
         for change in [
             json!({"data": {"k": "w"}}),
             json!({"metadata": {"labels": {"a": "2"}}}),
-            json!({"metadata": {"managedFields": [{"manager": "n", "time": "t", "fieldsV1": {"f:data": {}}}]}}),
-            json!({"metadata": {"managedFields": []}}),
             json!({"metadata": {"annotations": {"b": "1"}}}),
             json!({"spec": {}}),
         ] {
@@ -927,5 +994,135 @@ mod tests {
             assert!(!unchanged(&changed, &old), "{change}");
             assert!(!unchanged(&old, &changed), "{change}");
         }
+    }
+
+    /// Ownership is the same when only the entries' times differ; a different manager,
+    /// operation or field set, or an entry more, is a change.
+    #[test]
+    fn same_ownership_ignores_only_entry_times() {
+        let entries = |v: Value| ssa::parse_managed(&json!({"metadata": {"managedFields": v}}));
+        let base = entries(json!([
+            {"manager": "m", "operation": "Apply", "apiVersion": "v1", "time": "t1",
+                "fieldsV1": {"f:data": {"f:k": {}}}}]));
+        let later = entries(json!([
+            {"manager": "m", "operation": "Apply", "apiVersion": "v1", "time": "t2",
+                "fieldsV1": {"f:data": {"f:k": {}}}}]));
+        assert!(ssa::same_ownership(&base, &later));
+        for other in [
+            json!([{"manager": "n", "operation": "Apply", "apiVersion": "v1", "time": "t1",
+                "fieldsV1": {"f:data": {"f:k": {}}}}]),
+            json!([{"manager": "m", "operation": "Update", "apiVersion": "v1", "time": "t1",
+                "fieldsV1": {"f:data": {"f:k": {}}}}]),
+            json!([{"manager": "m", "operation": "Apply", "apiVersion": "v1", "time": "t1",
+                "fieldsV1": {"f:data": {"f:j": {}}}}]),
+            json!([{"manager": "m", "operation": "Apply", "apiVersion": "v1", "time": "t1",
+                "fieldsV1": {"f:data": {"f:k": {}}}},
+                {"manager": "u", "operation": "Update", "apiVersion": "v1", "time": "t1",
+                "fieldsV1": {"f:data": {"f:j": {}}}}]),
+            json!([]),
+        ] {
+            assert!(
+                !ssa::same_ownership(&base, &entries(other.clone())),
+                "{other}"
+            );
+        }
+    }
+    /// Through the whole pipeline: an update takes a field another manager applied; that
+    /// manager's apply then conflicts, and with force takes it back; each answer's managed
+    /// fields are the stored ones, and a repeated apply is a no-op (same resourceVersion).
+    #[test]
+    fn managed_fields_follow_a_field_changing_hands() {
+        use crate::clock::VirtualClock;
+        let api = Apiserver::new(VirtualClock::default());
+        let cm = api.resource("", "v1", "configmaps").unwrap();
+        let applied = |force: bool| {
+            let mut opts = WriteOptions::manager("op");
+            opts.force = force;
+            api.patch(
+                &cm,
+                "default",
+                "c",
+                PatchKind::Apply,
+                &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                    "data": {"k": "mine", "other": "o"}}),
+                "",
+                &opts,
+            )
+        };
+        let fields = |obj: &Value| -> Vec<(String, String, Value)> {
+            obj["metadata"]["managedFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["manager"].as_str().unwrap().to_string(),
+                        e["operation"].as_str().unwrap().to_string(),
+                        e["fieldsV1"].clone(),
+                    )
+                })
+                .collect()
+        };
+        let (created, was_created) = applied(false).unwrap();
+        assert!(was_created);
+        assert_eq!(
+            fields(&created),
+            vec![(
+                "op".into(),
+                "Apply".into(),
+                json!({"f:data": {"f:k": {}, "f:other": {}}})
+            )]
+        );
+        let (edited, _) = api
+            .patch(
+                &cm,
+                "default",
+                "c",
+                PatchKind::Merge,
+                &json!({"data": {"k": "theirs"}}),
+                "",
+                &WriteOptions::manager("editor"),
+            )
+            .unwrap();
+        assert_eq!(
+            fields(&edited),
+            vec![
+                (
+                    "op".into(),
+                    "Apply".into(),
+                    json!({"f:data": {"f:other": {}}})
+                ),
+                (
+                    "editor".into(),
+                    "Update".into(),
+                    json!({"f:data": {"f:k": {}}})
+                ),
+            ]
+        );
+        let err = applied(false).unwrap_err();
+        assert_eq!(err.code, 409);
+        assert!(
+            err.message.contains("conflict with \"editor\""),
+            "{}",
+            err.message
+        );
+        let (forced, _) = applied(true).unwrap();
+        assert_eq!(forced["data"]["k"], "mine");
+        assert_eq!(
+            fields(&forced),
+            vec![(
+                "op".into(),
+                "Apply".into(),
+                json!({"f:data": {"f:k": {}, "f:other": {}}})
+            )],
+            "the editor owned only .data.k and its entry is gone"
+        );
+        let stored = api.get_stored(&cm, "default", "c").unwrap();
+        assert_eq!(Apiserver::present(&cm, &stored), forced);
+        let (again, _) = applied(false).unwrap();
+        assert_eq!(
+            again["metadata"]["resourceVersion"], forced["metadata"]["resourceVersion"],
+            "the same apply again changes nothing"
+        );
     }
 }

@@ -506,17 +506,17 @@ async fn handle_resource(
             if rp.name.is_some() {
                 return Err(ApiError::method_not_supported("POST on a named resource"));
             }
-            let obj = api.create(&info, &ns, parse_body(body)?, &opts)?;
+            let obj = api.create_written(&info, &ns, parse_body(body)?, &opts)?;
             Ok(with_warnings(
-                json_response(StatusCode::CREATED, &obj),
+                json_bytes_response(StatusCode::CREATED, obj.to_json(&info)),
                 &opts.warnings.take(),
             ))
         }
         "update" => {
             let sub = if sub == "finalize" { "" } else { sub };
-            let obj = api.update(&info, &ns, &name, parse_body(body)?, sub, &opts)?;
+            let obj = api.update_written(&info, &ns, &name, parse_body(body)?, sub, &opts)?;
             Ok(with_warnings(
-                json_response(StatusCode::OK, &obj),
+                json_bytes_response(StatusCode::OK, obj.to_json(&info)),
                 &opts.warnings.take(),
             ))
         }
@@ -549,14 +549,14 @@ async fn handle_resource(
                 serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
             };
-            let (obj, created) = api.patch(&info, &ns, &name, kind, &patch, sub, &opts)?;
+            let (obj, created) = api.patch_written(&info, &ns, &name, kind, &patch, sub, &opts)?;
             let code = if created {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
             };
             Ok(with_warnings(
-                json_response(code, &obj),
+                json_bytes_response(code, obj.to_json(&info)),
                 &opts.warnings.take(),
             ))
         }
