@@ -60,7 +60,10 @@ if [[ -n "${PERF_SERVER:-}" ]]; then
   perf_pid=$!
 fi
 
-/usr/bin/time -v "$stash" run --testkit-clock --metrics-addr 127.0.0.1:0 --namespace stash \
+# A fixed port, to read the operator's reconcile counters (stash_operator_reconciles_total).
+metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+reconciles() { curl -sf "http://127.0.0.1:$metrics_port/metrics" | awk '/^stash_operator_reconciles_total/ {printf "%s ", $0}'; }
+/usr/bin/time -v "$stash" run --testkit-clock --metrics-addr "127.0.0.1:$metrics_port" --namespace stash \
   >"$work/operator.log" 2>"$work/operator.err" &
 time_pid=$!
 t0=$(date +%s.%N)
@@ -76,9 +79,11 @@ while :; do
 done
 converged=$elapsed
 mid=$(counters)
+reconciles_mid=$(reconciles)
 rv0=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["resourceVersion"])' "$mid")
 sleep "$REST"
 after=$(curl -sf "$url/testkit/v1/requests?since=$rv0")
+reconciles_end=$(reconciles)
 op_pid=$(cat "/proc/$time_pid/task/$time_pid/children" | awk '{print $1}')
 op_cpu=$(cpu_seconds "$op_pid")
 server_cpu=$(echo "$(cpu_seconds "$server_pid") - $server_cpu0" | bc)
@@ -123,5 +128,7 @@ leases = writes.pop("coordination.k8s.io/leases", 0)
 print(f"writes during {sys.argv[1]} s at rest: {sum(writes.values())} {writes or ''} "
       f"(plus {leases} leader-lease renewals)")
 PY
+printf 'operator reconciles until converged: %s\n' "${reconciles_mid:-?}"
+printf 'operator reconciles at the end of rest: %s\n' "${reconciles_end:-?}"
 printf 'operator peak RSS: %d MiB\n' $((rss_kib / 1024))
 printf 'CPU from operator start to end of rest: operator %s s, server %s s\n' "$op_cpu" "$server_cpu"

@@ -365,7 +365,7 @@ async fn synced_caches(client: &Client) -> (cache::Caches, Vec<tokio::task::Join
     let mut handles = Vec::new();
     for kind in 0..kinds {
         let kind = u8::try_from(kind).unwrap();
-        let watch = children::watch(client, &readiness, children.clone(), kind);
+        let watch = children::watch(client, &readiness, children.clone(), kind, |_, _| false);
         handles.push(tokio::spawn(cache::drive(watch)));
     }
     handles.extend([

@@ -210,6 +210,7 @@ pub struct Embedded {
     image: String,
     stop: tokio::sync::watch::Sender<bool>,
     controllers: tokio::task::JoinHandle<()>,
+    context: Arc<Context>,
 }
 
 #[cfg(feature = "embedded")]
@@ -247,14 +248,20 @@ impl Embedded {
         let client = Client::try_from(config)?;
         install_crds(&client).await?;
         operator::catalog::apply_default_catalog(&client, image).await?;
-        let (stop, controllers) = spawn_operator(&server, &client, image);
+        let (stop, controllers, context) = spawn_operator(&server, &client, image);
         Ok(Embedded {
             server,
             client,
             image: image.to_string(),
             stop,
             controllers,
+            context,
         })
+    }
+
+    /// Reconciles of `kind` the running operator has started.
+    pub fn reconciles(&self, kind: &'static str) -> u64 {
+        self.context.metrics.reconciles(kind)
     }
 
     /// Ends the operator abruptly, as a killed process: its reconciles are dropped wherever
@@ -268,9 +275,10 @@ impl Embedded {
     /// one (caches, metrics, event recorder), as a restarted process; the previous one must
     /// have been stopped or crashed.
     pub fn start_operator(&mut self) {
-        let (stop, controllers) = spawn_operator(&self.server, &self.client, &self.image);
+        let (stop, controllers, context) = spawn_operator(&self.server, &self.client, &self.image);
         self.stop = stop;
         self.controllers = controllers;
+        self.context = context;
     }
 
     /// Applies every object of the given YAML files or folders.
@@ -316,7 +324,8 @@ impl Embedded {
 }
 
 #[cfg(feature = "embedded")]
-/// Starts the controllers on the server's virtual clock; returns their stop switch and task.
+/// Starts the controllers on the server's virtual clock; returns their stop switch, task and
+/// context.
 fn spawn_operator(
     server: &stash_testkit::FakeApiServer,
     client: &Client,
@@ -324,6 +333,7 @@ fn spawn_operator(
 ) -> (
     tokio::sync::watch::Sender<bool>,
     tokio::task::JoinHandle<()>,
+    Arc<Context>,
 ) {
     let clock: SharedClock = Arc::new(server.clock().clone());
     let settings = Settings {
@@ -338,7 +348,8 @@ fn spawn_operator(
         Duration::from_secs(1),
     ));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    (stop, tokio::spawn(operator::run_controllers(ctx, stop_rx)))
+    let controllers = tokio::spawn(operator::run_controllers(ctx.clone(), stop_rx));
+    (stop, controllers, ctx)
 }
 
 #[cfg(feature = "embedded")]

@@ -113,6 +113,15 @@ impl Applied {
         self.lock().get(&key_hash(key)) == Some(&applied_hash(body, live))
     }
 
+    /// Whether a change of `key` seen at resourceVersion `rv` is this process's own write: an
+    /// apply of it is under way, or the last one answered with `rv`. Its invoker's reconcile
+    /// planned it, so it need not start another.
+    pub fn own_write(&self, key: &ObjectKey, rv: &str) -> bool {
+        self.lock()
+            .get(&key_hash(key))
+            .is_some_and(|(_, applied)| applied.is_empty() || applied == rv)
+    }
+
     fn record(&self, key: &ObjectKey, body: u64, rv: Option<String>) {
         let mut map = self.lock();
         match rv {
@@ -202,10 +211,15 @@ where
         }
         let child = dynamic_api(ctx, &api_version, &kind, obj_ns.as_deref());
         let label = format!("{kind} {}/{obj_name}", obj_ns.clone().unwrap_or_default());
-        let applied = child
-            .patch(&obj_name, &params, &Patch::Apply(object))
-            .await
-            .map_err(api_err("Apply", &label))?;
+        // Under way (no resourceVersion yet): the child's watch event may come first.
+        ctx.applied.record(&key, body, Some(String::new()));
+        let applied = match child.patch(&obj_name, &params, &Patch::Apply(object)).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                ctx.applied.record(&key, body, None);
+                return Err(api_err("Apply", &label)(e));
+            }
+        };
         ctx.applied.record(&key, body, applied.resource_version());
     }
 

@@ -266,19 +266,33 @@ impl Children {
 
 /// A metadata-only watch of `CHILD_KINDS[kind]` (objects with the invoker-type label) that
 /// keeps `children` current. Yields the children whose events may matter to their invoker
-/// (see [`Children::observe`]): a controller's trigger, or polled with
+/// (see [`Children::observe`]), other than the changes `own` says this process made itself
+/// (its invoker's reconcile planned them): a controller's trigger, or polled with
 /// [`super::cache::drive`]. Its first complete list counts towards `readiness`.
 pub fn watch(
     client: &Client,
     readiness: &Readiness,
     children: Children,
     kind: u8,
+    own: impl Fn(&ObjectKey, &str) -> bool + Send + 'static,
 ) -> impl Stream<Item = Result<ChildMeta, watcher::Error>> + Send + 'static {
     let (api_version, child_kind, plural) = rules::CHILD_KINDS[usize::from(kind)];
     let ar = super::apply::api_resource(api_version, child_kind, plural);
     let api = Api::<ChildMeta>::all_with(client.clone(), &ar);
     let config = watcher::Config::default().labels(INVOKER_TYPE);
     let mut once = Some(readiness.clone());
+    let own_write = move |o: &ChildMeta| {
+        let key = ObjectKey {
+            api_version: api_version.into(),
+            kind: child_kind.into(),
+            namespace: o.metadata.namespace.clone(),
+            name: o.metadata.name.clone().unwrap_or_default(),
+        };
+        own(
+            &key,
+            o.metadata.resource_version.as_deref().unwrap_or_default(),
+        )
+    };
     watcher(api, config)
         .default_backoff()
         .filter_map(move |event| {
@@ -292,11 +306,8 @@ pub fn watch(
                             }
                             None
                         }
-                        watcher::Event::Apply(o)
-                        | watcher::Event::InitApply(o)
-                        | watcher::Event::Delete(o)
-                            if matters =>
-                        {
+                        watcher::Event::Apply(o) if matters && !own_write(&o) => Some(Ok(o)),
+                        watcher::Event::InitApply(o) | watcher::Event::Delete(o) if matters => {
                             Some(Ok(o))
                         }
                         _ => None,

@@ -4,7 +4,7 @@
 
 use super::{cache, Context};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams};
 use kube::ResourceExt;
@@ -54,27 +54,18 @@ pub async fn repository(
         .as_ref()
         .and_then(|x| rules::storage_secret_key(&(repo_ns, repo_name), x));
     // A 403 is an answer, not an error: the planner tells the user which binding is missing.
-    let mut forbidden = false;
-    let keys = match secret {
-        Some((secret_ns, name)) => match get_opt(
-            &Api::<Secret>::namespaced(ctx.client.clone(), &secret_ns),
-            &name,
-        )
-        .await
-        {
-            Ok(secret) => secret.map(|s| {
-                rules::secret_key_names(
-                    s.data.unwrap_or_default().keys(),
-                    s.string_data.unwrap_or_default().keys(),
-                )
-            }),
-            Err(kube::Error::Api(status)) if status.code == 403 => {
-                forbidden = true;
-                None
+    let (keys, forbidden) = match secret {
+        Some((secret_ns, name)) => {
+            match ctx
+                .storage_secrets
+                .read(&ctx.client, &secret_ns, &name)
+                .await?
+            {
+                super::secrets::Read::Keys(keys) => (keys, false),
+                super::secrets::Read::Forbidden => (None, true),
             }
-            Err(e) => return Err(e),
-        },
-        None => None,
+        }
+        None => (None, false),
     };
     Ok((repo, keys, forbidden))
 }

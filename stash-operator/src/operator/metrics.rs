@@ -53,6 +53,12 @@ struct RestoreLabels {
     phase: String,
 }
 
+/// Reconciles of one kind.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
 /// Failed reconciles of one reason.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
@@ -74,6 +80,7 @@ pub struct Metrics {
     backup_sessions: Family<BackupPhaseLabels, Counter>,
     restore_sessions: Family<RestoreLabels, Counter>,
     reconcile_errors: Family<ErrorLabels, Counter>,
+    reconciles: Family<KindLabels, Counter>,
     /// The phases seen per invoker: which series `retain` has to remove.
     backup_phases: Mutex<BTreeMap<Key, BTreeSet<String>>>,
     restore_phases: Mutex<BTreeMap<Key, BTreeSet<String>>>,
@@ -98,6 +105,7 @@ impl Default for Metrics {
             backup_sessions: Family::default(),
             restore_sessions: Family::default(),
             reconcile_errors: Family::default(),
+            reconciles: Family::default(),
             backup_phases: Mutex::default(),
             restore_phases: Mutex::default(),
         };
@@ -147,6 +155,11 @@ impl Default for Metrics {
             "stash_operator_reconcile_errors",
             "Failed reconciles by reason",
             m.reconcile_errors.clone(),
+        );
+        registry.register(
+            "stash_operator_reconciles",
+            "Reconciles started, by kind",
+            m.reconciles.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -366,6 +379,16 @@ impl Metrics {
                 .or_default()
                 .insert(phase.to_string());
         }
+    }
+
+    /// Counts a reconcile of `kind`.
+    pub fn reconcile(&self, kind: &'static str) {
+        self.reconciles.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// Reconciles of `kind` so far.
+    pub fn reconciles(&self, kind: &'static str) -> u64 {
+        self.reconciles.get_or_create(&KindLabels { kind }).get()
     }
 
     /// Counts a failed reconcile by reason.

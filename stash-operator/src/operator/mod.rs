@@ -14,6 +14,7 @@ pub mod leader;
 pub mod metrics;
 pub mod preflight;
 pub mod pushgateway;
+pub mod secrets;
 
 use apply::ApplyError;
 use clock::SharedClock;
@@ -55,6 +56,8 @@ pub struct Context {
     pub applied: apply::Applied,
     /// Waits before retrying objects whose reconcile failed.
     pub error_backoff: backoff::ErrorBackoff,
+    /// Storage Secrets' key names, read once per version (see [`secrets`]).
+    pub storage_secrets: secrets::StorageSecrets,
 }
 
 impl Context {
@@ -86,6 +89,7 @@ impl Context {
                 Duration::from_secs(2),
                 max_requeue.max(Duration::from_secs(8)),
             ),
+            storage_secrets: secrets::StorageSecrets::default(),
         }
     }
 
@@ -165,6 +169,8 @@ async fn reconcile_backup_configuration(
     let Some(bc) = unwrap_guard(&guard, "BackupConfiguration") else {
         return Ok(Action::await_change());
     };
+    // With `kube_runtime=info` in RUST_LOG, the controller's span says why (object.reason).
+    tracing::debug!("reconcile");
     let ns = bc.namespace().unwrap_or_else(|| "default".into());
     let (inputs, live) = gather::backup_configuration_inputs_and_children(&ctx, &bc).await?;
     let plan = plan::backup_configuration::plan(&inputs);
@@ -320,6 +326,9 @@ where
     Fut: std::future::Future<Output = Result<Action, ReconcileError>>,
 {
     let key = backoff_key(&obj);
+    if let std::borrow::Cow::Borrowed(kind) = K::kind(&()) {
+        ctx.metrics.reconcile(kind);
+    }
     let result = reconcile(obj, ctx.clone()).await;
     if result.is_ok() {
         ctx.error_backoff.succeeded(&key);
@@ -347,6 +356,7 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         .concurrency(4)
         .debounce(Duration::from_millis(200));
     let wc = watcher::Config::default;
+    let secrets_stop = shutdown.clone();
     let stop = move || {
         let mut rx = shutdown.clone();
         async move {
@@ -382,7 +392,9 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
     let mut child_syncs = Vec::new();
     for (i, (_, kind, _)) in stash_core::gather::CHILD_KINDS.iter().enumerate() {
         let Ok(i) = u8::try_from(i) else { continue };
-        let stream = children::watch(&client, &readiness, children.clone(), i);
+        let applied = ctx.clone();
+        let own = move |key: &plan::ObjectKey, rv: &str| applied.applied.own_write(key, rv);
+        let stream = children::watch(&client, &readiness, children.clone(), i, own);
         if *kind == "CronJob" {
             cronjobs = Some(stream.boxed());
         } else {
@@ -403,6 +415,21 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         children,
     });
 
+    // Storage Secrets that changed after a reconcile read them: their BackupConfigurations
+    // are reconciled again (through the Repositories that name them).
+    let (secret_tx, secret_rx) = tokio::sync::mpsc::unbounded_channel();
+    ctx.storage_secrets
+        .start(client.clone(), secrets_stop, secret_tx);
+    let secret_changes = futures_util::stream::unfold(secret_rx, |mut rx| async move {
+        rx.recv().await.map(|s| (Ok(s), rx))
+    });
+    let (repos, refs) = (
+        repo_store.clone(),
+        ctx.caches.get().map(|c| c.references.clone()),
+    );
+    let users_of_secret =
+        move |s: secrets::SecretMeta| users_of_storage_secret(&repos, refs.as_ref(), &s);
+
     let cronjob_resource = apply::api_resource("batch/v1", "CronJob", "cronjobs");
     let bc = Controller::for_stream(
         bc_stream.predicate_filter(cache::spec_or_metadata, Default::default()),
@@ -412,6 +439,7 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         cronjobs.unwrap_or_else(|| futures_util::stream::empty().boxed()),
         cronjob_resource,
     )
+    .watches_stream(secret_changes, users_of_secret)
     .with_config(config.clone())
     .graceful_shutdown_on(stop())
     .run(
@@ -468,6 +496,34 @@ pub async fn run_controllers(ctx: Arc<Context>, shutdown: tokio::sync::watch::Re
         .for_each(|_| async {});
     let prune = prune_metrics(ctx.clone(), bc_store, rs_store, stop());
     futures_util::join!(bc, bs, rs, repo, prune, caches);
+}
+
+/// The BackupConfigurations whose Repository names storage Secret `secret`.
+fn users_of_storage_secret(
+    repositories: &kube::runtime::reflector::Store<DeserializeGuard<Repository>>,
+    references: Option<&cache::References>,
+    secret: &secrets::SecretMeta,
+) -> Vec<kube::runtime::reflector::ObjectRef<DeserializeGuard<BackupConfiguration>>> {
+    use kube::runtime::reflector::ObjectRef;
+    let (Some(ns), Some(name), Some(references)) = (
+        secret.metadata.namespace.as_deref(),
+        secret.metadata.name.as_deref(),
+        references,
+    ) else {
+        return Vec::new();
+    };
+    repositories
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter(|r| {
+            r.metadata.namespace.as_deref() == Some(ns)
+                && r.spec.backend.storage_secret_name.as_deref() == Some(name)
+        })
+        .flat_map(|r| references.of(ns, r.metadata.name.as_deref().unwrap_or_default()))
+        .filter(|(kind, _, _)| *kind == "BackupConfiguration")
+        .map(|(_, invoker_ns, invoker)| ObjectRef::new(&invoker).within(&invoker_ns))
+        .collect()
 }
 
 /// Every minute, drops metrics of BackupConfigurations and RestoreSessions that are gone, as
