@@ -30,7 +30,7 @@ const COMMIT_BYTES: usize = 64 << 20;
 pub enum LoaderKind {
     /// Own statement splitter, MySQL protocol, batched transactions.
     Protocol,
-    /// As `Protocol`, with the rows of different tables loaded over parallel connections.
+    /// As `Protocol`, with the batches of each table's rows over parallel connections in turn.
     Parallel,
     /// The `mysql` command-line client.
     Client,
