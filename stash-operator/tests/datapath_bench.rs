@@ -145,6 +145,34 @@ fn repo(dir: &Path, name: &str, restic_program: &Path, kind: EngineKind) -> Repo
     }
 }
 
+fn has_program(name: &str) -> bool {
+    Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A client option file for mydumper/myloader, so the password stays off the command line.
+fn myloader_defaults(dir: &Path, server: &MysqlServer) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(format!("my-{}.cnf", server.port()));
+    std::fs::write(
+        &path,
+        format!(
+            "[client]\nuser={}\npassword={}\nhost={}\nport={}\n",
+            server.user(),
+            server.password(),
+            server.host(),
+            server.port()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
 fn timed(f: impl FnOnce()) -> Duration {
     let start = Instant::now();
     f();
@@ -218,6 +246,26 @@ fn datapath_benchmark() {
         dump_bytes as f64 / 1e6,
         built.as_secs_f64()
     );
+
+    // The peer restore: mydumper's own dump (one file per table), loaded by myloader with two
+    // threads, when both are installed (Debian package `mydumper`; optional).
+    let mydumper_dir = work.path().join("mydumper-dump");
+    let myloader = has_program("mydumper") && has_program("myloader");
+    if myloader {
+        let defaults = myloader_defaults(work.path(), &source);
+        let d = timed(|| {
+            let status = Command::new("mydumper")
+                .arg(format!("--defaults-file={}", defaults.display()))
+                .args(["-B", "shop", "-t", "2", "-o"])
+                .arg(&mydumper_dir)
+                .status()
+                .expect("mydumper");
+            assert!(status.success(), "mydumper failed");
+        });
+        println!("peer: mydumper -t 2 dumped in {:.2}s", d.as_secs_f64());
+    } else {
+        println!("peer: mydumper/myloader not installed, myloader step left out");
+    }
 
     let backup_opts = BackupOptions {
         mysql_program: "mysql".into(),
@@ -354,8 +402,17 @@ fn datapath_benchmark() {
         ours_repo_size = dir_size(&ours.path);
         inproc_repo_size = dir_size(&inproc.path);
 
-        let mut restore_steps: Vec<&'static str> =
-            vec!["plain", "stash", "ours", "ours-single", "in-process"];
+        let mut restore_steps: Vec<&'static str> = vec![
+            "plain",
+            "stash",
+            "ours",
+            "ours-single",
+            "in-process",
+            "in-process-parallel",
+        ];
+        if myloader {
+            restore_steps.push("myloader");
+        }
         if round % 2 == 1 {
             restore_steps.reverse();
         }
@@ -399,6 +456,31 @@ fn datapath_benchmark() {
                     inproc_restore_peak = inproc_restore_peak.max(own_peak_kib());
                     s.add("restore: in-process, one connection", d);
                 }
+                "in-process-parallel" => {
+                    let parallel = RestoreOptions {
+                        loader: LoaderKind::Parallel,
+                        ..restore_opts.clone()
+                    };
+                    reset_own_peak();
+                    let d = timed(|| {
+                        run_restore(&*inproc.engine, &fresh_db, &parallel).unwrap();
+                    });
+                    inproc_restore_peak = inproc_restore_peak.max(own_peak_kib());
+                    s.add("restore: in-process, parallel", d);
+                }
+                "myloader" => {
+                    let defaults = myloader_defaults(work.path(), &fresh);
+                    let d = timed(|| {
+                        let status = Command::new("myloader")
+                            .arg(format!("--defaults-file={}", defaults.display()))
+                            .args(["-t", "2", "-d"])
+                            .arg(&mydumper_dir)
+                            .status()
+                            .expect("myloader");
+                        assert!(status.success(), "myloader failed");
+                    });
+                    s.add("restore: myloader -t 2 (mydumper's files)", d);
+                }
                 "ours-single" => {
                     let single = RestoreOptions {
                         loader: LoaderKind::Protocol,
@@ -438,7 +520,12 @@ fn datapath_benchmark() {
         "restore: ours, one connection",
         "restore: ours, parallel by table",
         "restore: in-process, one connection",
+        "restore: in-process, parallel",
+        "restore: myloader -t 2 (mydumper's files)",
     ] {
+        if !s.0.contains_key(name) {
+            continue;
+        }
         let (min, med) = s.min_median(name);
         let (bmin, bmed) = if name.starts_with("backup") {
             (dump_min, dump_med)

@@ -6,8 +6,21 @@
 mod datapath_support;
 use datapath_support::{direct_dump, target};
 
-use stash_operator::datapath::loader::load_with_protocol;
+use stash_operator::datapath::loader::{load_with_protocol, LoadError, LoadStats};
+use stash_operator::datapath::mysql_client::DbTarget;
+use stash_operator::datapath::parallel_loader::load_by_table;
 use stash_testkit::providers::MysqlServer;
+
+type Loader = fn(&[u8], &DbTarget) -> Result<LoadStats, LoadError>;
+
+/// Both loaders that convert rows: one connection, and two row connections taking batches in
+/// turn.
+const LOADERS: [(&str, Loader); 2] = [
+    ("one connection", |dump, target| {
+        load_with_protocol(dump, target)
+    }),
+    ("parallel", |dump, target| load_by_table(dump, target, 2)),
+];
 
 /// Every literal form a dump holds: binary bytes, NULLs, quotes, backslashes, tabs, newlines,
 /// `\N` and `NULL` as text, empty strings, unicode in utf8mb4 and latin1 columns, doubles at
@@ -66,23 +79,29 @@ fn tricky_values_load_exactly_from_every_dump_shape() {
     source.execute(SEED).expect("seed");
     let want = source.checksums().unwrap();
     let want_definitions = definitions(&source);
-    let fresh = MysqlServer::start().expect("target");
-    for args in [
-        "--databases tricky --triggers",
-        "--databases tricky --triggers --hex-blob",
-        "--databases tricky --triggers --skip-extended-insert",
-        "--databases tricky --triggers --complete-insert",
-    ] {
-        let (loads_before, _) = loads_and_inserts(&fresh);
-        let stats = load_with_protocol(&direct_dump(&source, args)[..], &target(&fresh))
-            .unwrap_or_else(|e| panic!("{args}: {e}"));
-        assert!(stats.statements > 0);
-        assert_eq!(fresh.checksums().unwrap(), want, "{args}");
-        assert_eq!(definitions(&fresh), want_definitions, "{args}");
-        let (loads, _) = loads_and_inserts(&fresh);
-        // Table `t`'s rows went as LOAD DATA except under `--hex-blob` (`0x..` stays an
-        // INSERT, as `bits`' `b'..'` always does).
-        assert_eq!(loads > loads_before, !args.contains("hex-blob"), "{args}");
+    for (name, load) in LOADERS {
+        let fresh = MysqlServer::start().expect("target");
+        for args in [
+            "--databases tricky --triggers",
+            "--databases tricky --triggers --hex-blob",
+            "--databases tricky --triggers --skip-extended-insert",
+            "--databases tricky --triggers --complete-insert",
+        ] {
+            let (loads_before, _) = loads_and_inserts(&fresh);
+            let stats = load(&direct_dump(&source, args)[..], &target(&fresh))
+                .unwrap_or_else(|e| panic!("{name}, {args}: {e}"));
+            assert!(stats.statements > 0);
+            assert_eq!(fresh.checksums().unwrap(), want, "{name}, {args}");
+            assert_eq!(definitions(&fresh), want_definitions, "{name}, {args}");
+            let (loads, _) = loads_and_inserts(&fresh);
+            // Table `t`'s rows went as LOAD DATA except under `--hex-blob` (`0x..` stays an
+            // INSERT, as `bits`' `b'..'` always does).
+            assert_eq!(
+                loads > loads_before,
+                !args.contains("hex-blob"),
+                "{name}, {args}"
+            );
+        }
     }
 }
 
@@ -93,42 +112,59 @@ fn rows_of_plain_tables_go_as_load_data_and_stay_exact() {
         .execute(
             "CREATE DATABASE plain; USE plain; CREATE TABLE plain.p (id INT PRIMARY KEY, v VARBINARY(40), \
              s TEXT, KEY kv (v)) ENGINE=InnoDB; INSERT INTO plain.p SELECT seq, \
-             UNHEX(SHA2(seq, 256)), REPEAT(CONCAT(seq, '\\\\\\t\\'\\n'), seq % 7) FROM seq_1_to_20000",
+             UNHEX(SHA2(seq, 256)), REPEAT(CONCAT(seq, '\\\\\\t\\'\\n'), seq % 7) FROM seq_1_to_50000",
         )
         .unwrap();
     let dump = direct_dump(&source, "--databases plain");
-    let fresh = MysqlServer::start().expect("target");
-    load_with_protocol(&dump[..], &target(&fresh)).unwrap();
-    assert_eq!(fresh.checksums().unwrap(), source.checksums().unwrap());
-    let (loads, inserts) = loads_and_inserts(&fresh);
-    assert!(loads >= 1, "rows were not loaded as LOAD DATA");
-    assert_eq!(inserts, 0, "rows went as INSERT statements");
-    // The statistics were computed once the rows were in, and the definition is the dump's.
-    let rows: u64 = fresh
-        .execute("SELECT n_rows FROM mysql.innodb_table_stats WHERE table_name = 'p'")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(rows > 10_000, "statistics not computed: {rows} rows");
-    assert!(!fresh
-        .execute("SHOW CREATE TABLE plain.p")
-        .unwrap()
-        .contains("STATS_AUTO_RECALC"));
+    // More than one batch of rows, so the parallel loader spreads them over both connections.
+    assert!(dump.len() > 3 << 20, "{} bytes", dump.len());
+    for (name, load) in LOADERS {
+        let fresh = MysqlServer::start().expect("target");
+        load(&dump[..], &target(&fresh)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            fresh.checksums().unwrap(),
+            source.checksums().unwrap(),
+            "{name}"
+        );
+        let (loads, inserts) = loads_and_inserts(&fresh);
+        assert!(loads >= 2, "{name}: rows were not loaded as LOAD DATA");
+        assert_eq!(inserts, 0, "{name}: rows went as INSERT statements");
+        // The statistics were computed once the rows were in, and the definition is the dump's.
+        let rows: u64 = fresh
+            .execute("SELECT n_rows FROM mysql.innodb_table_stats WHERE table_name = 'p'")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            rows > 10_000,
+            "{name}: statistics not computed: {rows} rows"
+        );
+        assert!(
+            !fresh
+                .execute("SHOW CREATE TABLE plain.p")
+                .unwrap()
+                .contains("STATS_AUTO_RECALC"),
+            "{name}"
+        );
+    }
 }
 
 #[test]
 fn a_server_refusing_local_infile_gets_the_statements() {
     let source = MysqlServer::start().expect("source");
     source.execute(SEED).expect("seed");
-    let fresh = MysqlServer::start_with_args(&["--local-infile=0"]).expect("target");
-    load_with_protocol(
-        &direct_dump(&source, "--databases tricky --triggers")[..],
-        &target(&fresh),
-    )
-    .unwrap();
-    assert_eq!(fresh.checksums().unwrap(), source.checksums().unwrap());
-    assert_eq!(loads_and_inserts(&fresh).0, 0);
+    let dump = direct_dump(&source, "--databases tricky --triggers");
+    for (name, load) in LOADERS {
+        let fresh = MysqlServer::start_with_args(&["--local-infile=0"]).expect("target");
+        load(&dump[..], &target(&fresh)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            fresh.checksums().unwrap(),
+            source.checksums().unwrap(),
+            "{name}"
+        );
+        assert_eq!(loads_and_inserts(&fresh).0, 0, "{name}");
+    }
 }
 
 #[test]
@@ -137,8 +173,36 @@ fn a_duplicate_key_fails_the_restore_as_the_insert_would() {
     let dump =
         "CREATE DATABASE d; USE d;\nCREATE TABLE `t` (`id` int PRIMARY KEY) ENGINE=InnoDB;\n\
                 INSERT INTO `t` VALUES (1),(2);\nINSERT INTO `t` VALUES (2),(3);\n";
+    for (name, load) in LOADERS {
+        let fresh = MysqlServer::start().expect("target");
+        let err = load(dump.as_bytes(), &target(&fresh)).unwrap_err();
+        assert_eq!(err.reason(), "StatementFailed", "{name}");
+        assert!(err.to_string().contains("3 of 4 stored"), "{name}: {err}");
+        assert!(err.to_string().contains("`t`"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn a_failure_in_a_later_batch_fails_the_parallel_restore() {
+    // Rows of one table over several batches (so both row connections take some), with a
+    // duplicate key in the last one: the restore fails, naming the table and the row, and does
+    // not hang.
+    let mut dump = String::from(
+        "CREATE DATABASE d; USE d;\nCREATE TABLE `t` (`id` int PRIMARY KEY, `s` TEXT) ENGINE=InnoDB;\n",
+    );
+    let filler = "x".repeat(200);
+    for chunk in 0..100u32 {
+        dump.push_str("INSERT INTO `t` VALUES ");
+        let rows: Vec<String> = (0..500u32)
+            .map(|i| format!("({},'{filler}')", chunk * 500 + i))
+            .collect();
+        dump.push_str(&rows.join(","));
+        dump.push_str(";\n");
+    }
+    dump.push_str("INSERT INTO `t` VALUES (10,'dup');\nCREATE TABLE `after` (`id` int);\n");
     let fresh = MysqlServer::start().expect("target");
-    let err = load_with_protocol(dump.as_bytes(), &target(&fresh)).unwrap_err();
+    let err = load_by_table(dump.as_bytes(), &target(&fresh), 2).unwrap_err();
     assert_eq!(err.reason(), "StatementFailed");
-    assert!(err.to_string().contains("3 of 4 stored"), "{err}");
+    assert!(err.to_string().contains("rows of `t`"), "{err}");
+    assert!(err.to_string().contains("Duplicate entry '10'"), "{err}");
 }

@@ -34,9 +34,13 @@ pub struct RestoreMysqlArgs {
     /// Snapshot id or `latest`.
     #[arg(long, default_value = "latest")]
     pub snapshot: String,
-    /// `protocol` (own statement splitter, batched transactions, one connection), `parallel`
-    /// (same, tables over parallel connections; no faster on 2 cores) or `client` (the `mysql`
-    /// program, as Stash).
+    /// `protocol` (own statement splitter, rows as `LOAD DATA`, batched transactions, one
+    /// connection), `parallel` (same, batches of each table over two connections in turn) or
+    /// `client` (the `mysql` program, as Stash).
+    // The default stays `protocol`: on the 2-core machine `parallel` was no faster (0.63-0.64x
+    // of plain `mysql` for both with the restic CLI engine, 0.81-0.87x against 0.62-0.67x in
+    // process; bench/datapath/README.md): the server's connection thread and our splitter
+    // already fill both cores, and `parallel` holds three connections and more batches.
     #[arg(long, default_value = "protocol")]
     pub loader: LoaderKind,
 }

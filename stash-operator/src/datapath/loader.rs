@@ -21,7 +21,7 @@ use super::statements::{as_text, StatementReader};
 
 /// Statements are sent together until a batch reaches this many bytes (well below the 16 MiB
 /// default `max_allowed_packet`).
-const BATCH_BYTES: usize = 2 << 20;
+pub(crate) const BATCH_BYTES: usize = 2 << 20;
 /// A transaction is committed once this many bytes of statements went into it.
 const COMMIT_BYTES: usize = 64 << 20;
 
@@ -30,7 +30,7 @@ const COMMIT_BYTES: usize = 64 << 20;
 pub enum LoaderKind {
     /// Own statement splitter, MySQL protocol, batched transactions.
     Protocol,
-    /// As `Protocol`, with the rows of different tables loaded over parallel connections.
+    /// As `Protocol`, with the batches of each table's rows over parallel connections in turn.
     Parallel,
     /// The `mysql` command-line client.
     Client,
@@ -148,18 +148,21 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// What the splitting thread hands to the sending one.
-enum Work {
+/// What the splitting thread hands to a sending one.
+pub(crate) enum Work {
     /// Statements joined with `;` (or one compound statement), numbered from `first`.
     Batch { sql: String, first: u64, last: u64 },
     /// The rows of consecutive `INSERT`s into one table, for `LOAD DATA`.
     Rows(RowsBatch),
     /// The stream ended cleanly after this many bytes.
     End { bytes: u64 },
+    /// Commit what came before and answer with the first error since the last barrier (the
+    /// parallel loader's workers).
+    Barrier(SyncSender<Result<(), LoadError>>),
 }
 
 /// Rows of statements `first..=last`, all into `target`.
-struct RowsBatch {
+pub(crate) struct RowsBatch {
     target: RowsTarget,
     /// The rows in `LOAD DATA`'s format.
     rows: Vec<u8>,
@@ -327,6 +330,66 @@ impl RowsBatch {
     }
 }
 
+/// One connection of a load: runs batches and rows in order in transactions of about
+/// [`COMMIT_BYTES`].
+pub(crate) struct Executor {
+    conn: mysql::Conn,
+    rows: RowsLoader,
+    since_commit: usize,
+}
+
+impl Executor {
+    /// Connects with `autocommit=0`; `refused` is set once the server refuses `LOCAL INFILE`.
+    pub(crate) fn connect(target: &DbTarget, refused: Arc<AtomicBool>) -> Result<Self, LoadError> {
+        let mut conn = connect(target)?;
+        conn.query_drop("SET autocommit=0")
+            .map_err(|e| statement_error(0, e))?;
+        let rows = RowsLoader::new(&mut conn, refused);
+        Ok(Executor {
+            conn,
+            rows,
+            since_commit: 0,
+        })
+    }
+
+    /// Runs a batch of statements or loads a batch of rows; returns the number of the last
+    /// statement it held. `End` and `Barrier` are the caller's.
+    pub(crate) fn apply(&mut self, work: Work) -> Result<u64, LoadError> {
+        let (size, last) = match work {
+            Work::Batch { sql, first, last } => {
+                self.conn
+                    .query_drop(sql.as_str())
+                    .map_err(|e| statement_error(first, e))?;
+                self.rows.session_changed();
+                (sql.len(), last)
+            }
+            Work::Rows(batch) => {
+                let (size, last) = (batch.rows.len(), batch.last);
+                self.rows.load(&mut self.conn, batch)?;
+                (size, last)
+            }
+            Work::End { .. } | Work::Barrier(_) => return Ok(0),
+        };
+        self.since_commit += size;
+        if self.since_commit >= COMMIT_BYTES {
+            self.commit(last)?;
+        }
+        Ok(last)
+    }
+
+    pub(crate) fn commit(&mut self, index: u64) -> Result<(), LoadError> {
+        self.since_commit = 0;
+        self.conn
+            .query_drop("COMMIT")
+            .map_err(|e| statement_error(index, e))
+    }
+
+    pub(crate) fn rollback(&mut self) {
+        self.since_commit = 0;
+        let _ = self.conn.query_drop("ROLLBACK");
+    }
+}
+
 /// Sends every statement of `dump` to `target` in batched transactions. One thread reads and
 /// splits the stream while this one waits on the server, so both cores work. The rows of
 /// extended `INSERT`s go as `LOAD DATA LOCAL INFILE` where that is exact (`load_data`), and
@@ -337,42 +400,23 @@ pub fn load_with_protocol(
     dump: impl Read + Send,
     target: &DbTarget,
 ) -> Result<LoadStats, LoadError> {
-    let mut conn = connect(target)?;
-    conn.query_drop("SET autocommit=0")
-        .map_err(|e| statement_error(0, e))?;
     let refused = Arc::new(AtomicBool::new(false));
-    let mut rows_loader = RowsLoader::new(&mut conn, Arc::clone(&refused));
+    let mut exec = Executor::connect(target, Arc::clone(&refused))?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Work, LoadError>>(QUEUED_BATCHES);
     let result = std::thread::scope(|scope| {
-        scope.spawn(move || split_into_batches(dump, &tx, &refused));
-        let mut since_commit = 0usize;
+        scope.spawn(move || split_into_batches(dump, tx, &refused));
         let mut statements = 0u64;
         // Dropping `rx` on error stops the splitting thread at its next send.
         for work in rx {
-            let (size, last) = match work? {
-                Work::Batch { sql, first, last } => {
-                    conn.query_drop(sql.as_str())
-                        .map_err(|e| statement_error(first, e))?;
-                    rows_loader.session_changed();
-                    (sql.len(), last)
-                }
-                Work::Rows(batch) => {
-                    let (size, last) = (batch.rows.len(), batch.last);
-                    rows_loader.load(&mut conn, batch)?;
-                    (size, last)
-                }
+            match work? {
                 Work::End { bytes } => {
-                    conn.query_drop("COMMIT")
-                        .map_err(|e| statement_error(statements, e))?;
+                    exec.commit(statements)?;
                     return Ok(LoadStats { bytes, statements });
                 }
-            };
-            statements = last;
-            since_commit += size;
-            if since_commit >= COMMIT_BYTES {
-                conn.query_drop("COMMIT")
-                    .map_err(|e| statement_error(last, e))?;
-                since_commit = 0;
+                Work::Barrier(ack) => {
+                    let _ = ack.send(exec.commit(statements));
+                }
+                work => statements = exec.apply(work)?,
             }
         }
         Err(LoadError::Read(std::io::Error::other(
@@ -380,15 +424,15 @@ pub fn load_with_protocol(
         )))
     });
     if result.is_err() {
-        let _ = conn.query_drop("ROLLBACK");
+        exec.rollback();
     }
     result
 }
 
 /// Gathers statements into batches and rows into `LOAD DATA` batches, in dump order, and sends
 /// them; every send returns false once the receiver is gone.
-struct Batcher<'a> {
-    tx: &'a SyncSender<Result<Work, LoadError>>,
+pub(crate) struct Batcher {
+    tx: SyncSender<Result<Work, LoadError>>,
     sql: String,
     first: u64,
     last: u64,
@@ -397,7 +441,33 @@ struct Batcher<'a> {
     deferred: Option<String>,
 }
 
-impl Batcher<'_> {
+impl Batcher {
+    pub(crate) fn new(tx: SyncSender<Result<Work, LoadError>>) -> Self {
+        Batcher {
+            tx,
+            sql: String::with_capacity(BATCH_BYTES + (1 << 16)),
+            first: 1,
+            last: 0,
+            rows: None,
+            deferred: None,
+        }
+    }
+
+    /// Sends what is gathered; false once the receiver is gone.
+    pub(crate) fn flush(&mut self) -> bool {
+        self.flush_rows() && self.flush_statements()
+    }
+
+    /// Sends what is gathered, then `work`; false once the receiver is gone.
+    pub(crate) fn send_after(&mut self, work: Work) -> bool {
+        self.flush() && self.tx.send(Ok(work)).is_ok()
+    }
+
+    /// Bytes gathered and not sent yet (rows counted as the dump wrote them).
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.sql.len() + self.rows.as_ref().map_or(0, |b| b.original.len())
+    }
+
     fn flush_statements(&mut self) -> bool {
         if self.sql.is_empty() {
             return true;
@@ -422,7 +492,7 @@ impl Batcher<'_> {
         }
     }
 
-    fn push_statement(&mut self, text: &str, index: u64) -> bool {
+    pub(crate) fn push_statement(&mut self, text: &str, index: u64) -> bool {
         // Full batches go before they would outgrow their buffer (growing doubles it).
         if !self.flush_rows()
             || (self.sql.len() + text.len() > BATCH_BYTES && !self.flush_statements())
@@ -440,13 +510,13 @@ impl Batcher<'_> {
     }
 
     /// A statement that must go alone (a body with its own semicolons).
-    fn push_alone(&mut self, text: &str, index: u64) -> bool {
+    pub(crate) fn push_alone(&mut self, text: &str, index: u64) -> bool {
         self.flush_statements() && self.push_statement(text, index) && self.flush_statements()
     }
 
     /// Adds the rows of an `INSERT` to the rows batch of its table; false in `Ok` when the
     /// statement cannot be converted and must be sent as a statement.
-    fn push_rows(&mut self, sql: &[u8], index: u64) -> Result<bool, ()> {
+    pub(crate) fn push_rows(&mut self, sql: &[u8], index: u64) -> Result<bool, ()> {
         let Some((target, start)) = parse_insert_head(sql) else {
             return Ok(false);
         };
@@ -495,19 +565,12 @@ impl Batcher<'_> {
 /// server refused `LOCAL INFILE` (`refused`), rows stay statements.
 fn split_into_batches(
     dump: impl Read,
-    tx: &SyncSender<Result<Work, LoadError>>,
+    tx: SyncSender<Result<Work, LoadError>>,
     refused: &AtomicBool,
 ) {
     let mut counting = Counting::new(dump);
     let mut statements = 0u64;
-    let mut out = Batcher {
-        tx,
-        sql: String::with_capacity(BATCH_BYTES + (1 << 16)),
-        first: 1,
-        last: 0,
-        rows: None,
-        deferred: None,
-    };
+    let mut out = Batcher::new(tx.clone());
     let reader = StatementReader::new(BufReader::with_capacity(1 << 20, &mut counting));
     for stmt in reader {
         let stmt = match stmt {
@@ -552,10 +615,10 @@ fn split_into_batches(
             out.deferred = Some(table.to_owned());
         }
     }
-    if out.end_deferred(statements) && out.flush_rows() && out.flush_statements() {
-        let _ = tx.send(Ok(Work::End {
+    if out.end_deferred(statements) {
+        out.send_after(Work::End {
             bytes: counting.bytes_read(),
-        }));
+        });
     }
 }
 
