@@ -147,7 +147,9 @@ impl RepositoryEngine for InProcess {
         host: &str,
         filename: &str,
     ) -> Result<SnapshotSummary, EngineError> {
+        stash_repo::timeline::mark("engine: open");
         let repo = self.open()?;
+        stash_repo::timeline::mark("engine: opened");
         let options = stash_repo::BackupOptions {
             hostname: host.to_owned(),
             path: format!("/{}", filename.trim_start_matches('/')),
