@@ -19,6 +19,7 @@ use crate::id::Id;
 use crate::lock::{Lock, LockWait};
 use crate::pack::{seal_blob, PackBuilder};
 use crate::repo::{now_rfc3339, user, Repository, ZSTD_LEVEL};
+use crate::timeline::mark;
 
 /// How a backup runs.
 #[derive(Debug, Clone)]
@@ -151,8 +152,11 @@ pub fn backup_stream_locked(
     let name = file_name(&options.path)?.to_owned();
     // restic's second look for a racing lock comes 200 ms after ours is written; the stream
     // starts meanwhile (it only reads until then), and the snapshot waits for the look.
+    mark("backup: start");
     let lock = Lock::acquire_waiting_unconfirmed(repo, false, wait)?;
+    mark("lock written");
     let index = repo.load_index()?;
+    mark("index loaded");
     let tables = repo.chunker_tables()?;
     let run = Run {
         failed: AtomicBool::new(false),
@@ -227,6 +231,7 @@ pub fn backup_stream_locked(
             if let Err(e) = lock.confirm() {
                 run.fail(e);
             }
+            mark("lock confirmed");
         });
 
         let mut seq = 0usize;
@@ -236,12 +241,18 @@ pub fn backup_stream_locked(
             };
             match chunker.next_chunk_into(&mut chunk) {
                 Ok(true) => {
+                    if seq == 0 {
+                        mark("first chunk cut");
+                    }
                     if chunk_tx.send((seq, chunk)).is_err() {
                         break;
                     }
                     seq += 1;
                 }
-                Ok(false) => break,
+                Ok(false) => {
+                    mark("stream end");
+                    break;
+                }
                 Err(e) => {
                     source_error = Some(e.to_string());
                     run.failed.store(true, Ordering::SeqCst);
@@ -255,6 +266,7 @@ pub fn backup_stream_locked(
                 run.fail(poisoned(()));
             }
         }
+        mark("last chunk sealed");
         // The last, partly filled pack.
         if !run.failed() {
             let last = shared
@@ -273,6 +285,7 @@ pub fn backup_stream_locked(
         }
         drop(pack_tx);
     });
+    mark("uploads done");
     let Shared {
         content, new_blobs, ..
     } = shared;
@@ -302,7 +315,7 @@ pub fn backup_stream_locked(
             &run,
         )
     })();
-    match outcome {
+    let result = match outcome {
         Ok((snapshot_id, blobs_total)) => Ok(BackupSummary {
             snapshot_id,
             bytes,
@@ -317,7 +330,10 @@ pub fn backup_stream_locked(
             }
             Err(e)
         }
-    }
+    };
+    drop(lock);
+    mark("unlocked");
+    result
 }
 
 fn poisoned<T>(_: T) -> RepoError {
@@ -521,6 +537,7 @@ fn finish_snapshot(
             written.push((FileKind::Pack, id));
             run.added.fetch_add(data.len() as u64, Ordering::Relaxed);
             packs.push(IndexPack { id, blobs });
+            mark("tree pack written");
         }
         if !packs.is_empty() {
             let file = IndexFile {
@@ -529,6 +546,7 @@ fn finish_snapshot(
             };
             let json = serde_json::to_vec(&file).map_err(|e| RepoError::Format(e.to_string()))?;
             written.push((FileKind::Index, repo.save_unpacked(FileKind::Index, &json)?));
+            mark("index written");
         }
         let snapshot = Snapshot {
             time: now,
@@ -543,7 +561,9 @@ fn finish_snapshot(
             tags: (!options.tags.is_empty()).then(|| options.tags.clone()),
         };
         let json = serde_json::to_vec(&snapshot).map_err(|e| RepoError::Format(e.to_string()))?;
-        repo.save_unpacked(FileKind::Snapshot, &json)
+        let id = repo.save_unpacked(FileKind::Snapshot, &json);
+        mark("snapshot written");
+        id
     })();
     match result {
         Ok(id) => Ok((id, blobs_total)),

@@ -24,6 +24,7 @@ pub mod pack;
 pub mod repo;
 pub mod restore;
 pub mod swift;
+pub mod timeline;
 
 pub use backend::{Backend, FileKind, LocalBackend};
 pub use backup::{backup_stream, backup_stream_locked, BackupOptions, BackupSummary};

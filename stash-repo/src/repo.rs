@@ -199,7 +199,9 @@ impl Repository {
                 continue;
             }
             let salt = unb64("salt", &file.salt)?;
+            crate::timeline::mark("open: scrypt");
             let user_key = Key::derive(password, &salt, file.n, file.r, file.p)?;
+            crate::timeline::mark("open: key derived");
             let sealed = unb64("data", &file.data)?;
             let Ok(plain) = user_key.decrypt(&sealed) else {
                 continue;

@@ -14,6 +14,7 @@ use crate::job_support::flags::{DatabaseFlags, RepositoryFlags};
 use crate::job_support::output::{snapshot_stats, SnapshotStats};
 use crate::job_support::{finish, kube_read, open_job, repository_lock, JobError, WAIT_INTERVAL};
 use stash_core::plan::repository::{LockAdmission, LockHolders, RepositoryJob};
+use stash_repo::timeline::mark;
 
 /// The file each snapshot holds, as Stash names it.
 pub const DUMP_FILENAME: &str = "dumpfile.sql";
@@ -146,6 +147,7 @@ pub fn run_backup_with_locks(
     holders: &mut dyn FnMut() -> LockHolders,
     on_locks: &mut dyn FnMut(&LockAdmission),
 ) -> Result<BackupReport, BackupError> {
+    mark("backup-mysql: start");
     wait_for_database(
         &options.mysql_program,
         target,
@@ -153,6 +155,7 @@ pub fn run_backup_with_locks(
         options.wait_timeout,
         options.wait_interval,
     )?;
+    mark("database ready");
     // One option file for every dump of this backup; removed when the backup ends.
     let client_options = ClientOptionFile::write(target).map_err(|e| {
         EngineError::SourceFailed(format!("cannot write the client option file: {e}"))
@@ -191,6 +194,7 @@ pub fn run_backup_with_locks(
         }
         other => other?,
     }
+    mark("locks settled");
     // A missing repository is created once; a lock taken between the look and the backup is
     // settled again by the same rule, within the same wait.
     let mut tried_init = initialized;
@@ -204,6 +208,7 @@ pub fn run_backup_with_locks(
             other => break other?,
         }
     };
+    mark("backup-mysql: done");
     Ok(BackupReport {
         summary,
         initialized,

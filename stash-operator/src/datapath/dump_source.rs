@@ -11,6 +11,8 @@ use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
+use stash_repo::timeline::mark;
+
 /// The line every complete `mysqldump`/`mariadb-dump` output ends with.
 pub const DUMP_TRAILER: &[u8] = b"-- Dump completed";
 const TAIL_BYTES: usize = 512;
@@ -99,10 +101,18 @@ impl ReadAhead {
             let _ = empty.send(Vec::new());
         }
         std::thread::spawn(move || {
+            let mut first = true;
             while let Ok(mut block) = empty_rx.recv() {
                 // Zeroed once per block: blocks go round at their full length.
                 block.resize(BLOCK, 0);
                 let (len, result) = fill(&mut stdout, &mut block);
+                if first {
+                    mark("dump: first block read");
+                    first = false;
+                }
+                if len < BLOCK {
+                    mark("dump: pipe closed");
+                }
                 if len > 0 && filled_tx.send(Ok((block, len))).is_err() {
                     return;
                 }
@@ -210,6 +220,7 @@ impl DumpSource {
                 source: std::io::Error::other("no pipes"),
             });
         };
+        mark("dump spawned");
         let stderr = std::thread::spawn(move || read_tail(stderr, STDERR_TAIL_BYTES));
         self.running = Some(Running {
             program: cmd.program,
@@ -229,6 +240,7 @@ impl DumpSource {
             program: running.program.clone(),
             source,
         })?;
+        mark("dump exited");
         let stderr = running
             .stderr
             .take()

@@ -136,8 +136,16 @@ impl RepositoryEngine for InProcess {
         if exists {
             return Ok(false);
         }
-        Repository::init(Arc::clone(&self.backend), self.password.as_bytes())
+        let repo = Repository::init(Arc::clone(&self.backend), self.password.as_bytes())
             .map_err(|e| engine_error("init", e))?;
+        // The master key is at hand: the backup that follows a first-ever `init` need not
+        // derive it again from the password (scrypt, about 90 ms before its dump may start).
+        if let (Ok(config), Ok(mut opened)) = (
+            self.backend.read(FileKind::Config, "config"),
+            self.opened.lock(),
+        ) {
+            *opened = Some((config, repo));
+        }
         Ok(true)
     }
 
@@ -147,7 +155,9 @@ impl RepositoryEngine for InProcess {
         host: &str,
         filename: &str,
     ) -> Result<SnapshotSummary, EngineError> {
+        stash_repo::timeline::mark("engine: open");
         let repo = self.open()?;
+        stash_repo::timeline::mark("engine: opened");
         let options = stash_repo::BackupOptions {
             hostname: host.to_owned(),
             path: format!("/{}", filename.trim_start_matches('/')),
@@ -281,9 +291,9 @@ mod tests {
         let dir = tmp.path().join("repo");
         let engine = engine(&dir);
         assert!(engine.init_if_missing().unwrap());
-        assert!(engine.snapshots(None).unwrap().is_empty());
         // Without its key files the repository cannot be opened again from the password; the
-        // engine still holds the key it derived, so the next calls (the backup's) need none.
+        // engine still holds the key it made at `init`, so the next calls (the backup's) need
+        // none.
         std::fs::remove_dir_all(dir.join("keys")).unwrap();
         std::fs::create_dir(dir.join("keys")).unwrap();
         let mut dump = &b"INSERT 1;\n-- Dump completed\n"[..];
@@ -291,6 +301,12 @@ mod tests {
             .backup_stream(&mut dump, "host-0", "dumpfile.sql")
             .unwrap();
         assert_eq!(engine.snapshots(None).unwrap().len(), 1);
+        // An engine that did not create the repository derives the key from the password.
+        let other = self::engine(&dir);
+        assert!(matches!(
+            other.snapshots(None),
+            Err(EngineError::Failed { .. })
+        ));
         // A repository created again under the same name is opened afresh.
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(engine.init_if_missing().unwrap());
