@@ -99,7 +99,7 @@ fn restic_reads_checks_and_restores_what_we_write() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("repo");
     let repo = our_init(&dir);
-    // Long enough that the chance of no content-defined cut (random polynomial) is ~1e-4.
+    // Longer than the largest chunk (8 MiB): at least two blobs whatever the polynomial.
     let data = dump_bytes(10_000_000, 7);
     let first = backup_stream(&repo, &mut &data[..], &options("host-0")).unwrap();
     assert_eq!(first.bytes, data.len() as u64);
