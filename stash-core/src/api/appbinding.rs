@@ -33,10 +33,10 @@ pub struct AppBindingSpec {
     pub version: Option<String>,
     /// The application object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app_ref: Option<AppReference>,
-    /// How to connect.
+    pub app_ref: Option<Box<AppReference>>,
+    /// How to connect (boxed, as `app_ref`: the operator caches every AppBinding).
     #[serde(default)]
-    pub client_config: ClientConfig,
+    pub client_config: Box<ClientConfig>,
     /// Secret with `username` and `password`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<LocalObjectReference>,
