@@ -33,10 +33,12 @@ pub struct AppBindingSpec {
     pub version: Option<String>,
     /// The application object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Boxed: mostly absent, and the operator caches every AppBinding. (`client_config` is not:
+    // every AppBinding has one, so a box would add an allocation, not save space.)
     pub app_ref: Option<Box<AppReference>>,
-    /// How to connect (boxed, as `app_ref`: the operator caches every AppBinding).
+    /// How to connect.
     #[serde(default)]
-    pub client_config: Box<ClientConfig>,
+    pub client_config: ClientConfig,
     /// Secret with `username` and `password`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<LocalObjectReference>,

@@ -95,9 +95,9 @@ pub struct AllowedNamespaces {
     pub selector: Option<LabelSelector>,
 }
 
-/// A backend (`objectstore-api` `Backend`): exactly one variant plus the storage secret. The
-/// variants are boxed: one is set, and the operator caches every Repository (the JSON and the
-/// schema are those of the unboxed types).
+/// A backend (`objectstore-api` `Backend`): exactly one variant plus the storage secret.
+// The variants are boxed: one is set, and the operator caches every Repository (the JSON and
+// the schema are those of the unboxed types).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Backend {
