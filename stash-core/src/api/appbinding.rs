@@ -33,7 +33,9 @@ pub struct AppBindingSpec {
     pub version: Option<String>,
     /// The application object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app_ref: Option<AppReference>,
+    // Boxed: mostly absent, and the operator caches every AppBinding. (`client_config` is not:
+    // every AppBinding has one, so a box would add an allocation, not save space.)
+    pub app_ref: Option<Box<AppReference>>,
     /// How to connect.
     #[serde(default)]
     pub client_config: ClientConfig,

@@ -96,6 +96,8 @@ pub struct AllowedNamespaces {
 }
 
 /// A backend (`objectstore-api` `Backend`): exactly one variant plus the storage secret.
+// The variants are boxed: one is set, and the operator caches every Repository (the JSON and
+// the schema are those of the unboxed types).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Backend {
@@ -107,22 +109,22 @@ pub struct Backend {
     pub local: Option<Box<LocalSpec>>,
     /// S3-compatible object storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3: Option<S3Spec>,
+    pub s3: Option<Box<S3Spec>>,
     /// Google Cloud Storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gcs: Option<GcsSpec>,
+    pub gcs: Option<Box<GcsSpec>>,
     /// Azure Blob Storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub azure: Option<AzureSpec>,
+    pub azure: Option<Box<AzureSpec>>,
     /// OpenStack Swift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub swift: Option<SwiftSpec>,
+    pub swift: Option<Box<SwiftSpec>>,
     /// Backblaze B2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub b2: Option<B2Spec>,
+    pub b2: Option<Box<B2Spec>>,
     /// restic REST server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rest: Option<RestServerSpec>,
+    pub rest: Option<Box<RestServerSpec>>,
 }
 
 /// Local backend: any Kubernetes volume source plus where it is mounted in the jobs

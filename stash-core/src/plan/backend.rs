@@ -260,9 +260,9 @@ mod tests {
     #[test]
     fn rest_url_gives_host_and_path() {
         let b = Backend {
-            rest: Some(RestServerSpec {
+            rest: Some(Box::new(RestServerSpec {
                 url: "https://user@host:8000/repo/x".into(),
-            }),
+            })),
             ..Default::default()
         };
         let info = backend_info(&b).expect("valid");
@@ -275,10 +275,10 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let b = Backend {
-            s3: Some(S3Spec {
+            s3: Some(Box::new(S3Spec {
                 endpoint: "s3.amazonaws.com".into(),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         };
         assert_eq!(
