@@ -378,8 +378,8 @@ struct Node {
     children: BTreeMap<String, Node>,
 }
 
-/// Encodes a set as a `FieldsV1` trie.
-pub fn to_fields_v1(set: &FieldSet) -> Value {
+/// The paths of `set` as a trie of encoded path elements, each path's end marked a member.
+fn trie(set: &FieldSet) -> Node {
     let mut root = Node::default();
     for path in set {
         let mut node = &mut root;
@@ -388,6 +388,12 @@ pub fn to_fields_v1(set: &FieldSet) -> Value {
         }
         node.member = true;
     }
+    root
+}
+
+/// Encodes a set as a `FieldsV1` trie.
+pub fn to_fields_v1(set: &FieldSet) -> Value {
+    let root = trie(set);
     fn render(node: &Node) -> Value {
         let mut m = Map::new();
         if node.member && !node.children.is_empty() {
@@ -417,14 +423,7 @@ pub fn push_json_str(out: &mut String, s: &str) {
 /// Appends the `FieldsV1` trie of `set` as JSON text: the text `to_fields_v1(set).to_string()`
 /// gives, without building the JSON value.
 pub fn write_fields_v1(out: &mut String, set: &FieldSet) {
-    let mut root = Node::default();
-    for path in set {
-        let mut node = &mut root;
-        for pe in path {
-            node = node.children.entry(pe.encode()).or_default();
-        }
-        node.member = true;
-    }
+    let root = trie(set);
     fn render(out: &mut String, node: &Node) {
         out.push('{');
         let mut first = true;
