@@ -4,8 +4,9 @@
 # kubernetes-client package would collide with it, so it is never installed here).
 set -euo pipefail
 
-# openssl: the TLS data-path test makes its certificates; time: the benchmark's peak RSS.
-packages=(mariadb-server mariadb-client restic openssl time)
+# openssl: the TLS data-path test makes its certificates; time: the benchmark's peak RSS;
+# make: the `stash` binary's allocator (tikv-jemalloc-sys) builds jemalloc with it.
+packages=(mariadb-server mariadb-client restic openssl time make)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
