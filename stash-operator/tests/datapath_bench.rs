@@ -2,7 +2,7 @@
 //! in release mode. It measures, it does not judge: the table goes to stdout.
 //!
 //! Environment: `BENCH_ROWS` rows per table (default 250000, 8 tables), `BENCH_ROUNDS` (default
-//! 3). Rounds alternate the order of the measured steps so that warm caches do not favour one.
+//! 3), `BENCH_RESTORES=0` to measure the backups only. Rounds alternate the order of the measured steps so that warm caches do not favour one.
 
 mod datapath_support;
 use datapath_support::target;
@@ -216,6 +216,7 @@ impl Samples {
 fn datapath_benchmark() {
     let rows = env_u32("BENCH_ROWS", 250_000);
     let rounds = env_u32("BENCH_ROUNDS", 3).max(1);
+    let restores = env_u32("BENCH_RESTORES", 1) != 0;
     let work = tempfile::Builder::new()
         .prefix("stash-bench-")
         .tempdir()
@@ -313,6 +314,7 @@ fn datapath_benchmark() {
         );
         let mut backup_steps: Vec<&'static str> = vec![
             "dump alone",
+            "dump alone, stdbuf",
             "stash pipeline",
             "ours first+second",
             "in-process first+second",
@@ -334,6 +336,23 @@ fn datapath_benchmark() {
                         assert!(status.success());
                     });
                     s.add("backup: dump alone", d);
+                }
+                "dump alone, stdbuf" => {
+                    // The dump with the 1 MiB stdout buffer our engines give it (coreutils'
+                    // stdbuf), to show what that buffer alone changes; not the baseline.
+                    let d = timed(|| {
+                        let status = Command::new("stdbuf")
+                            .arg("-o1M")
+                            .arg("mysqldump")
+                            .args(db.connection_args())
+                            .args(split_args(DUMP_ARGS))
+                            .env("MYSQL_PWD", source.password())
+                            .stdout(File::create("/dev/null").unwrap())
+                            .status()
+                            .unwrap();
+                        assert!(status.success());
+                    });
+                    s.add("backup: dump alone, 1 MiB stdout buffer", d);
                 }
                 "stash pipeline" => {
                     let d = timed(|| {
@@ -402,6 +421,9 @@ fn datapath_benchmark() {
         ours_repo_size = dir_size(&ours.path);
         inproc_repo_size = dir_size(&inproc.path);
 
+        if !restores {
+            continue;
+        }
         let mut restore_steps: Vec<&'static str> = vec![
             "plain",
             "stash",
@@ -505,11 +527,16 @@ fn datapath_benchmark() {
     }
 
     let (dump_min, dump_med) = s.min_median("backup: dump alone");
-    let (plain_min, plain_med) = s.min_median("restore: plain mysql < file");
+    let (plain_min, plain_med) = if restores {
+        s.min_median("restore: plain mysql < file")
+    } else {
+        (f64::NAN, f64::NAN)
+    };
     println!("\n| step | min s | median s | min ratio | median ratio |");
     println!("|---|---|---|---|---|");
     for name in [
         "backup: dump alone",
+        "backup: dump alone, 1 MiB stdout buffer",
         "backup: stash (mysqldump | restic)",
         "backup: ours, first",
         "backup: ours, second",
