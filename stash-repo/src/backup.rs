@@ -21,6 +21,13 @@ use crate::pack::{seal_blob, PackBuilder};
 use crate::repo::{now_rfc3339, user, Repository, ZSTD_LEVEL};
 use crate::timeline::mark;
 
+/// The default [`BackupOptions::compress_nice`]. In a pod the dump is our child, in our cgroup,
+/// and nice only orders the threads within it. On the 2-core benchmark machine (first backup
+/// of a 412.6 MB dump, 4 rounds, examples/backup_mysql.rs) a first backup took 3.69 s at nice
+/// 0, 3.44 s at 5, 3.39 s at 10 and 3.29 s at 19, against a dump alone of 2.60-2.81 s. 10
+/// rather than 19 so that a node without per-cgroup CPU shares never starves the workers.
+pub const COMPRESS_NICE: i32 = 10;
+
 /// How a backup runs.
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
@@ -38,6 +45,12 @@ pub struct BackupOptions {
     pub pack_size: usize,
     /// zstd level (`None`: store uncompressed).
     pub compression: Option<i32>,
+    /// The nice value a worker thread takes once it has new data to compress and encrypt
+    /// (Linux; `None` leaves the threads as they are). A backup that stores new data then
+    /// yields the CPU to the dump it reads, whose pace sets the backup's length, and does that
+    /// work in the dump's gaps; the bounded queues keep it from falling behind by more than a
+    /// few chunks. A backup of unchanged data only hashes, and keeps the normal priority.
+    pub compress_nice: Option<i32>,
 }
 
 impl Default for BackupOptions {
@@ -50,6 +63,7 @@ impl Default for BackupOptions {
             uploaders: 2,
             pack_size: 4 * 1024 * 1024,
             compression: Some(ZSTD_LEVEL),
+            compress_nice: Some(COMPRESS_NICE),
         }
     }
 }
@@ -366,6 +380,7 @@ fn seal_worker(
         Some(_) => Vec::with_capacity(sealed_bound(MAX_SIZE)),
         None => Vec::new(),
     };
+    let mut niced = false;
     loop {
         let next = chunks.lock().map_err(poisoned)?.recv();
         let Ok((seq, chunk)) = next else {
@@ -384,6 +399,13 @@ fn seal_worker(
             continue;
         }
         shared.new_blobs.fetch_add(1, Ordering::Relaxed);
+        if !niced {
+            niced = true;
+            if let Some(nice) = options.compress_nice {
+                // Best effort: a refusal only leaves the thread's priority as it was.
+                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice);
+            }
+        }
         let uncompressed = match compressor.as_mut() {
             Some(c) => {
                 scratch.clear();
@@ -628,5 +650,97 @@ mod tests {
         let locks = list_locks(&repo).unwrap();
         assert_eq!(locks.len(), 1);
         assert!(locks[0].1.exclusive);
+    }
+
+    /// The nice values of this process's threads now.
+    fn thread_nices() -> Vec<i32> {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return Vec::new();
+        };
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+            .filter_map(|stat| {
+                // After the command name: state is field 3, nice field 19.
+                let rest = stat.rsplit_once(')')?.1;
+                rest.split_whitespace().nth(16)?.parse().ok()
+            })
+            .collect()
+    }
+
+    /// A stream that looks, at every read, whether a thread of this process has `nice`; once
+    /// `wait_after` bytes are out it waits (up to 10 s) for one to show.
+    struct WatchingNice<'a> {
+        data: &'a [u8],
+        nice: i32,
+        wait_after: Option<usize>,
+        out: usize,
+        seen: bool,
+    }
+
+    impl Read for WatchingNice<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.seen |= thread_nices().contains(&self.nice);
+            if self.wait_after.is_some_and(|after| self.out >= after) {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while !self.seen && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    self.seen = thread_nices().contains(&self.nice);
+                }
+                self.wait_after = None;
+            }
+            let n = buf.len().min(self.data.len()).min(64 * 1024);
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            self.out += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn workers_yield_to_the_dump_only_when_they_compress_new_data() {
+        // A nice value no other test's threads take.
+        const NICE: i32 = 13;
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(LocalBackend::new(dir.path()));
+        let repo = Repository::init(backend, b"pw").unwrap();
+        // Pseudo-random (xorshift), so the chunker cuts about every MiB; a chunk is cut by
+        // 8 MiB at the latest, so the first one reaches a worker before 12 MB are read.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let data: Vec<u8> = (0..16_000_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 56) as u8
+            })
+            .collect();
+        let options = BackupOptions {
+            compress_nice: Some(NICE),
+            ..BackupOptions::default()
+        };
+        let mut first = WatchingNice {
+            data: &data,
+            nice: NICE,
+            wait_after: Some(12_000_000),
+            out: 0,
+            seen: false,
+        };
+        let summary = backup_stream(&repo, &mut first, &options).unwrap();
+        assert!(summary.blobs_new > 1);
+        assert!(first.seen, "no worker lowered its priority for new data");
+        // The same data again: nothing to compress, so every thread keeps its priority.
+        let mut second = WatchingNice {
+            data: &data,
+            nice: NICE,
+            wait_after: None,
+            out: 0,
+            seen: false,
+        };
+        let summary = backup_stream(&repo, &mut second, &options).unwrap();
+        assert_eq!(summary.blobs_new, 0);
+        assert!(
+            !second.seen,
+            "a worker lowered its priority with nothing new"
+        );
     }
 }
