@@ -37,11 +37,12 @@ pub struct RestoreMysqlArgs {
     /// `protocol` (own statement splitter, rows as `LOAD DATA`, batched transactions, one
     /// connection), `parallel` (same, batches of each table over two connections in turn) or
     /// `client` (the `mysql` program, as Stash).
-    // The default stays `protocol`: on the 2-core machine `parallel` was no faster (0.63-0.64x
-    // of plain `mysql` for both with the restic CLI engine, 0.81-0.87x against 0.62-0.67x in
-    // process; bench/datapath/README.md): the server's connection thread and our splitter
-    // already fill both cores, and `parallel` holds three connections and more batches.
-    #[arg(long, default_value = "protocol")]
+    // The default is `parallel`: on quiet runs of the 2-core benchmark it restored the
+    // 412.6 MB dump in 0.41x (stop 17) and 0.35x (stop 16) of plain `mysql`, against 0.48x and
+    // 0.43x for `protocol` (bench/datapath/README.md); its peak RSS is about the same (90 MiB
+    // against 87 MiB, examples/load_dump.rs). On a machine loaded by other builds it was no
+    // faster (0.81-0.87x against 0.62-0.67x); `--loader=protocol` holds one connection only.
+    #[arg(long, default_value = "parallel")]
     pub loader: LoaderKind,
 }
 
