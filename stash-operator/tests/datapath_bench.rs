@@ -322,37 +322,37 @@ fn datapath_benchmark() {
         if round % 2 == 1 {
             backup_steps.reverse();
         }
+        // `mysqldump > /dev/null`, run through `wrapper` (a program and its arguments) if any.
+        let dump_to_null = |wrapper: &[&str]| {
+            let mut command = match wrapper.split_first() {
+                Some((program, args)) => {
+                    let mut c = Command::new(program);
+                    c.args(args).arg("mysqldump");
+                    c
+                }
+                None => Command::new("mysqldump"),
+            };
+            let status = command
+                .args(db.connection_args())
+                .args(split_args(DUMP_ARGS))
+                .env("MYSQL_PWD", source.password())
+                .stdout(File::create("/dev/null").unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
         for step in backup_steps {
             match step {
                 "dump alone" => {
-                    let d = timed(|| {
-                        let status = Command::new("mysqldump")
-                            .args(db.connection_args())
-                            .args(split_args(DUMP_ARGS))
-                            .env("MYSQL_PWD", source.password())
-                            .stdout(File::create("/dev/null").unwrap())
-                            .status()
-                            .unwrap();
-                        assert!(status.success());
-                    });
-                    s.add("backup: dump alone", d);
+                    s.add("backup: dump alone", timed(|| dump_to_null(&[])));
                 }
                 "dump alone, stdbuf" => {
                     // The dump with the 1 MiB stdout buffer our engines give it (coreutils'
                     // stdbuf), to show what that buffer alone changes; not the baseline.
-                    let d = timed(|| {
-                        let status = Command::new("stdbuf")
-                            .arg("-o1M")
-                            .arg("mysqldump")
-                            .args(db.connection_args())
-                            .args(split_args(DUMP_ARGS))
-                            .env("MYSQL_PWD", source.password())
-                            .stdout(File::create("/dev/null").unwrap())
-                            .status()
-                            .unwrap();
-                        assert!(status.success());
-                    });
-                    s.add("backup: dump alone, 1 MiB stdout buffer", d);
+                    s.add(
+                        "backup: dump alone, 1 MiB stdout buffer",
+                        timed(|| dump_to_null(&["stdbuf", "-o1M"])),
+                    );
                 }
                 "stash pipeline" => {
                     let d = timed(|| {
