@@ -6,7 +6,7 @@ use base64::Engine as _;
 
 use crate::backend::{Backend, FileKind};
 use crate::error::RepoError;
-use crate::http::{agent, body, hmac, storage, uri_encode, xml_values};
+use crate::http::{agent, agent_with, body, hmac, storage, uri_encode, xml_values, TlsSettings};
 use crate::objects::Layout;
 
 /// The REST API version the requests speak.
@@ -70,6 +70,13 @@ impl AzureBackend {
             layout: Layout::cleaned(prefix),
             agent: agent(),
         })
+    }
+
+    /// The same backend with these TLS settings (a CA to trust, or insecure TLS); its
+    /// authentication requests use them too.
+    pub fn with_tls(mut self, tls: &TlsSettings) -> Result<AzureBackend, RepoError> {
+        self.agent = agent_with(tls)?;
+        Ok(self)
     }
 
     /// A signed request for `blob` in the container (the container itself when `blob` is

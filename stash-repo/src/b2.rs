@@ -11,7 +11,9 @@ use base64::Engine as _;
 
 use crate::backend::{Backend, FileKind};
 use crate::error::RepoError;
-use crate::http::{agent, body, storage, to_transport, uri_encode, JsonBody};
+use crate::http::{
+    agent, agent_with, body, storage, to_transport, uri_encode, JsonBody, TlsSettings,
+};
 use crate::id::hex;
 use crate::objects::Layout;
 
@@ -99,6 +101,13 @@ impl B2Backend {
             uploads: Mutex::new(Vec::new()),
             agent: agent(),
         })
+    }
+
+    /// The same backend with these TLS settings (a CA to trust, or insecure TLS); its
+    /// authentication requests use them too.
+    pub fn with_tls(mut self, tls: &TlsSettings) -> Result<B2Backend, RepoError> {
+        self.agent = agent_with(tls)?;
+        Ok(self)
     }
 
     fn poisoned() -> RepoError {

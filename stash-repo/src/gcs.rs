@@ -11,7 +11,7 @@ use base64::Engine as _;
 
 use crate::backend::{Backend, FileKind};
 use crate::error::RepoError;
-use crate::http::{agent, body, storage, uri_encode, JsonBody};
+use crate::http::{agent, agent_with, body, storage, uri_encode, JsonBody, TlsSettings};
 use crate::objects::Layout;
 
 /// Google's public endpoint.
@@ -149,6 +149,13 @@ impl GcsBackend {
             token: Mutex::new(None),
             agent: agent(),
         })
+    }
+
+    /// The same backend with these TLS settings (a CA to trust, or insecure TLS); its
+    /// authentication requests use them too.
+    pub fn with_tls(mut self, tls: &TlsSettings) -> Result<GcsBackend, RepoError> {
+        self.agent = agent_with(tls)?;
+        Ok(self)
     }
 
     fn fetch_token(&self) -> Result<Option<(String, Duration)>, RepoError> {

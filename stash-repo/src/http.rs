@@ -2,6 +2,7 @@
 //! Both use the same layout as the local backend.
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -15,43 +16,129 @@ use crate::id::hex;
 
 const V2: &str = "application/vnd.x.restic.rest.v2";
 
-pub(crate) fn agent() -> ureq::Agent {
+/// How a repository's HTTPS connections are verified, beyond the public roots every backend
+/// trusts: restic's `--cacert` and `--insecure-tls`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM certificates (a repository's own CA, the storage Secret's `CA_CERT_DATA`) trusted
+    /// in addition to the public roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// **Skips verification of the server's certificate**, as restic's `--insecure-tls`: any
+    /// certificate for any name, from any issuer, expired or not, is accepted, so anyone who can
+    /// intercept the connection can read and change the repository's (encrypted) files and see
+    /// the credentials sent with each request. The handshake signature is still checked against
+    /// the presented certificate. For test clusters and self-signed endpoints only.
+    pub insecure: bool,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("ca_pem_bytes", &self.ca_pem.as_ref().map(Vec::len))
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+fn agent_builder() -> ureq::AgentBuilder {
     ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(30))
         .timeout_read(Duration::from_secs(300))
         .timeout_write(Duration::from_secs(300))
-        .build()
 }
 
-/// An agent that trusts the public roots and the PEM certificates in `ca_pem` (a
-/// repository's own CA, as restic's `--cacert` takes it).
-pub(crate) fn agent_trusting(ca_pem: &[u8]) -> Result<ureq::Agent, RepoError> {
-    let bad = |e: String| RepoError::Storage(format!("CA certificate: {e}"));
+/// An agent with ureq's own TLS settings (the public roots).
+pub(crate) fn agent() -> ureq::Agent {
+    agent_builder().build()
+}
+
+/// The one agent builder of every HTTP backend: the public roots, plus the CA in `tls`, or no
+/// certificate verification at all when `tls.insecure`. A CA that holds no PEM certificate is
+/// an error even when verification is off, so a broken `CA_CERT_DATA` is found at once.
+pub(crate) fn agent_with(tls: &TlsSettings) -> Result<ureq::Agent, RepoError> {
+    if *tls == TlsSettings::default() {
+        return Ok(agent());
+    }
+    let bad =
+        |e: String| RepoError::Storage(format!("repository CA certificate (CA_CERT_DATA): {e}"));
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    let mut added = 0;
-    for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
-        let cert = cert.map_err(|e| bad(e.to_string()))?;
-        roots.add(cert).map_err(|e| bad(e.to_string()))?;
-        added += 1;
+    if let Some(ca_pem) = &tls.ca_pem {
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
+            let cert = cert.map_err(|e| bad(e.to_string()))?;
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(bad("no PEM certificate found".to_owned()));
+        }
     }
-    if added == 0 {
-        return Err(bad("no PEM certificate found".to_owned()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RepoError::Storage(format!("TLS settings: {e}")))?;
+    let config = if tls.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServerCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(agent_builder().tls_config(Arc::new(config)).build())
+}
+
+/// restic's `--insecure-tls`: every server certificate is accepted (no chain, name or date
+/// check); only the handshake signature is verified, with the provider's algorithms, so the
+/// peer at least holds the key of the certificate it shows.
+#[derive(Debug)]
+struct AnyServerCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
-    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| bad(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(30))
-        .timeout_read(Duration::from_secs(300))
-        .timeout_write(Duration::from_secs(300))
-        .tls_config(std::sync::Arc::new(tls))
-        .build())
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 pub(crate) fn storage(what: &str, e: ureq::Error) -> RepoError {
@@ -146,9 +233,9 @@ impl RestBackend {
         })
     }
 
-    /// The same backend, also trusting the PEM certificates in `ca_pem`.
-    pub fn trusting(mut self, ca_pem: &[u8]) -> Result<RestBackend, RepoError> {
-        self.agent = agent_trusting(ca_pem)?;
+    /// The same backend with these TLS settings (a CA to trust, or insecure TLS).
+    pub fn with_tls(mut self, tls: &TlsSettings) -> Result<RestBackend, RepoError> {
+        self.agent = agent_with(tls)?;
         Ok(self)
     }
 
@@ -322,9 +409,9 @@ impl S3Backend {
         })
     }
 
-    /// The same backend, also trusting the PEM certificates in `ca_pem`.
-    pub fn trusting(mut self, ca_pem: &[u8]) -> Result<S3Backend, RepoError> {
-        self.agent = agent_trusting(ca_pem)?;
+    /// The same backend with these TLS settings (a CA to trust, or insecure TLS).
+    pub fn with_tls(mut self, tls: &TlsSettings) -> Result<S3Backend, RepoError> {
+        self.agent = agent_with(tls)?;
         Ok(self)
     }
 

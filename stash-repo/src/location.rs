@@ -8,6 +8,7 @@ use crate::b2::B2Backend;
 use crate::backend::{Backend, LocalBackend};
 use crate::error::RepoError;
 use crate::gcs::{GcsAuth, GcsBackend, ServiceAccountKey};
+pub use crate::http::TlsSettings;
 use crate::http::{RestBackend, S3Backend, S3Credentials};
 use crate::swift::{SwiftBackend, SwiftConfig};
 
@@ -30,6 +31,17 @@ pub fn supported(location: &str) -> bool {
 pub fn open(
     location: &str,
     var: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn Backend>, RepoError> {
+    open_with(location, var, &TlsSettings::default())
+}
+
+/// [`open`] with TLS settings for every HTTPS request of the backend, its authentication
+/// requests included: restic's `--cacert` (`tls.ca_pem`) and `--insecure-tls`
+/// (`tls.insecure`, which turns certificate verification off). A local directory ignores them.
+pub fn open_with(
+    location: &str,
+    var: &dyn Fn(&str) -> Option<String>,
+    tls: &TlsSettings,
 ) -> Result<Arc<dyn Backend>, RepoError> {
     let get = |k: &str| var(k).filter(|v| !v.is_empty());
     let Some((scheme, rest)) = location
@@ -54,7 +66,7 @@ pub fn open(
             })
     };
     Ok(match scheme {
-        "rest" => Arc::new(RestBackend::new(rest)?),
+        "rest" => Arc::new(RestBackend::new(rest)?.with_tls(tls)?),
         "s3" => {
             let creds = S3Credentials {
                 access_key: get("AWS_ACCESS_KEY_ID").unwrap_or_default(),
@@ -62,7 +74,7 @@ pub fn open(
                 session_token: get("AWS_SESSION_TOKEN"),
                 region: get("AWS_DEFAULT_REGION").unwrap_or_default(),
             };
-            Arc::new(S3Backend::new(rest, creds)?)
+            Arc::new(S3Backend::new(rest, creds)?.with_tls(tls)?)
         }
         "gs" => {
             let (bucket, prefix) = split("bucket")?;
@@ -81,13 +93,16 @@ pub fn open(
             } else {
                 GcsAuth::Metadata
             };
-            Arc::new(GcsBackend::new(
-                emulator.as_deref(),
-                bucket,
-                prefix,
-                get("GOOGLE_PROJECT_ID"),
-                auth,
-            )?)
+            Arc::new(
+                GcsBackend::new(
+                    emulator.as_deref(),
+                    bucket,
+                    prefix,
+                    get("GOOGLE_PROJECT_ID"),
+                    auth,
+                )?
+                .with_tls(tls)?,
+            )
         }
         "azure" => {
             let (container, prefix) = split("container")?;
@@ -99,30 +114,28 @@ pub fn open(
                 get("AZURE_ENDPOINT_SUFFIX")
                     .map(|suffix| format!("https://{}.blob.{suffix}", creds.account))
             });
-            Arc::new(AzureBackend::new(
-                endpoint.as_deref(),
-                &creds,
-                container,
-                prefix,
-            )?)
+            Arc::new(
+                AzureBackend::new(endpoint.as_deref(), &creds, container, prefix)?.with_tls(tls)?,
+            )
         }
         "b2" => {
             let (bucket, prefix) = rest.split_once(':').unwrap_or((rest, ""));
-            Arc::new(B2Backend::new(
-                None,
-                &get("B2_ACCOUNT_ID").unwrap_or_default(),
-                &get("B2_ACCOUNT_KEY").unwrap_or_default(),
-                bucket,
-                prefix,
-            )?)
+            Arc::new(
+                B2Backend::new(
+                    None,
+                    &get("B2_ACCOUNT_ID").unwrap_or_default(),
+                    &get("B2_ACCOUNT_KEY").unwrap_or_default(),
+                    bucket,
+                    prefix,
+                )?
+                .with_tls(tls)?,
+            )
         }
         "swift" => {
             let (container, prefix) = split("container")?;
-            Arc::new(SwiftBackend::new(
-                SwiftConfig::from_env(var),
-                container,
-                prefix,
-            )?)
+            Arc::new(
+                SwiftBackend::new(SwiftConfig::from_env(var), container, prefix)?.with_tls(tls)?,
+            )
         }
         other => {
             return Err(RepoError::Storage(format!(
@@ -163,5 +176,45 @@ mod tests {
             open("gs:b://p", &none).map(|b| b.location()).ok(),
             Some("gs:b:/p".to_owned())
         );
+    }
+
+    #[test]
+    fn every_http_backend_takes_the_tls_settings() {
+        let var = |k: &str| {
+            if k == "GOOGLE_APPLICATION_CREDENTIALS" {
+                return None;
+            }
+            Some(
+                match k {
+                    "AZURE_ACCOUNT_KEY" => "a2V5",
+                    "OS_STORAGE_URL" => "https://swift.example/v1/AUTH_x",
+                    _ => "set",
+                }
+                .to_owned(),
+            )
+        };
+        let not_pem = TlsSettings {
+            ca_pem: Some(b"not a certificate".to_vec()),
+            insecure: false,
+        };
+        for location in [
+            "s3:https://minio.example/bucket/p",
+            "rest:https://rest.example/",
+            "gs:b:/p",
+            "azure:c:/p",
+            "b2:b:/p",
+            "swift:c:/p",
+        ] {
+            assert!(open(location, &var).is_ok(), "{location}");
+            let err = open_with(location, &var, &not_pem)
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                err.as_deref().unwrap_or_default().contains("CA_CERT_DATA"),
+                "{location}: {err:?}"
+            );
+        }
+        // A local directory has no TLS to set.
+        assert!(open_with("/srv/repo", &var, &not_pem).is_ok());
     }
 }

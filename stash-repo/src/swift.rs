@@ -10,7 +10,9 @@ use std::sync::Mutex;
 
 use crate::backend::{Backend, FileKind};
 use crate::error::RepoError;
-use crate::http::{agent, body, storage, to_transport, uri_encode, JsonBody};
+use crate::http::{
+    agent, agent_with, body, storage, to_transport, uri_encode, JsonBody, TlsSettings,
+};
 use crate::objects::Layout;
 
 /// The Swift settings, named after the variables restic reads them from.
@@ -165,6 +167,13 @@ impl SwiftBackend {
             session: Mutex::new(None),
             agent: agent(),
         })
+    }
+
+    /// The same backend with these TLS settings (a CA to trust, or insecure TLS); its
+    /// authentication requests use them too.
+    pub fn with_tls(mut self, tls: &TlsSettings) -> Result<SwiftBackend, RepoError> {
+        self.agent = agent_with(tls)?;
+        Ok(self)
     }
 
     fn authenticate(&self) -> Result<Session, RepoError> {

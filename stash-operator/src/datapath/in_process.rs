@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
+use stash_repo::location::TlsSettings;
 use stash_repo::{backend::FileKind, Backend, Id, LockWait, RepoError, Repository};
 
 use super::backend::EngineEnv;
@@ -40,8 +41,8 @@ pub struct Unsupported(pub String);
 
 impl InProcess {
     /// An engine for the repository `env` names: a local directory, S3, a REST server, GCS,
-    /// Azure, B2 or Swift, without a custom CA or disabled TLS verification (those stay with
-    /// restic).
+    /// Azure, B2 or Swift, with the TLS settings of its flags (`--cacert <file>`, the Secret's
+    /// `CA_CERT_DATA`, and `--insecure-tls`) as restic would take them.
     pub fn new(env: &EngineEnv, pruner: ResticCli) -> Result<InProcess, Unsupported> {
         let location = env
             .env
@@ -55,8 +56,10 @@ impl InProcess {
                  settings (use --engine=restic)"
             )));
         }
-        let backend = stash_repo::location::open(&location, &|k| env.env.get(k).cloned())
-            .map_err(|e| Unsupported(format!("cannot reach the repository: {e}")))?;
+        let tls = tls_settings(&env.flags)?;
+        let backend =
+            stash_repo::location::open_with(&location, &|k| env.env.get(k).cloned(), &tls)
+                .map_err(|e| Unsupported(format!("cannot open the repository: {e}")))?;
         Ok(InProcess {
             backend,
             password: env.env.get("RESTIC_PASSWORD").cloned().unwrap_or_default(),
@@ -72,16 +75,12 @@ impl InProcess {
         self
     }
 
-    /// True when [`InProcess::new`] would accept `env`.
+    /// True when [`InProcess::new`] would accept `env`: a location the library reaches. The
+    /// flags are restic's `--cacert`, `--insecure-tls` (both taken here) and `--option
+    /// <scheme>.connections=N` (which only bounds restic's own concurrency).
     pub fn supports(env: &EngineEnv) -> bool {
         let location = env.env.get("RESTIC_REPOSITORY").map_or("", String::as_str);
-        // A custom CA or skipped verification needs TLS settings this engine does not take;
-        // `--option <scheme>.connections=N` only bounds restic's own concurrency.
-        let tls_settings = env
-            .flags
-            .iter()
-            .any(|f| f == "--cacert" || f == "--insecure-tls");
-        stash_repo::location::supported(location) && !tls_settings
+        stash_repo::location::supported(location)
     }
 
     fn open(&self) -> Result<Repository, EngineError> {
@@ -100,6 +99,31 @@ impl InProcess {
         }
         Ok(repo)
     }
+}
+
+/// The TLS settings restic would take from `flags`: the CA file of `--cacert` (written from the
+/// Secret's `CA_CERT_DATA` by [`super::backend::engine_env`]) and `--insecure-tls`.
+fn tls_settings(flags: &[String]) -> Result<TlsSettings, Unsupported> {
+    let mut tls = TlsSettings::default();
+    let mut flags = flags.iter();
+    while let Some(flag) = flags.next() {
+        match flag.as_str() {
+            "--cacert" => {
+                let path = flags
+                    .next()
+                    .ok_or_else(|| Unsupported("--cacert without a file".to_owned()))?;
+                let pem = std::fs::read(path).map_err(|e| {
+                    Unsupported(format!(
+                        "repository CA certificate (CA_CERT_DATA, file {path}): {e}"
+                    ))
+                })?;
+                tls.ca_pem = Some(pem);
+            }
+            "--insecure-tls" => tls.insecure = true,
+            _ => {}
+        }
+    }
+    Ok(tls)
 }
 
 fn engine_error(command: &str, e: RepoError) -> EngineError {
@@ -283,6 +307,38 @@ mod tests {
         };
         let pruner = ResticCli::new("restic", env.clone(), CacheMode::Disabled);
         InProcess::new(&env, pruner).unwrap()
+    }
+
+    #[test]
+    fn tls_flags_keep_the_repository_in_process() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = tmp.path().join("repository-ca.crt");
+        std::fs::write(&ca, b"PEM").unwrap();
+        let env = EngineEnv {
+            env: BTreeMap::from([(
+                "RESTIC_REPOSITORY".to_owned(),
+                "s3:https://minio.example:9000/bucket/prefix".to_owned(),
+            )]),
+            flags: [
+                "--cacert",
+                &ca.display().to_string(),
+                "--option",
+                "s3.connections=4",
+                "--insecure-tls",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        };
+        // `--engine=auto` picks this engine for such a repository (`select_engine`).
+        assert!(InProcess::supports(&env));
+        let tls = tls_settings(&env.flags).unwrap();
+        assert_eq!(tls.ca_pem.as_deref(), Some(&b"PEM"[..]));
+        assert!(tls.insecure);
+        assert_eq!(tls_settings(&[]).unwrap(), TlsSettings::default());
+        let missing = ["--cacert", "/nonexistent/ca.crt"].map(str::to_owned);
+        let err = tls_settings(&missing).unwrap_err().to_string();
+        assert!(err.contains("CA_CERT_DATA"), "{err}");
+        assert!(tls_settings(&["--cacert".to_owned()]).is_err());
     }
 
     #[test]

@@ -7,9 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use stash_repo::backend::{Backend, FileKind};
-use stash_repo::http::{RestBackend, S3Backend, S3Credentials};
+use stash_repo::location::{self, TlsSettings};
 use stash_repo::RepoError;
 
 use super::backend::{repository_url, BackendConfig, Provider};
@@ -74,43 +75,29 @@ pub async fn wipe_out(
     }
 }
 
-/// The `stash-repo` backend of an S3 or REST repository, trusting the Secret's `CA_CERT_DATA`.
+/// The `stash-repo` backend of an S3 or REST repository, opened as the in-process engine opens
+/// it: the Secret's keys, its `CA_CERT_DATA` and the Repository's insecure TLS.
 fn remote_backend(
     config: &BackendConfig,
     secret: &BTreeMap<String, Vec<u8>>,
-) -> Result<Box<dyn Backend>, WipeOutError> {
+) -> Result<Arc<dyn Backend>, WipeOutError> {
     let url = repository_url(config, secret).map_err(|e| WipeOutError::Config(e.to_string()))?;
-    let text = |k: &str| {
-        secret
-            .get(k)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    };
-    let ca = secret.get("CA_CERT_DATA");
-    let backend: Box<dyn Backend> = if let Some(location) = url.strip_prefix("s3:") {
-        let creds = S3Credentials {
-            access_key: text("AWS_ACCESS_KEY_ID").unwrap_or_default(),
-            secret_key: text("AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
-            session_token: text("AWS_SESSION_TOKEN"),
-            region: config.region.clone(),
-        };
-        let s3 =
-            S3Backend::new(location, creds).map_err(|e| WipeOutError::Config(e.to_string()))?;
-        match ca {
-            Some(pem) => Box::new(s3.trusting(pem)?),
-            None => Box::new(s3),
-        }
-    } else if let Some(location) = url.strip_prefix("rest:") {
-        let rest = RestBackend::new(location).map_err(|e| WipeOutError::Config(e.to_string()))?;
-        match ca {
-            Some(pem) => Box::new(rest.trusting(pem)?),
-            None => Box::new(rest),
-        }
-    } else {
+    if !(url.starts_with("s3:") || url.starts_with("rest:")) {
         return Err(WipeOutError::Config(
             "the repository is neither on S3 nor on a REST server".into(),
         ));
+    }
+    let var = |k: &str| match k {
+        "AWS_DEFAULT_REGION" => Some(config.region.clone()),
+        _ => secret
+            .get(k)
+            .map(|v| String::from_utf8_lossy(v).into_owned()),
     };
-    Ok(backend)
+    let tls = TlsSettings {
+        ca_pem: secret.get("CA_CERT_DATA").cloned(),
+        insecure: config.insecure_tls,
+    };
+    location::open_with(&url, &var, &tls).map_err(|e| WipeOutError::Config(e.to_string()))
 }
 
 /// Removes every file of restic's layout: snapshots first (a wipe-out cut short leaves no
