@@ -172,3 +172,132 @@ fn missing_repository_and_stale_locks_are_handled_once_each() {
     assert_eq!(decisions, ["WaitingForLock", "LockedByLiveJob"]);
     engine.checkpoint();
 }
+
+/// A `mysqldump` that notes its pid in `runs` before it becomes the real one.
+fn counting_dump(dir: &std::path::Path, runs: &std::path::Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("mysqldump");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ >> '{}'\nexec mysqldump \"$@\"\n",
+            runs.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script.display().to_string()
+}
+
+fn pids(runs: &std::path::Path) -> Vec<u32> {
+    std::fs::read_to_string(runs)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_dump_starts_with_the_lock_check_and_is_restarted_after_a_wait() {
+    let server = MysqlServer::start().expect("server");
+    server
+        .execute("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1);")
+        .unwrap();
+    let target = DbTarget {
+        host: server.host().into(),
+        port: server.port(),
+        user: server.user().into(),
+        password: server.password().into(),
+        ssl_ca: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    // No lock to wait for: the dump started before the look at the locks is the one stored,
+    // so it ran once; and it was running while the locks were read.
+    let runs = dir.path().join("runs-1");
+    let opts = BackupOptions {
+        mysqldump_program: counting_dump(dir.path(), &runs),
+        ..options()
+    };
+    let mut engine = MockRepositoryEngine::new();
+    let mut seq = Sequence::new();
+    let seen = runs.clone();
+    engine
+        .expect_locks()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while pids(&seen).is_empty() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(pids(&seen).len(), 1, "the dump had not started");
+            Ok(Vec::new())
+        });
+    expect_remove(&mut engine, &mut seq, &[]);
+    expect_backup(&mut engine, &mut seq, store);
+    let report = run_backup_with_locks(
+        &engine,
+        &target,
+        &opts,
+        Duration::from_secs(5),
+        &mut LockHolders::default,
+        &mut |_| {},
+    )
+    .expect("backup");
+    assert!(report.summary.total_bytes_processed > 0);
+    assert_eq!(pids(&runs).len(), 1);
+    engine.checkpoint();
+
+    // A live exclusive lock that goes away: the early dump is not kept waiting in its
+    // transaction; it is killed, and a new one is stored whole.
+    let runs = dir.path().join("runs-2");
+    let opts = BackupOptions {
+        mysqldump_program: counting_dump(dir.path(), &runs),
+        ..options()
+    };
+    let mut engine = MockRepositoryEngine::new();
+    let mut seq = Sequence::new();
+    expect_locks(
+        &mut engine,
+        &mut seq,
+        vec![lock_file("live", true, std::process::id())],
+    );
+    expect_remove(&mut engine, &mut seq, &[]);
+    expect_locks(&mut engine, &mut seq, Vec::new());
+    expect_remove(&mut engine, &mut seq, &[]);
+    let stored = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = std::sync::Arc::clone(&stored);
+    expect_backup(&mut engine, &mut seq, move |source| {
+        let mut bytes = Vec::new();
+        source
+            .read_to_end(&mut bytes)
+            .map_err(|e| EngineError::SourceFailed(e.to_string()))?;
+        *into.lock().unwrap() = bytes;
+        Ok(SnapshotSummary::default())
+    });
+    run_backup_with_locks(
+        &engine,
+        &target,
+        &opts,
+        Duration::from_secs(10),
+        &mut LockHolders::default,
+        &mut |_| {},
+    )
+    .expect("backup after the wait");
+    let started = pids(&runs);
+    assert_eq!(started.len(), 2, "{started:?}");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", started[0])).exists(),
+        "the first dump is still there"
+    );
+    let stored = stored.lock().unwrap();
+    let text = String::from_utf8_lossy(&stored);
+    assert_eq!(text.matches("CREATE TABLE `t`").count(), 1);
+    assert!(text
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap()
+        .starts_with("-- Dump completed"));
+}
