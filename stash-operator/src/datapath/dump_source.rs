@@ -8,9 +8,7 @@
 use std::collections::VecDeque;
 use std::io::Read;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use stash_repo::timeline::mark;
@@ -23,10 +21,6 @@ const STDERR_TAIL_BYTES: usize = 2048;
 const BLOCK: usize = 256 * 1024;
 /// Blocks in the queue: 2 MiB, about 13 ms of a dump's output, bounds what is held ahead.
 const BLOCKS: usize = 8;
-/// Blocks the queue may grow to before the consumer's first read: 16 MiB, about 100 ms of a
-/// dump, so a dump started while the repository's key is derived (scrypt, ~80 ms, 32 MiB)
-/// runs on instead of waiting on its pipe. They are freed as the consumer returns them.
-const EARLY_BLOCKS: usize = 64;
 /// The dump's stdout pipe is enlarged to this (Linux's default `pipe-max-size`), so that it holds
 /// several milliseconds of output while the read-ahead thread pauses.
 const PIPE_SIZE: usize = 1024 * 1024;
@@ -118,14 +112,11 @@ fn stdbuf_library() -> Option<&'static str> {
 }
 
 /// The consumer's end of the thread that drains a dump's stdout: full blocks come in, emptied
-/// ones go back, so at most [`BLOCKS`] blocks exist once the consumer reads ([`EARLY_BLOCKS`]
-/// before). The thread ends at the pipe's end, at a
+/// ones go back, so at most [`BLOCKS`] blocks exist. The thread ends at the pipe's end, at a
 /// read error (passed on after the bytes before it), or when this end is dropped.
 struct ReadAhead {
     filled: Receiver<std::io::Result<(Vec<u8>, usize)>>,
     empty: SyncSender<Vec<u8>>,
-    /// Set at the consumer's first read: from then on the thread makes no more blocks.
-    consuming: Arc<AtomicBool>,
     current: Vec<u8>,
     pos: usize,
     len: usize,
@@ -135,31 +126,14 @@ impl ReadAhead {
     fn spawn(mut stdout: ChildStdout) -> ReadAhead {
         // Best effort: a smaller pipe only means the dump waits sooner.
         let _ = rustix::pipe::fcntl_setpipe_size(&stdout, PIPE_SIZE);
-        let (filled_tx, filled) = sync_channel(EARLY_BLOCKS);
+        let (filled_tx, filled) = sync_channel(BLOCKS);
         let (empty, empty_rx) = sync_channel::<Vec<u8>>(BLOCKS);
         for _ in 0..BLOCKS {
             let _ = empty.send(Vec::new());
         }
-        let consuming = Arc::new(AtomicBool::new(false));
-        let early = Arc::clone(&consuming);
         std::thread::spawn(move || {
             let mut first = true;
-            let mut made = BLOCKS;
-            loop {
-                let next = match empty_rx.try_recv() {
-                    Ok(block) => Ok(block),
-                    Err(TryRecvError::Empty)
-                        if made < EARLY_BLOCKS && !early.load(Ordering::Relaxed) =>
-                    {
-                        made += 1;
-                        Ok(Vec::new())
-                    }
-                    Err(TryRecvError::Empty) => empty_rx.recv().map_err(|_| ()),
-                    Err(TryRecvError::Disconnected) => Err(()),
-                };
-                let Ok(mut block) = next else {
-                    return;
-                };
+            while let Ok(mut block) = empty_rx.recv() {
                 // Zeroed once per block: blocks go round at their full length.
                 block.resize(BLOCK, 0);
                 let (len, result) = fill(&mut stdout, &mut block);
@@ -186,7 +160,6 @@ impl ReadAhead {
         ReadAhead {
             filled,
             empty,
-            consuming,
             current: Vec::new(),
             pos: 0,
             len: 0,
@@ -217,7 +190,6 @@ fn fill(source: &mut impl Read, block: &mut [u8]) -> (usize, std::io::Result<()>
 impl Read for ReadAhead {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.pos == self.len {
-            self.consuming.store(true, Ordering::Relaxed);
             let (next, len) = match self.filled.recv() {
                 Ok(block) => block?,
                 Err(_) => return Ok(0),
@@ -225,7 +197,7 @@ impl Read for ReadAhead {
             let spent = std::mem::replace(&mut self.current, next);
             self.pos = 0;
             self.len = len;
-            // Never blocks: a block the queue has no room for (one made early) is freed.
+            // Never blocks: only BLOCKS blocks exist.
             let _ = self.empty.try_send(spent);
         }
         let n = buf.len().min(self.len - self.pos);
@@ -260,8 +232,9 @@ impl DumpSource {
         self.bytes
     }
 
-    /// Starts the first dump now rather than at the first read; its output is held (up to
-    /// about 16 MiB) until then. Dropping the source kills the dump.
+    /// Starts the first dump now rather than at the first read; its output is held in the
+    /// read-ahead queue and the pipe (3 MiB) until then, after which it waits. Dropping the
+    /// source kills the dump.
     pub fn start(&mut self) -> Result<(), DumpError> {
         if self.running.is_none() {
             self.start_next()?;
@@ -545,13 +518,12 @@ mod tests {
     }
 
     #[test]
-    fn a_started_dump_runs_ahead_before_the_first_read() {
-        // 8 MiB before any read: four times what the queue holds once reading has begun, well
-        // within what it may hold before.
+    fn a_started_dump_runs_before_the_first_read() {
+        // 2 MiB before any read: what the queue holds, the pipe taking the rest.
         let dir = tempfile::tempdir().unwrap();
         let mark = dir.path().join("done");
         let script = format!(
-            "head -c 8388608 /dev/zero; touch {}; printf '\\n-- Dump completed\\n'",
+            "head -c 2097152 /dev/zero; touch {}; printf '\\n-- Dump completed\\n'",
             mark.display()
         );
         let mut source = DumpSource::new(vec![sh(&script)]);
@@ -562,10 +534,10 @@ mod tests {
         }
         assert!(
             mark.exists(),
-            "the started dump stalled before the first read"
+            "the started dump did not run before the first read"
         );
         let out = read_all(&mut source).unwrap();
-        assert_eq!(out.len(), 8388608 + "\n-- Dump completed\n".len());
+        assert_eq!(out.len(), 2097152 + "\n-- Dump completed\n".len());
     }
 
     #[test]
