@@ -80,6 +80,22 @@ fn locked() -> EngineError {
     EngineError::Locked("repository is already locked by PID 7 on host-x".into())
 }
 
+/// A server with a one-row table `shop.t`, and how to reach it.
+fn shop_server() -> (MysqlServer, DbTarget) {
+    let server = MysqlServer::start().expect("server");
+    server
+        .execute("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1);")
+        .unwrap();
+    let target = DbTarget {
+        host: server.host().into(),
+        port: server.port(),
+        user: server.user().into(),
+        password: server.password().into(),
+        ssl_ca: None,
+    };
+    (server, target)
+}
+
 fn options() -> BackupOptions {
     BackupOptions {
         mysql_program: "mysql".into(),
@@ -94,17 +110,7 @@ fn options() -> BackupOptions {
 
 #[test]
 fn missing_repository_and_stale_locks_are_handled_once_each() {
-    let server = MysqlServer::start().expect("server");
-    server
-        .execute("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1);")
-        .unwrap();
-    let target = DbTarget {
-        host: server.host().into(),
-        port: server.port(),
-        user: server.user().into(),
-        password: server.password().into(),
-        ssl_ca: None,
-    };
+    let (_server, target) = shop_server();
 
     // A crashed job's shared lock (this host, dead pid) is removed before the backup; the
     // repository is missing, then a lock races in: init once, one more look, three attempts,
@@ -199,17 +205,7 @@ fn pids(runs: &std::path::Path) -> Vec<u32> {
 
 #[test]
 fn the_dump_starts_with_the_lock_check_and_is_restarted_after_a_wait() {
-    let server = MysqlServer::start().expect("server");
-    server
-        .execute("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1);")
-        .unwrap();
-    let target = DbTarget {
-        host: server.host().into(),
-        port: server.port(),
-        user: server.user().into(),
-        password: server.password().into(),
-        ssl_ca: None,
-    };
+    let (_server, target) = shop_server();
     let dir = tempfile::tempdir().unwrap();
 
     // No lock to wait for: the dump started before the look at the locks is the one stored,
