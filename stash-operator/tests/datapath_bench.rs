@@ -484,9 +484,14 @@ fn datapath_benchmark() {
                     });
                     s.add("restore: stash (restic dump | mysql)", d);
                 }
-                "in-process" => {
-                    let single = RestoreOptions {
-                        loader: LoaderKind::Protocol,
+                "in-process" | "in-process-parallel" => {
+                    let (loader, label) = if step == "in-process" {
+                        (LoaderKind::Protocol, "restore: in-process, one connection")
+                    } else {
+                        (LoaderKind::Parallel, "restore: in-process, parallel")
+                    };
+                    let options = RestoreOptions {
+                        loader,
                         ..restore_opts.clone()
                     };
                     // An engine of its own, as a restore Job has (it derives the key again).
@@ -498,29 +503,10 @@ fn datapath_benchmark() {
                     );
                     reset_own_peak();
                     let d = timed(|| {
-                        run_restore(&*job.engine, &fresh_db, &single).unwrap();
+                        run_restore(&*job.engine, &fresh_db, &options).unwrap();
                     });
                     inproc_restore_peak = inproc_restore_peak.max(own_peak_kib());
-                    s.add("restore: in-process, one connection", d);
-                }
-                "in-process-parallel" => {
-                    let parallel = RestoreOptions {
-                        loader: LoaderKind::Parallel,
-                        ..restore_opts.clone()
-                    };
-                    // An engine of its own, as a restore Job has (it derives the key again).
-                    let job = open_repo(
-                        work.path(),
-                        inproc.path.clone(),
-                        &restic_ours,
-                        EngineKind::InProcess,
-                    );
-                    reset_own_peak();
-                    let d = timed(|| {
-                        run_restore(&*job.engine, &fresh_db, &parallel).unwrap();
-                    });
-                    inproc_restore_peak = inproc_restore_peak.max(own_peak_kib());
-                    s.add("restore: in-process, parallel", d);
+                    s.add(label, d);
                 }
                 "myloader" => {
                     let defaults = myloader_defaults(work.path(), &fresh);

@@ -190,11 +190,10 @@ pub fn run_backup_with_locks(
     // the repository's key is derived and its locks are read (~80 ms of scrypt); its output
     // waits in the read-ahead queue. If a lock had to be waited out, that dump is dropped
     // (killed) rather than kept open in its transaction, and a new one starts after.
-    let mut early = Some(source());
-    if let Some(dump) = early.as_mut() {
-        dump.start()
-            .map_err(|e| EngineError::SourceFailed(e.to_string()))?;
-    }
+    let mut first_dump = source();
+    first_dump
+        .start()
+        .map_err(|e| EngineError::SourceFailed(e.to_string()))?;
     // Locks first: a stale lock does not keep a backup out, but it would keep out the
     // retention after it. A missing repository has none and is created below.
     match settle(engine, &mut waited) {
@@ -204,9 +203,7 @@ pub fn run_backup_with_locks(
         other => other?,
     }
     mark("locks settled");
-    if !waited.is_zero() {
-        early = None;
-    }
+    let mut early = waited.is_zero().then_some(first_dump);
     // A missing repository is created once; a lock taken between the look and the backup is
     // settled again by the same rule, within the same wait.
     let mut tried_init = initialized;
